@@ -1,0 +1,54 @@
+# flask-mlops — two commands: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+
+.PHONY: venv run train test test-fast lint bench bench-peers clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e ".[dev,torch,server]"
+	touch $@
+
+train: venv
+	$(VENV)/bin/flask --app example_app mlops train --name diabetes --if-missing
+
+run: venv train
+	@echo ""
+	@echo "  flask-mlops example: http://$(HOST):$(PORT)/"
+	@echo "  predict:    curl -s -X POST http://$(HOST):$(PORT)/predict -H 'Content-Type: application/json' \\"
+	@echo "                -d '{\"Pregnancies\":2,\"Glucose\":138,\"BloodPressure\":62,\"SkinThickness\":35,\"Insulin\":0,\"BMI\":33.6,\"DiabetesPedigreeFunction\":0.127,\"Age\":47}'"
+	@echo "  health:     http://$(HOST):$(PORT)/mlops/api/health"
+	@echo "  dashboard:  http://$(HOST):$(PORT)/mlops/"
+	@echo ""
+	GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=$(WORKERS) $(VENV)/bin/gunicorn -c example_app/gunicorn.conf.py example_app.wsgi:app
+
+test: venv
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow and not integration and not browser"
+
+lint: venv
+	$(VENV)/bin/ruff check flask_mlops example_app tests bench
+	$(VENV)/bin/mypy flask_mlops
+
+bench: venv
+	$(PY) bench/overhead.py
+	$(PY) bench/drift.py
+	$(PY) bench/ab.py
+	$(PY) bench/training.py
+
+bench-peers: venv
+	bash bench/peers/setup.sh
+	$(PY) bench/drift.py --peers
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,26 @@
+"""`GET /api/health`: public liveness for load balancers; reveals no logged data."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import jsonify
+
+from ..extension import get_state
+from .blueprint import route
+
+
+@route("/health", role=None)
+def health() -> Any:
+    state = get_state()
+    versions = state.models.production_versions()
+    models = {name: {"production_version": versions.get(name)} for name in state.config.model_names}
+    ready = all(v["production_version"] is not None for v in models.values())
+    return jsonify(
+        {
+            "status": "ok" if ready else "degraded",
+            "models": models,
+            "uptime_s": round(time.time() - state.started_at, 3),
+        }
+    )

@@ -1,0 +1,1 @@
+"""`flask mlops ...` commands: thin layers over the same core functions the API calls."""

@@ -1,0 +1,275 @@
+"""Every `MLOPS_*` configuration key: its default, how it is parsed, and what it means.
+
+A key's value comes from, in order: the keyword option given to `MLOps(...)` (the key
+without the `MLOPS_` prefix, lower-case), `app.config`, an environment variable of the
+same name (12-factor deployments under gunicorn), then the default below. Everything is
+read and validated once in `init_app`; a wrong value fails at start-up naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ConfigError
+from .specs import ModelSpec, parse_models
+
+Parser = Callable[[str, Any], Any]
+
+
+def _str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{key} must be a boolean (true/false), got {value!r}")
+
+
+def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Parser:
+    def parse(key: str, value: Any) -> Any:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            number = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} must be a {kind.__name__}, got {value!r}") from exc
+        if (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise ConfigError(f"{key} must be between {lo} and {hi}, got {number!r}")
+        return number
+
+    return parse
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _json_obj(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else None
+        except ValueError as exc:
+            raise ConfigError(f"{key} is not valid JSON: {exc}") from exc
+    return value
+
+
+def _gates(key: str, value: Any) -> Mapping[str, Any]:
+    value = _json_obj(key, value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping metric -> minimum, got {value!r}")
+    return MappingProxyType(dict(value))
+
+
+def _tokens(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A token, a comma list of `token[:role]`, or a mapping token -> role."""
+    if value is None or value == "":
+        return ()
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = [
+            tuple(part.rsplit(":", 1)) if part.rsplit(":", 1)[-1] in ("read", "admin") else (part, "admin")
+            for part in (p.strip() for p in value.split(","))
+            if part
+        ]
+    elif isinstance(value, (list, tuple)):
+        items = [(v, "admin") if isinstance(v, str) else tuple(v) for v in value]
+    else:
+        raise ConfigError(f"{key} must be a token string, a list or a mapping token -> role")
+    for token, role in items:
+        if role not in ("read", "admin"):
+            raise ConfigError(f"{key}: role must be 'read' or 'admin', got {role!r}")
+        if not isinstance(token, str) or len(token) < 8:
+            raise ConfigError(f"{key}: every token must be a string of at least 8 characters")
+        pairs.append((token, role))
+    return tuple(pairs)
+
+
+def _prefix(key: str, value: Any) -> str:
+    value = _str(key, value) or ""
+    if not value.startswith("/") or value.endswith("/") and value != "/":
+        raise ConfigError(f"{key} must start with '/' and not end with one, got {value!r}")
+    return value
+
+
+def _models(key: str, value: Any) -> tuple[ModelSpec, ...]:
+    try:
+        return parse_models(_json_obj(key, value) or {})
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
+def _key(default: Any, doc: str, parse: Parser = _str) -> Any:
+    metadata = {"doc": doc, "parse": parse}
+    if isinstance(default, Mapping):  # dataclasses refuse mapping defaults: hand out frozen copies
+        frozen = dict(default)
+        return field(default_factory=lambda: MappingProxyType(frozen), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _default(f: Any) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+@dataclass(frozen=True)
+class MLOpsConfig:
+    """The validated configuration of one app (read once, never mutated)."""
+
+    # storage and servers
+    database_uri: str | None = _key(None, "SQLAlchemy URI of the `mlops` bind. Default: sqlite:///<instance>/mlops.db.")
+    tracking_uri: str | None = _key(None, "MLflow tracking/registry URI. Default: sqlite:///<instance>/mlflow.db.")
+    artifact_root: str | None = _key(None, "MLflow artifact root for new experiments. Default: <instance>/mlartifacts.")
+    experiment_name: str = _key("flask-mlops", "MLflow experiment that training runs are logged under.")
+    log_dir: str = _key("logs", "Folder for the JSONL prediction log, drift reports and caches (relative to the working directory).")
+    model_cache_dir: str | None = _key(None, "Local copies of registered artifacts, sha256-checked. Default: <instance>/mlops_models.")
+    models: tuple[ModelSpec, ...] = _key((), "Declared models: {name: {task, features, target, data, ...}} (see README).", _models)
+    url_prefix: str = _key("/mlops", "Where the blueprint (API, dashboard, metrics) is mounted.", _prefix)
+    # serving
+    reload_interval: float = _key(5.0, "Seconds between checks for a new production version in each worker (0 = never).", _number(float, 0, 3600))
+    load_on_start: bool = _key(True, "Load production models into memory in init_app (else on first use).", _bool)
+    device: str = _key("auto", "Training device: auto (CUDA when present), cpu or cuda.", _choice("auto", "cpu", "cuda"))
+    # prediction log
+    log_sample_rate: float = _key(1.0, "Share of tracked requests written to the log (decided by a hash of the prediction id).", _number(float, 0.0, 1.0))
+    log_retention_days: int = _key(30, "Days of daily JSONL files kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
+    log_errors: bool = _key(True, "Also log failed (4xx/5xx) tracked requests, with their status and error.", _bool)
+    # security
+    api_token: tuple[tuple[str, str], ...] = _key((), "Bearer token(s): 'tok', 'tok1:read,tok2:admin' or {token: role}.", _tokens)
+    auth_disabled: bool = _key(False, "Development only: serve protected routes without authentication.", _bool)
+    secret_key: str | None = _key(None, "Key for the dashboard session cookie. Default: the app's SECRET_KEY.")
+    max_body_bytes: int = _key(1_048_576, "Largest request body the /mlops API accepts (413 above it).", _number(int, 1024, 1 << 30))
+    feedback_batch_max: int = _key(1000, "Most items one bulk feedback request may carry.", _number(int, 1, 100_000))
+    # monitoring
+    drift_psi_thresholds: Any = _key((0.1, 0.2, 0.3), "PSI levels monitor/warning/critical.", _json_obj)
+    drift_ks_pvalue: float = _key(0.05, "KS/chi-square p-value below which a feature drifts (small samples).", _number(float, 0, 1))
+    drift_ks_statistic: float = _key(0.1, "KS statistic above which a feature drifts (with the p-value).", _number(float, 0, 1))
+    drift_large_sample: int = _key(1000, "Rows from which drift is judged by effect size instead of p-values.", _number(int, 1))
+    drift_min_samples: int = _key(100, "Fewest records in a window to judge drift (else insufficient_data).", _number(int, 1))
+    drift_feature_thresholds: Any = _key(None, "Per-feature overrides: {feature: {psi: [..], ...}}.", _json_obj)
+    decay_thresholds: Any = _key((0.02, 0.05, 0.10), "Relative accuracy drop levels monitor/warning/critical.", _json_obj)
+    error_rate_thresholds: Any = _key((0.01, 0.05, 0.10), "Error-rate levels monitor/warning/critical.", _json_obj)
+    latency_p95_thresholds_ms: Any = _key((200.0, 500.0, 1000.0), "p95 latency levels (ms) monitor/warning/critical.", _json_obj)
+    alert_webhook: str | None = _key(None, "URL alerts are POSTed to as JSON (Slack-compatible `text`).")
+    alert_cooldown_s: float = _key(3600.0, "Seconds before the same alert condition is sent again.", _number(float, 0))
+    # training and retraining
+    candidates: Any = _key(None, "Candidate models and hyper-parameters for training (default: all available).", _json_obj)
+    selection_metric: str = _key("f1", "CV metric that picks the best candidate.")
+    cv_folds: int = _key(5, "Cross-validation folds.", _number(int, 2, 50))
+    holdout_size: float = _key(0.2, "Share of the data held out for the final evaluation.", _number(float, 0.05, 0.5))
+    random_seed: int = _key(42, "Seed for splits and models (reproducible training).", _number(int, 0))
+    promotion_gates: Mapping[str, Any] = _key(
+        MappingProxyType({"accuracy": 0.72, "roc_auc": 0.80, "f1": 0.65, "no_worse_than_production": True}),
+        "Gates a new version must pass to be promoted (metric -> minimum; no_worse_than_production).",
+        _gates,
+    )
+    retrain_min_new_labels: int = _key(100, "New labelled samples that trigger a retrain.", _number(int, 1))
+    retrain_decay_threshold: float = _key(0.10, "Relative accuracy drop that triggers a retrain.", _number(float, 0, 1))
+    # scheduler
+    scheduler_enabled: bool = _key(False, "Run the scheduled jobs inside the app's workers (one runner via a DB lease).", _bool)
+    drift_cron: str = _key("0 2 * * *", "Cron (UTC) of the drift check job.")
+    retrain_cron: str = _key("0 3 * * sun", "Cron (UTC) of the retrain check job.")
+    rollout_interval_s: float = _key(300.0, "Seconds between rollout evaluations.", _number(float, 1))
+    retention_cron: str = _key("30 1 * * *", "Cron (UTC) of the log retention job.")
+    lease_ttl_s: float = _key(60.0, "Seconds a scheduler lease lives unless renewed.", _number(float, 1))
+
+    # resolved paths (filled by load_config, not keys)
+    instance_path: str = field(default="", metadata={"internal": True})
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        from .errors import UnknownModelError
+
+        raise UnknownModelError(
+            f"unknown model {name!r}", details={"known_models": self.model_names}
+        )
+
+    def tokens(self) -> tuple[tuple[str, str], ...]:
+        return self.api_token
+
+
+def config_keys() -> list[tuple[str, Any, str]]:
+    """(KEY, default, doc) for every key: the single source for the README table."""
+    return [
+        (f"MLOPS_{f.name.upper()}", _default(f), f.metadata["doc"])
+        for f in fields(MLOpsConfig)
+        if "doc" in f.metadata
+    ]
+
+
+def load_config(
+    app_config: Mapping[str, Any],
+    instance_path: str,
+    options: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> MLOpsConfig:
+    """Resolve every key (option → app.config → environment → default) and validate it."""
+    options = dict(options or {})
+    environ = os.environ if environ is None else environ
+    known = {f.name for f in fields(MLOpsConfig) if "doc" in f.metadata}
+    unknown = set(options) - known
+    if unknown:
+        raise ConfigError(f"unknown MLOps option(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for f in fields(MLOpsConfig):
+        if "doc" not in f.metadata:
+            continue
+        key = f"MLOPS_{f.name.upper()}"
+        if f.name in options:
+            raw = options[f.name]
+        elif key in app_config:
+            raw = app_config[key]
+        elif key in environ:
+            raw = environ[key]
+        else:
+            values[f.name] = _default(f)
+            continue
+        values[f.name] = f.metadata["parse"](key, raw)
+    inst = Path(instance_path)
+    values["database_uri"] = values["database_uri"] or f"sqlite:///{inst / 'mlops.db'}"
+    values["tracking_uri"] = values["tracking_uri"] or f"sqlite:///{inst / 'mlflow.db'}"
+    values["artifact_root"] = values["artifact_root"] or str(inst / "mlartifacts")
+    values["model_cache_dir"] = values["model_cache_dir"] or str(inst / "mlops_models")
+    _check_levels(values)
+    return MLOpsConfig(instance_path=str(inst), **values)
+
+
+def _check_levels(values: dict[str, Any]) -> None:
+    for name in ("drift_psi_thresholds", "decay_thresholds", "error_rate_thresholds", "latency_p95_thresholds_ms"):
+        key = f"MLOPS_{name.upper()}"
+        levels = values[name]
+        if (
+            not isinstance(levels, (list, tuple))
+            or len(levels) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
+            or not levels[0] <= levels[1] <= levels[2]
+        ):
+            raise ConfigError(f"{key} must be three increasing numbers (monitor, warning, critical), got {levels!r}")
+        values[name] = tuple(float(v) for v in levels)

@@ -1,0 +1,370 @@
+"""Model registry on MLflow, mirrored in the `mlops` tables that workers poll.
+
+MLflow holds runs, artifacts, versions and aliases (what MLflow users expect to see).
+The `mlops` database holds what MLflow cannot answer cheaply or at all: the sha256 of
+each serving artifact, the production pointer every worker polls, and the audit trail
+("which version served at time T"). Writes go to MLflow first, then to the database in
+one transaction, so a crash leaves at worst an unused MLflow version, never a worker
+pointed at something unverified.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from .errors import MLOpsError, NotFoundError
+from .serving import PRODUCTION, cache_path, file_sha256
+from .store.models import Alias, AuditEvent, ModelVersion
+
+if TYPE_CHECKING:
+    from .extension import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+SERVING_ARTIFACT = "serving/model.joblib"
+_MLFLOW_LOCK = threading.RLock()  # MLflow's tracking URI is process-global
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    model: str
+    version: int
+    run_id: str | None
+    sha256: str
+    threshold: float | None
+    metrics: dict[str, Any]
+    status: str
+    aliases: tuple[str, ...] = ()
+    created_at: str | None = None
+    semver: str | None = None
+    tags: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@contextmanager
+def mlflow_session(state: MLOpsState) -> Iterator[Any]:
+    """The `mlflow` module pointed at this app's tracking/registry URI (and back after)."""
+    import mlflow
+
+    with _MLFLOW_LOCK:
+        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(state.config.tracking_uri)
+        mlflow.set_registry_uri(state.config.tracking_uri)
+        try:
+            yield mlflow
+        finally:
+            if previous is not None:
+                mlflow.set_tracking_uri(previous)
+
+
+def _experiment_id(mlflow: Any, state: MLOpsState) -> str:
+    name = state.config.experiment_name
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    root = state.config.artifact_root or "mlartifacts"
+    location = root if "://" in root else Path(root).resolve().as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def _as_matrix(state: MLOpsState, name: str, data: Any) -> np.ndarray:
+    """Rows in declared feature order from a DataFrame, a mapping of columns or an array."""
+    features = state.config.model(name).feature_names
+    if hasattr(data, "columns"):
+        return np.asarray(data[features].to_numpy())
+    if isinstance(data, Mapping):
+        return np.column_stack([np.asarray(data[f]) for f in features])
+    matrix = np.asarray(data)
+    if matrix.ndim != 2 or matrix.shape[1] != len(features):
+        raise MLOpsError(f"reference data must have {len(features)} columns ({', '.join(features)})")
+    return matrix
+
+
+def reference_profile(state: MLOpsState, name: str, estimator: Any, reference: Any) -> str:
+    """The drift reference profile (JSON) of the training data and the model's scores on it."""
+    from .monitoring.profile import build_profile, profile_to_json
+
+    spec = state.config.model(name)
+    matrix = _as_matrix(state, name, reference)
+    columns = {f: matrix[:, i] for i, f in enumerate(spec.feature_names)}
+    scores = None
+    if spec.task == "classification" and hasattr(estimator, "predict_proba"):
+        scores = np.asarray(estimator.predict_proba(matrix.astype(float) if matrix.dtype != object else matrix))[:, -1]
+    elif hasattr(estimator, "predict"):
+        scores = np.asarray(estimator.predict(matrix), dtype=float)
+    return str(profile_to_json(build_profile(columns, spec, predictions=scores, seed=state.config.random_seed)))
+
+
+def register(
+    state: MLOpsState,
+    name: str,
+    estimator: Any,
+    *,
+    reference: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    threshold: float | None = None,
+    tags: Mapping[str, Any] | None = None,
+    artifacts: Mapping[str, str | Path] | None = None,
+    semver: str | None = None,
+    promote: bool = False,
+    actor: str = "system",
+    reason: str | None = None,
+) -> VersionInfo:
+    """Register a fitted estimator as a new version of `name` (a declared model).
+
+    Logs params, metrics, artifacts and the model (MLflow sklearn flavor, with signature
+    and input example when `reference` is given) to one MLflow run, registers the version,
+    records the serving artifact's sha256, and with `promote=True` points production at it.
+    """
+    import joblib
+
+    spec = state.config.model(name)
+    profile = reference_profile(state, name, estimator, reference) if reference is not None else None
+    numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
+        local = Path(tmp) / "model.joblib"
+        joblib.dump(estimator, local)
+        sha256 = file_sha256(local)
+        with mlflow_session(state) as mlflow:
+            from mlflow.models import infer_signature
+
+            experiment_id = _experiment_id(mlflow, state)
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-register") as run:
+                mlflow.set_tags({"mlops.model": name, "mlops.sha256": sha256, **{k: str(v) for k, v in (tags or {}).items()}})
+                if params:
+                    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+                if numeric:
+                    mlflow.log_metrics(numeric)
+                mlflow.log_artifact(str(local), artifact_path="serving")
+                for artifact in (artifacts or {}).values():
+                    mlflow.log_artifact(str(artifact), artifact_path="reports")
+                if profile is not None:
+                    mlflow.log_text(profile, "reports/reference_profile.json")
+                signature = example = None
+                if reference is not None:
+                    matrix = _as_matrix(state, name, reference)[:5]
+                    import pandas as pd
+
+                    example = pd.DataFrame(matrix, columns=spec.feature_names)
+                    output = estimator.predict_proba(matrix) if hasattr(estimator, "predict_proba") else estimator.predict(matrix)
+                    signature = infer_signature(example, output)
+                info = mlflow.sklearn.log_model(
+                    estimator,
+                    name="model",
+                    signature=signature,
+                    input_example=example,
+                    registered_model_name=name,
+                    pip_requirements=_requirements(),
+                )
+                version = int(info.registered_model_version)
+                run_id = run.info.run_id
+            client = mlflow.MlflowClient()
+            client.set_model_version_tag(name, str(version), "mlops.sha256", sha256)
+            if threshold is not None:
+                client.set_model_version_tag(name, str(version), "mlops.threshold", str(threshold))
+        dest = cache_path(state, name, version)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+    with state.session() as session, session.begin():
+        row = ModelVersion(
+            model_name=name,
+            version=version,
+            model_uri=f"models:/{name}/{version}",
+            run_id=run_id,
+            sha256=sha256,
+            threshold=threshold,
+            semver=semver,
+            metrics=_jsonable(metrics or {}),
+            params=_jsonable(params or {}),
+            tags=_jsonable(tags or {}),
+            profile=profile,
+        )
+        session.add(row)
+        session.add(AuditEvent(model_name=name, action="register", version=version, actor=actor, reason=reason, details={"sha256": sha256, "run_id": run_id}))
+    logger.info("registered %s v%s (sha256 %s…)", name, version, sha256[:12])
+    if promote:
+        set_alias(state, name, PRODUCTION, version, actor=actor, reason=reason or "registered and promoted", action="promote")
+    return get_version(state, name, version)
+
+
+def _requirements() -> list[str]:
+    """Pinned requirements of the serving environment (skips MLflow's slow inference)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for dist in ("flask-mlops", "scikit-learn", "numpy", "scipy", "xgboost", "joblib", "cloudpickle"):
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def set_alias(
+    state: MLOpsState,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    actor: str = "system",
+    reason: str | None = None,
+    action: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> int | None:
+    """Point `alias` at `version` in MLflow and in the database (with an audit event).
+
+    Returns the version the alias pointed at before (None if it was unset).
+    """
+    with state.session() as session:
+        exists = session.scalar(select(ModelVersion.id).where(ModelVersion.model_name == name, ModelVersion.version == version))
+    if exists is None:
+        raise NotFoundError(f"model {name!r} has no version {version}", details={"model": name, "version": version})
+    with mlflow_session(state) as mlflow:
+        mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+    with state.session() as session, session.begin():
+        current = session.get(Alias, (name, alias), with_for_update=True)
+        previous = current.version if current is not None else None
+        if current is None:
+            session.add(Alias(model_name=name, alias=alias, version=version))
+        else:
+            current.version = version
+        session.add(
+            AuditEvent(
+                model_name=name,
+                action=action or f"set_alias:{alias}",
+                version=version,
+                previous_version=previous,
+                actor=actor,
+                reason=reason,
+                details={"alias": alias, **(details or {})},
+            )
+        )
+    if alias == PRODUCTION:
+        state.models.refresh()  # this process serves it now; other workers within the reload interval
+    return previous
+
+
+def fetch_artifact(state: MLOpsState, row: ModelVersion, dest: Path) -> None:
+    """Copy a version's serving artifact from the MLflow artifact store into the local cache."""
+    if row.run_id is None:
+        raise MLOpsError(f"{row.model_name} v{row.version} has no MLflow run to fetch its artifact from")
+    with mlflow_session(state) as mlflow, tempfile.TemporaryDirectory(prefix="mlops-fetch-") as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=row.run_id, artifact_path=SERVING_ARTIFACT, dst_path=tmp)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+
+
+def _info(row: ModelVersion, aliases: Mapping[int, list[str]]) -> VersionInfo:
+    return VersionInfo(
+        model=row.model_name,
+        version=row.version,
+        run_id=row.run_id,
+        sha256=row.sha256,
+        threshold=row.threshold,
+        metrics=dict(row.metrics or {}),
+        status=row.status,
+        aliases=tuple(sorted(aliases.get(row.version, []))),
+        created_at=row.created_at.isoformat() if row.created_at else None,
+        semver=row.semver,
+        tags=dict(row.tags or {}),
+    )
+
+
+def list_versions(state: MLOpsState, name: str) -> list[VersionInfo]:
+    """Every registered version of `name`, newest first, with its aliases."""
+    state.config.model(name)
+    with state.session() as session:
+        rows = session.scalars(select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version.desc())).all()
+        aliases: dict[int, list[str]] = {}
+        for alias in session.scalars(select(Alias).where(Alias.model_name == name)):
+            aliases.setdefault(alias.version, []).append(alias.alias)
+    return [_info(r, aliases) for r in rows]
+
+
+def get_version(state: MLOpsState, name: str, version: int) -> VersionInfo:
+    for info in list_versions(state, name):
+        if info.version == version:
+            return info
+    raise NotFoundError(f"model {name!r} has no version {version}", details={"model": name, "version": version})
+
+
+def alias_version(state: MLOpsState, name: str, alias: str = PRODUCTION) -> int | None:
+    with state.session() as session:
+        row = session.get(Alias, (name, alias))
+        return row.version if row is not None else None
+
+
+def version_profile(state: MLOpsState, name: str, version: int) -> dict[str, Any] | None:
+    """The stored reference profile of a version (JSON), or None if none was recorded."""
+    with state.session() as session:
+        text = session.scalar(select(ModelVersion.profile).where(ModelVersion.model_name == name, ModelVersion.version == version))
+    return json.loads(text) if text else None
+
+
+def train_and_register(
+    state: MLOpsState,
+    name: str,
+    data: Any = None,
+    *,
+    target: str | None = None,
+    csv: str | Path | None = None,
+    promote: bool | None = None,
+    actor: str = "system",
+    reason: str | None = "manual training",
+    progress: Any = None,
+) -> tuple[Any, VersionInfo]:
+    """Train `name` on a DataFrame or CSV, register the result, promote it when allowed.
+
+    `promote=None` promotes only when the model has no production version yet.
+    """
+    from .training import TrainingSettings, load_training_data, run_training
+
+    spec = state.config.model(name)
+    if data is not None:
+        target = target or spec.target
+        if target is None or target not in data.columns:
+            raise MLOpsError(f"target column {target!r} not in the data; pass target=")
+        X = np.asarray(data[spec.feature_names].to_numpy())
+        y = np.asarray(data[target].to_numpy())
+    else:
+        X, y = load_training_data(spec, csv, target)
+    settings = TrainingSettings.from_config(state.config)
+    result = run_training(spec, X, y, settings, progress=progress)
+    if promote is None:
+        promote = alias_version(state, name) is None
+    metrics = {**{f"cv_{k}_mean": v["mean"] for k, v in result.cv.items()}, **{f"cv_{k}_std": v["std"] for k, v in result.cv.items()}}
+    metrics.update({k: v for k, v in result.holdout.items() if isinstance(v, (int, float))})
+    info = register(
+        state,
+        name,
+        result.estimator,
+        reference=result.X_reference,
+        metrics=metrics,
+        params={"candidate": result.candidate, **result.params},
+        threshold=result.threshold,
+        artifacts=result.artifacts,
+        tags={"candidate": result.candidate, "device": result.device, "trigger": reason or "manual"},
+        promote=promote,
+        actor=actor,
+        reason=reason,
+    )
+    return result, info

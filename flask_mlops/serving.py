@@ -1,0 +1,287 @@
+"""Serving: production (and A/B) versions held in memory per worker, hot-swapped on change.
+
+Workers never import MLflow to serve: a version is loaded from the local artifact cache
+after its sha256 is checked against the one recorded at registration, and a daemon thread
+polls the tiny `mlops_aliases` table every `MLOPS_RELOAD_INTERVAL` seconds to swap in a
+new production version. Swapping is one dict assignment, so no request sees a half state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from .errors import ModelIntegrityError, ModelNotReady, NotFoundError
+from .specs import validate_row
+from .store.models import Alias, ModelVersion
+
+if TYPE_CHECKING:
+    from .extension import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded version: the estimator plus what serving needs to turn scores into answers."""
+
+    name: str
+    version: int
+    estimator: Any
+    threshold: float | None
+    sha256: str
+    task: str
+    classes: tuple[Any, ...] | None
+
+    def predict_one(self, values: list[Any]) -> tuple[Any, float | None]:
+        """(prediction, probability of the positive class or None) for one row."""
+        dtype = float if all(isinstance(v, float) or v is None for v in values) else object
+        x = np.asarray([values], dtype=dtype)
+        if self.task == "classification" and hasattr(self.estimator, "predict_proba"):
+            proba = float(self.estimator.predict_proba(x)[0, -1])
+            cut = 0.5 if self.threshold is None else self.threshold
+            classes = self.classes or (0, 1)
+            label = classes[-1] if proba >= cut else classes[0]
+            return _plain(label), proba
+        return _plain(self.estimator.predict(x)[0]), None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars (JSON-ready)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction: Any
+    probability: float | None
+    model: str
+    version: int
+    variant: str | None = None
+    prediction_id: str | None = None
+    unit_id: str | None = None
+    experiment: int | None = None
+    assignment: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes: a version (None = production) and, in an experiment, its variant."""
+
+    version: int | None = None
+    variant: str | None = None
+    experiment: int | None = None
+    assignment: str | None = None
+
+
+class Router:
+    """Routes a unit to a version. Without an experiment: production for everyone."""
+
+    def __init__(self, state: MLOpsState) -> None:
+        self._state = state
+
+    def route(self, name: str, unit_id: str | None) -> Route:
+        return Route()
+
+    def versions_needed(self) -> dict[str, set[int]]:
+        """Versions besides production that must be held in memory (A/B treatments)."""
+        return {}
+
+    def refresh(self) -> None:
+        """Re-read routing state from the database (called by the reload loop)."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_path(state: MLOpsState, name: str, version: int) -> Path:
+    return Path(state.config.model_cache_dir or "") / name / str(version) / "model.joblib"
+
+
+def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
+    """Load a registered version from the local cache (fetched from the registry if absent).
+
+    The artifact's sha256 must equal the one recorded at registration, else nothing is
+    unpickled: a tampered or corrupted file is refused with ModelIntegrityError.
+    """
+    with state.session() as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version))
+    if row is None:
+        raise NotFoundError(f"model {name!r} has no version {version}", details={"model": name, "version": version})
+    path = cache_path(state, name, version)
+    if not path.exists():
+        from .registry import fetch_artifact  # imports MLflow: never on the request path
+
+        fetch_artifact(state, row, path)
+    actual = file_sha256(path)
+    if actual != row.sha256:
+        raise ModelIntegrityError(
+            f"refusing to load {name} v{version}: artifact sha256 {actual[:12]}… does not match "
+            f"the registered {row.sha256[:12]}…",
+            details={"model": name, "version": version, "path": str(path)},
+        )
+    import joblib
+
+    estimator = joblib.load(path)
+    classes = getattr(estimator, "classes_", None)
+    task = state.config.model(name).task if name in state.config.model_names else "classification"
+    return ServedModel(
+        name=name,
+        version=version,
+        estimator=estimator,
+        threshold=row.threshold,
+        sha256=row.sha256,
+        task=task,
+        classes=None if classes is None else tuple(_plain(c) for c in classes),
+    )
+
+
+class ModelStore:
+    """Per-app, per-process cache of loaded versions and the production pointer."""
+
+    def __init__(self, state: MLOpsState) -> None:
+        self._state = state
+        self._loaded: dict[tuple[str, int], ServedModel] = {}
+        self._production: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._watcher_pid = 0
+        self.last_refresh: float = 0.0
+        self.last_error: str | None = None
+
+    # -- request path ------------------------------------------------------------
+    def production(self, name: str) -> ServedModel:
+        self._ensure_watcher()
+        version = self._production.get(name)
+        if version is None:
+            if not self.last_refresh:
+                self.refresh()
+                version = self._production.get(name)
+            if version is None:
+                raise ModelNotReady(
+                    f"model {name!r} has no production version yet; train one with "
+                    f"`flask mlops train --name {name}` or register one with mlops.register()",
+                    details={"model": name},
+                )
+        return self._loaded[(name, version)]
+
+    def get(self, name: str, version: int | None = None) -> ServedModel:
+        if version is None:
+            return self.production(name)
+        self._ensure_watcher()
+        served = self._loaded.get((name, version))
+        if served is None:
+            with self._lock:
+                served = self._loaded.get((name, version)) or load_version(self._state, name, version)
+                self._loaded[(name, version)] = served
+        return served
+
+    def production_versions(self) -> dict[str, int]:
+        return dict(self._production)
+
+    # -- reload loop -------------------------------------------------------------
+    def refresh(self) -> dict[str, int]:
+        """Read the aliases; load and swap in any production version that changed.
+
+        A version that fails to load (integrity error, missing artifact) is not swapped in:
+        the worker keeps serving the version it had and records the error.
+        """
+        state = self._state
+        with state.session() as session:
+            rows = dict(session.execute(select(Alias.model_name, Alias.version).where(Alias.alias == PRODUCTION)).all())
+        state.router.refresh()
+        needed = set(rows.items())
+        for name, versions in state.router.versions_needed().items():
+            needed.update((name, v) for v in versions)
+        with self._lock:
+            loaded = dict(self._loaded)
+            for key in sorted(needed - loaded.keys()):
+                try:
+                    loaded[key] = load_version(state, *key)
+                except Exception as exc:
+                    self.last_error = f"{key[0]} v{key[1]}: {exc}"
+                    logger.error("could not load %s v%s: %s", key[0], key[1], exc)
+            production = {n: v for n, v in rows.items() if (n, v) in loaded}
+            for name, version in self._production.items():
+                if name in rows and name not in production:
+                    production[name] = version  # new one failed: keep serving the old
+            changed = {n: v for n, v in production.items() if self._production.get(n) != v}
+            keep = needed | set(production.items())
+            self._loaded = {k: m for k, m in loaded.items() if k in keep}
+            self._production = production
+        if changed:
+            logger.info("serving new production versions: %s", changed)
+        self.last_refresh = time.time()
+        return changed
+
+    def _ensure_watcher(self) -> None:
+        interval = self._state.config.reload_interval
+        if interval <= 0 or self._watcher_pid == os.getpid():
+            return
+        with self._lock:
+            if self._watcher_pid == os.getpid():
+                return
+            self._watcher_pid = os.getpid()
+        thread = threading.Thread(target=self._watch, args=(interval,), name="mlops-model-reload", daemon=True)
+        thread.start()
+
+    def _watch(self, interval: float) -> None:
+        pid = os.getpid()
+        while self._watcher_pid == pid:
+            time.sleep(interval)
+            try:
+                self.refresh()
+                self.last_error = None
+            except Exception as exc:  # database briefly away: keep serving, retry next tick
+                self.last_error = str(exc)
+                logger.warning("model reload check failed: %s", exc)
+
+
+def new_prediction_id() -> str:
+    return uuid.uuid4().hex
+
+
+def predict(state: MLOpsState, name: str, features: Mapping[str, Any], *, unit_id: str | None = None) -> Prediction:
+    """Validate one row, route it, predict, and hand the result to the tracking context."""
+    from .tracking import current_context
+
+    spec = state.config.model(name)
+    ctx = current_context(name)
+    row = validate_row(spec, features)
+    route = state.router.route(name, unit_id)
+    served = state.models.get(name, route.version)
+    label, proba = served.predict_one([row[f] for f in spec.feature_names])
+    result = Prediction(
+        prediction=label,
+        probability=proba,
+        model=name,
+        version=served.version,
+        variant=route.variant,
+        prediction_id=ctx.prediction_id if ctx is not None else new_prediction_id(),
+        unit_id=unit_id,
+        experiment=route.experiment,
+        assignment=route.assignment,
+    )
+    if ctx is not None:
+        ctx.observe(result, row)
+    return result

@@ -1,0 +1,183 @@
+"""The JSONL prediction log: one `os.write` per record on an O_APPEND descriptor, daily UTC files.
+
+Writers in many gunicorn workers append to the same file; a single `write(2)` of a whole
+line on an O_APPEND descriptor is never interleaved with another on a local file system,
+and a killed worker loses at most the record it had not written yet. Readers skip (and
+count) a torn or invalid line instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SUBDIR = "predictions"
+
+
+def day_file(log_dir: str | Path, day: date) -> Path:
+    return Path(log_dir) / SUBDIR / f"{day.isoformat()}.jsonl"
+
+
+def format_ts(moment: datetime) -> str:
+    """ISO-8601 UTC with microseconds and a `Z`: sorts as text, parses everywhere."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+class PredictionLogWriter:
+    """Appends records to today's file; one instance per app, safe across threads and forks."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.directory = Path(log_dir) / SUBDIR
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._day: date | None = None
+        self._pid = 0
+
+    def _descriptor(self, day: date) -> int:
+        with self._lock:
+            if self._fd is None or self._day != day or self._pid != os.getpid():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(
+                    self.directory / f"{day.isoformat()}.jsonl",
+                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                    0o640,
+                )
+                old, pid = self._fd, self._pid
+                self._fd, self._day, self._pid = fd, day, os.getpid()
+                if old is not None and pid == os.getpid():
+                    os.close(old)
+            return self._fd
+
+    def write(self, record: dict[str, Any], day: date) -> None:
+        """Write one record as one line with exactly one `os.write`."""
+        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+        fd = self._descriptor(day)
+        written = os.write(fd, line)
+        if written != len(line):  # pragma: no cover - only on a full disk
+            raise OSError(f"short write to the prediction log ({written} of {len(line)} bytes)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class ReadStats:
+    """What a read saw: parsed records, and lines skipped as torn or invalid."""
+
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    skipped: int = 0
+
+
+def _days(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
+    folder = log_dir / SUBDIR
+    if not folder.is_dir():
+        return []
+    files = []
+    for path in sorted(folder.glob("*.jsonl")):
+        try:
+            day = date.fromisoformat(path.stem)
+        except ValueError:
+            continue
+        if since is not None and day < since.astimezone(timezone.utc).date():
+            continue
+        if until is not None and day > until.astimezone(timezone.utc).date():
+            continue
+        files.append(path)
+    return files
+
+
+def read_records(
+    log_dir: str | Path,
+    *,
+    model: str | None = None,
+    version: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    last: int | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield records in time order for a model/version and a window [since, until).
+
+    `last=N` yields only the N most recent matching records (still in time order).
+    Lines that do not parse as a JSON object with `id` and `ts` are skipped and counted.
+    """
+    stats = stats if stats is not None else ReadStats()
+    lo = format_ts(since) if since is not None else None
+    hi = format_ts(until) if until is not None else None
+    want_version = None if version is None else str(version)
+
+    def matching(path: Path) -> Iterator[dict[str, Any]]:
+        stats.files += 1
+        with open(path, "rb") as handle:
+            for line in handle:
+                stats.lines += 1
+                try:
+                    rec = orjson.loads(line)
+                    ts = rec["ts"]
+                    rec["id"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    stats.skipped += 1
+                    continue
+                if not isinstance(rec, dict) or not isinstance(ts, str):
+                    stats.skipped += 1
+                    continue
+                if model is not None and rec.get("model") != model:
+                    continue
+                if want_version is not None and str(rec.get("model_version")) != want_version:
+                    continue
+                if (lo is not None and ts < lo) or (hi is not None and ts >= hi):
+                    continue
+                stats.records += 1
+                yield rec
+
+    files = _days(Path(log_dir), since, until)
+    if last is None:
+        for path in files:
+            yield from matching(path)
+        return
+    if last <= 0:
+        return
+    # newest files first until we hold `last` records; then emit in time order
+    chunks: list[list[dict[str, Any]]] = []
+    held = 0
+    for path in reversed(files):
+        chunk = list(matching(path))
+        chunks.append(chunk)
+        held += len(chunk)
+        if held >= last:
+            break
+    tail: list[dict[str, Any]] = [rec for chunk in reversed(chunks) for rec in chunk]
+    tail.sort(key=lambda r: r["ts"])
+    yield from tail[-last:]
+
+
+def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
+    """Delete daily files older than `days` days (retention); return what was removed."""
+    if days <= 0:
+        return []
+    cutoff = (today or datetime.now(timezone.utc).date()) - timedelta(days=days)
+    removed = []
+    for path in _days(Path(log_dir), None, None):
+        if date.fromisoformat(path.stem) < cutoff:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -1,0 +1,206 @@
+"""`@mlops.track("model")`: time a prediction view and append one JSONL record per request.
+
+The request path stays cheap: a `perf_counter()`, one dict, one `orjson.dumps`, one
+`os.write`. The record's prediction comes from `mlops.predict()` when the view calls it,
+else from the view's JSON response (`prediction`, `probability`, `model_version`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from flask import current_app, g, has_request_context, request
+from werkzeug.exceptions import HTTPException
+
+from .extension import get_state
+from .serving import Prediction, new_prediction_id
+from .store.predictions import format_ts
+
+if TYPE_CHECKING:
+    from .extension import MLOps, MLOpsState
+
+logger = logging.getLogger(__name__)
+
+_G_KEY = "_mlops_track"
+MAX_LOGGED_FIELDS = 256
+
+
+class TrackContext:
+    """Per-request scratch space on `flask.g`, filled by `mlops.predict()`."""
+
+    __slots__ = ("model", "prediction_id", "result", "features")
+
+    def __init__(self, model: str, prediction_id: str) -> None:
+        self.model = model
+        self.prediction_id = prediction_id
+        self.result: Prediction | None = None
+        self.features: Mapping[str, Any] | None = None
+
+    def observe(self, result: Prediction, features: Mapping[str, Any]) -> None:
+        self.result = result
+        self.features = features
+
+
+def current_context(model: str) -> TrackContext | None:
+    """The tracking context of this request if its tracked model is `model`."""
+    if not has_request_context():
+        return None
+    ctx = g.get(_G_KEY)
+    return ctx if ctx is not None and ctx.model == model else None
+
+
+def _sampled(prediction_id: str, rate: float) -> bool:
+    """Deterministic by id, so every worker keeps the same records."""
+    return rate >= 1.0 or int(prediction_id[:8], 16) < rate * 0x1_0000_0000
+
+
+def _request_features() -> Any:
+    body = request.get_json(silent=True)
+    if isinstance(body, dict) and len(body) <= MAX_LOGGED_FIELDS:
+        return body
+    return None
+
+
+def _response_output(response: Any) -> dict[str, Any]:
+    if not response.is_json:
+        return {}
+    body = response.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
+
+
+def build_record(
+    state: MLOpsState,
+    model: str,
+    ctx: TrackContext,
+    *,
+    started: float,
+    status: int,
+    features: Any,
+    output: Mapping[str, Any],
+    error: str | None,
+) -> dict[str, Any]:
+    result = ctx.result
+    if result is not None:
+        version: Any = result.version
+        prediction, probability = result.prediction, result.probability
+    else:
+        version = output.get("model_version", state.models.production_versions().get(model))
+        prediction, probability = output.get("prediction"), output.get("probability")
+    record: dict[str, Any] = {
+        "id": ctx.prediction_id,
+        "ts": format_ts(datetime.now(timezone.utc)),
+        "model": model,
+        "model_version": None if version is None else str(version),
+        "variant": result.variant if result is not None else None,
+        "unit_id": result.unit_id if result is not None else None,
+        "features": features,
+        "prediction": prediction,
+        "probability": probability,
+        "latency_ms": round((perf_counter() - started) * 1000.0, 3),
+        "status": status,
+    }
+    if error is not None:
+        record["error"] = error[:500]
+    if result is not None and result.experiment is not None:
+        record["experiment"] = result.experiment
+        record["assignment"] = result.assignment
+    return record
+
+
+def write_record(state: MLOpsState, record: dict[str, Any]) -> None:
+    """Append; a record that cannot be serialised is logged without its features, never lost."""
+    day = datetime.now(timezone.utc).date()
+    try:
+        state.log_writer.write(record, day)
+    except (TypeError, orjson.JSONEncodeError):
+        record["features"] = None
+        record["error"] = (record.get("error") or "") + " [features not serialisable]"
+        state.log_writer.write(record, day)
+
+
+def track(
+    ext: MLOps,
+    model: str,
+    *,
+    features: Callable[[], Mapping[str, Any] | None] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a view so each request is timed and logged for `model`.
+
+    `features` (optional) returns the features to log for this request, overriding the
+    validated row seen by `mlops.predict()` and the request JSON.
+    """
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if g.get(_G_KEY) is not None:  # nested tracked views: the outer one logs
+                return view(*args, **kwargs)
+            state = get_state()
+            started = perf_counter()
+            ctx = TrackContext(model, new_prediction_id())
+            setattr(g, _G_KEY, ctx)
+            response = None
+            status, error = 500, None
+            try:
+                response = current_app.make_response(view(*args, **kwargs))
+                status = response.status_code
+                return _stamp(response, ctx, state, model)
+            except HTTPException as exc:
+                status, error = exc.code or 500, exc.description
+                raise
+            except Exception as exc:
+                status, error = 500, f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                g.pop(_G_KEY, None)
+                if (status < 400 or state.config.log_errors) and _sampled(ctx.prediction_id, state.config.log_sample_rate):
+                    _log(state, model, ctx, features, response, started, status, error)
+
+        return wrapper
+
+    return decorator
+
+
+def _stamp(response: Any, ctx: TrackContext, state: MLOpsState, model: str) -> Any:
+    response.headers["X-Prediction-ID"] = ctx.prediction_id
+    result = ctx.result
+    version = result.version if result is not None else state.models.production_versions().get(model)
+    if version is not None:
+        response.headers["X-Model-Version"] = str(version)
+    if result is not None and result.variant is not None:
+        response.headers["X-MLOps-Variant"] = result.variant
+    return response
+
+
+def _log(
+    state: MLOpsState,
+    model: str,
+    ctx: TrackContext,
+    features_fn: Callable[[], Mapping[str, Any] | None] | None,
+    response: Any,
+    started: float,
+    status: int,
+    error: str | None,
+) -> None:
+    try:
+        if features_fn is not None:
+            feats: Any = features_fn()
+        elif ctx.features is not None:
+            feats = ctx.features
+        else:
+            feats = _request_features()
+        output = _response_output(response) if ctx.result is None and response is not None and status < 400 else {}
+        if error is None and status >= 400 and response is not None:
+            body = _response_output(response)
+            err = body.get("error")
+            error = (err.get("message") if isinstance(err, dict) else err) or f"HTTP {status}"
+            error = str(error)
+        write_record(state, build_record(state, model, ctx, started=started, status=status, features=feats, output=output, error=error))
+    except Exception:  # logging must never break the host's response
+        logger.exception("could not write the prediction record %s", ctx.prediction_id)

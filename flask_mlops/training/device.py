@@ -1,0 +1,72 @@
+"""Which device training runs on: `MLOPS_DEVICE` auto | cpu | cuda, falling back to CPU."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """The device per library, and why (a note when the request could not be honoured)."""
+
+    requested: str
+    xgboost: str  # "cpu" | "cuda"
+    torch: str  # "cpu" | "cuda" (cpu also when torch is missing)
+    note: str | None = None
+
+    @property
+    def used(self) -> str:
+        return "cuda" if "cuda" in (self.xgboost, self.torch) else "cpu"
+
+
+@functools.lru_cache(maxsize=1)
+def torch_cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken driver means "no GPU", not a crash
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def xgboost_cuda_available() -> bool:
+    """True when this xgboost build has CUDA and a tiny fit on the GPU succeeds."""
+    try:
+        import numpy as np
+        import xgboost as xgb
+
+        if not xgb.build_info().get("USE_CUDA"):
+            return False
+        dm = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
+        xgb.train({"device": "cuda", "tree_method": "hist", "verbosity": 0}, dm, num_boost_round=1)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "do not use the GPU"
+        return False
+
+
+def resolve_device(requested: str) -> DeviceChoice:
+    """auto -> CUDA where each library can use it, else CPU; cuda without a GPU -> CPU + note."""
+    if requested not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {requested!r}")
+    if requested == "cpu":
+        return DeviceChoice(requested, "cpu", "cpu")
+    xgb_dev = "cuda" if xgboost_cuda_available() else "cpu"
+    torch_dev = "cuda" if torch_cuda_available() else "cpu"
+    note = None
+    if requested == "cuda" and (xgb_dev, torch_dev) != ("cuda", "cuda"):
+        missing = [lib for lib, dev in (("xgboost", xgb_dev), ("torch", torch_dev)) if dev != "cuda"]
+        note = f"CUDA requested but not usable by {', '.join(missing)}; falling back to CPU for those"
+        logger.warning(note)
+    elif requested == "auto" and (xgb_dev, torch_dev) == ("cpu", "cpu"):
+        note = "no usable GPU found; training on CPU"
+        logger.info(note)
+    return DeviceChoice(requested, xgb_dev, torch_dev, note)

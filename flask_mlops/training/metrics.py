@@ -1,0 +1,114 @@
+"""Binary-classification metrics at a decision threshold, and the choice of that threshold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# name -> True when larger is better; every name is a valid `selection_metric`.
+METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "roc_auc": True,
+    "balanced_accuracy": True,
+    "log_loss": False,
+    "brier": False,
+}
+THRESHOLD_OBJECTIVES = ("f1", "accuracy", "balanced_accuracy")
+_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def binary_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every metric in METRICS for labels 0/1 and positive-class probabilities."""
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        f1_score,
+        log_loss,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    y = np.asarray(y).astype(int)
+    proba = np.clip(np.asarray(proba, dtype=float), 1e-7, 1 - 1e-7)
+    pred = (proba >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, proba)) if both else float("nan"),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float("nan"),
+        "log_loss": float(log_loss(y, proba, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, proba)),
+    }
+
+
+def confusion(y: np.ndarray, proba: np.ndarray, threshold: float) -> list[list[int]]:
+    """[[tn, fp], [fn, tp]] at the threshold."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(proba) >= threshold).astype(int)
+    return [
+        [int(((y == 0) & (pred == 0)).sum()), int(((y == 0) & (pred == 1)).sum())],
+        [int(((y == 1) & (pred == 0)).sum()), int(((y == 1) & (pred == 1)).sum())],
+    ]
+
+
+def best_threshold(y: np.ndarray, proba: np.ndarray, objective: str = "f1") -> float:
+    """The grid threshold (0.05..0.95 by 0.01) that maximises `objective` on these predictions.
+
+    A coarse grid instead of every distinct score keeps the choice stable on small data;
+    ties resolve to the threshold closest to 0.5.
+    """
+    if objective not in THRESHOLD_OBJECTIVES:
+        raise ValueError(f"unknown threshold objective {objective!r}; known: {', '.join(THRESHOLD_OBJECTIVES)}")
+    y = np.asarray(y).astype(int)
+    proba = np.asarray(proba, dtype=float)
+    pred = proba[None, :] >= _GRID[:, None]
+    pos = y[None, :] == 1
+    tp = (pred & pos).sum(axis=1).astype(float)
+    fp = (pred & ~pos).sum(axis=1).astype(float)
+    fn = (~pred & pos).sum(axis=1).astype(float)
+    tn = (~pred & ~pos).sum(axis=1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if objective == "f1":
+            score = np.nan_to_num(2 * tp / (2 * tp + fp + fn))
+        elif objective == "accuracy":
+            score = (tp + tn) / len(y)
+        else:
+            score = 0.5 * (np.nan_to_num(tp / (tp + fn)) + np.nan_to_num(tn / (tn + fp)))
+    best = np.flatnonzero(np.isclose(score, score.max()))
+    return float(_GRID[best[np.argmin(np.abs(_GRID[best] - 0.5))]])
+
+
+def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """metric -> {"mean", "std"} over folds (population std, like scikit-learn's cv reports)."""
+    out: dict[str, dict[str, float]] = {}
+    for name in per_fold[0]:
+        values = np.array([fold[name] for fold in per_fold], dtype=float)
+        out[name] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+    return out
+
+
+def is_better(metric: str, a: float, b: float) -> bool:
+    """True when score `a` beats `b` for this metric."""
+    return a > b if METRICS[metric] else a < b
+
+
+def jsonable(value: Any) -> Any:
+    """numpy scalars/arrays -> plain Python, for JSON/YAML artifacts."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,115 @@
+"""The saved model: feature pipeline + estimator, a probability calibrator and the threshold.
+
+Calibration is cross-fitted: the calibrator is fitted on the selected candidate's
+out-of-fold probabilities from cross-validation (never on the holdout), then applied to
+the pipeline refitted on the whole training split, like scikit-learn's
+`CalibratedClassifierCV(ensemble=False)` but without extra fits. Calibrated probabilities
+matter downstream: performance estimation without labels (CBPE) assumes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+CALIBRATIONS = ("sigmoid", "isotonic", "none")
+_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class Calibrator:
+    """Maps raw positive-class scores to calibrated probabilities (sigmoid, isotonic or identity)."""
+
+    def __init__(self, method: str = "sigmoid") -> None:
+        if method not in CALIBRATIONS:
+            raise ValueError(f"unknown calibration {method!r}; known: {', '.join(CALIBRATIONS)}")
+        self.method = method
+        self.a_ = 1.0
+        self.b_ = 0.0
+        self.iso_: Any = None
+
+    def fit(self, proba: np.ndarray, y: np.ndarray) -> Calibrator:
+        if self.method == "sigmoid":
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression(C=1e4, max_iter=1000)
+            lr.fit(_logit(proba).reshape(-1, 1), np.asarray(y).astype(int))
+            self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        elif self.method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+            self.iso_.fit(np.asarray(proba, dtype=float), np.asarray(y, dtype=float))
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        proba = np.asarray(proba, dtype=float)
+        if self.method == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-(self.a_ * _logit(proba) + self.b_)))
+        if self.method == "isotonic":
+            return np.asarray(self.iso_.predict(proba), dtype=float)
+        return proba
+
+
+class TrainedModel(ClassifierMixin, BaseEstimator):
+    """What serving loads: `predict_proba(X)` (calibrated) and `predict(X)` at `threshold`.
+
+    `X` is a numpy 2-D array (or one row) of raw features in `feature_names` order.
+    """
+
+    def __init__(
+        self,
+        pipeline: Any = None,
+        calibrator: Calibrator | None = None,
+        threshold: float = 0.5,
+        feature_names: tuple[str, ...] = (),
+        candidate: str = "",
+    ) -> None:
+        self.pipeline = pipeline
+        self.calibrator = calibrator
+        self.threshold = threshold
+        self.feature_names = feature_names
+        self.candidate = candidate
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    @property
+    def n_features_in_(self) -> int:
+        return len(self.feature_names)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.pipeline is not None
+
+    def fit(self, X: Any, y: Any) -> TrainedModel:  # pragma: no cover - built by run_training
+        raise NotImplementedError("TrainedModel is assembled by flask_mlops.training.run_training")
+
+    def raw_proba(self, X: Any) -> np.ndarray:
+        """Uncalibrated positive-class score of the underlying estimator."""
+        X = np.asarray(X, dtype=object if _has_object(X) else float)
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        return np.asarray(self.pipeline.predict_proba(X)[:, 1], dtype=float)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        raw = self.raw_proba(X)
+        p = self.calibrator.transform(raw) if self.calibrator is not None else raw
+        p = np.clip(p, 0.0, 1.0)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= self.threshold).astype(int)
+
+
+def _has_object(X: Any) -> bool:
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None:
+        return dtype == object
+    return any(isinstance(v, str) for row in np.atleast_2d(np.asarray(X, dtype=object)) for v in row)
