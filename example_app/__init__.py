@@ -6,6 +6,7 @@ The two lines a host adds are `mlops = MLOps(app)` (here via `init_app`) and the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,14 @@ DIABETES_MODEL = {
 mlops = MLOps()
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(ROOT / "instance"))
-    app.config.update(
-        MAX_CONTENT_LENGTH=64 * 1024,
-        MLOPS_MODELS={"diabetes": DIABETES_MODEL},
-        MLOPS_LOG_DIR=str(ROOT / "logs"),
-    )
-    app.config.from_prefixed_env("EXAMPLE")
+def create_app(config: dict[str, Any] | None = None, *, instance_path: str | None = None) -> Flask:
+    """Build the app. Settings: `config`, then `MLOPS_*` environment variables, then these defaults."""
+    instance_path = instance_path or os.environ.get("EXAMPLE_INSTANCE_PATH") or str(ROOT / "instance")
+    app = Flask(__name__, instance_path=instance_path)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.config["MLOPS_MODELS"] = {"diabetes": DIABETES_MODEL}
+    if "MLOPS_LOG_DIR" not in os.environ:
+        app.config["MLOPS_LOG_DIR"] = str(ROOT / "logs")
     app.config.update(config or {})
     mlops.init_app(app)
 

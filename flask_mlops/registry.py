@@ -157,12 +157,11 @@ def register(
                     mlflow.log_text(profile, "reports/reference_profile.json")
                 signature = example = None
                 if reference is not None:
-                    matrix = _as_matrix(state, name, reference)[:5]
-                    import pandas as pd
-
-                    example = pd.DataFrame(matrix, columns=spec.feature_names)
-                    output = estimator.predict_proba(matrix) if hasattr(estimator, "predict_proba") else estimator.predict(matrix)
+                    # rows in declared feature order, as serving passes them (names: the mlops.features tag)
+                    example = _as_matrix(state, name, reference)[:5]
+                    output = estimator.predict_proba(example) if hasattr(estimator, "predict_proba") else estimator.predict(example)
                     signature = infer_signature(example, output)
+                mlflow.set_tag("mlops.features", ",".join(spec.feature_names))
                 info = mlflow.sklearn.log_model(
                     estimator,
                     name="model",

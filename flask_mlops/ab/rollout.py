@@ -23,7 +23,7 @@ from typing import Any
 
 from .assign import CONTROL, TREATMENT
 from .guardrails import GuardrailCheck, Guardrails, check_guardrails
-from .summary import VariantSummary
+from .summary import VariantSummary, jsonable
 
 ADVANCE, HOLD, ROLLBACK, COMPLETE = "advance", "hold", "rollback", "complete"
 RUNNING, COMPLETED, ROLLED_BACK = "running", "completed", "rolled_back"
@@ -94,7 +94,7 @@ class RolloutState:
         return self.stages[self.stage].share
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return jsonable({
             "stage": self.stage,
             "status": self.status,
             "share": self.share,
@@ -102,7 +102,7 @@ class RolloutState:
             "stages": [vars(s) for s in self.stages],
             "guardrails": vars(self.guardrails),
             "require_accuracy": self.require_accuracy,
-        }
+        })
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,13 @@ class Decision:
     checks: list[GuardrailCheck] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return jsonable({
             "action": self.action,
             "new_share": self.new_share,
             "stage": self.stage,
             "reasons": list(self.reasons),
             "checks": [vars(c) for c in self.checks],
-        }
+        })
 
 
 def evaluate(

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from .guardrails import GuardrailCheck, Guardrails, check_guardrails
-from .summary import VariantSummary
+from .summary import VariantSummary, jsonable
 
 EXACT_MAX_TERMS = 50_000
 
@@ -35,20 +36,9 @@ KEEP = "keep_control"
 STOP = "stop_guardrail"
 
 
-def _clean(value: Any) -> Any:
-    """JSON-friendly: NaN/inf → None, tuples → lists, recursively."""
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 class _Result:
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))  # type: ignore[call-overload, no-any-return]
+        return jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
 
 
 # --------------------------------------------------------------------------- Bayesian
@@ -339,6 +329,11 @@ class Plan:
             raise ValueError("a plan needs baseline and mde, or planned_control and planned_treatment")
 
     def required(self) -> SampleSize:
+        """Labelled outcomes per variant before any promote/keep verdict (computed once)."""
+        return self._required
+
+    @cached_property
+    def _required(self) -> SampleSize:
         if self.planned_control is not None and self.planned_treatment is not None:
             return SampleSize(
                 self.planned_control, self.planned_treatment,

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+
+def jsonable(value: Any) -> Any:
+    """JSON-friendly copy: NaN/inf → None, tuples → lists, recursively through dicts and lists."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -41,21 +53,18 @@ class VariantSummary:
         """The primary metric: share of labelled outcomes that are successes."""
         return self.successes / self.labelled if self.labelled else math.nan
 
-    def to_dict(self) -> dict[str, float | int | None]:
-        def clean(x: float) -> float | None:
-            return None if math.isnan(x) else float(x)
-
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable({
             "n": self.n,
             "errors": self.errors,
-            "error_rate": clean(self.error_rate),
+            "error_rate": self.error_rate,
             "labelled": self.labelled,
             "successes": self.successes,
-            "rate": clean(self.rate),
-            "latency_mean_ms": clean(self.latency_mean),
-            "latency_var_ms2": clean(self.latency_var),
-            "latency_p95_ms": clean(self.latency_p95),
-        }
+            "rate": self.rate,
+            "latency_mean_ms": self.latency_mean,
+            "latency_var_ms2": self.latency_var,
+            "latency_p95_ms": self.latency_p95,
+        })
 
 
 def summarize_variant(

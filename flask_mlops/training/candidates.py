@@ -81,12 +81,12 @@ def select_candidates(requested: Mapping[str, Mapping[str, Any]] | None) -> list
 @register(
     "xgboost",
     defaults={
-        "n_estimators": 300,
-        "max_depth": 3,
+        "n_estimators": 250,
+        "max_depth": 2,
         "learning_rate": 0.03,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "min_child_weight": 2,
+        "subsample": 0.7,
+        "colsample_bytree": 0.7,
+        "min_child_weight": 5,
         "reg_lambda": 1.0,
     },
     requires=("xgboost",),
@@ -111,7 +111,7 @@ def _xgboost(params: dict[str, Any], ctx: BuildContext) -> Steps:
 
 @register(
     "random_forest",
-    defaults={"n_estimators": 300, "min_samples_leaf": 3, "max_features": "sqrt"},
+    defaults={"n_estimators": 300, "max_depth": 8, "min_samples_leaf": 8, "max_features": "sqrt"},
     description="random forest (scikit-learn)",
 )
 def _random_forest(params: dict[str, Any], ctx: BuildContext) -> Steps:
@@ -122,7 +122,7 @@ def _random_forest(params: dict[str, Any], ctx: BuildContext) -> Steps:
 
 @register(
     "hist_gradient_boosting",
-    defaults={"max_iter": 200, "learning_rate": 0.04, "max_depth": 3, "min_samples_leaf": 20, "l2_regularization": 1.0},
+    defaults={"max_iter": 250, "learning_rate": 0.03, "max_depth": 2, "min_samples_leaf": 20, "l2_regularization": 1.0},
     description="histogram gradient boosting (scikit-learn)",
 )
 def _hist_gradient_boosting(params: dict[str, Any], ctx: BuildContext) -> Steps:
@@ -133,7 +133,7 @@ def _hist_gradient_boosting(params: dict[str, Any], ctx: BuildContext) -> Steps:
 
 @register(
     "logistic_regression",
-    defaults={"C": 1.0, "max_iter": 2000},
+    defaults={"C": 0.3, "max_iter": 2000},
     description="standardised logistic regression (scikit-learn)",
 )
 def _logistic_regression(params: dict[str, Any], ctx: BuildContext) -> Steps:
@@ -145,7 +145,7 @@ def _logistic_regression(params: dict[str, Any], ctx: BuildContext) -> Steps:
 
 @register(
     "mlp",
-    defaults={"hidden_layer_sizes": (32, 16), "dropout": 0.1, "learning_rate": 3e-3, "weight_decay": 1e-4, "epochs": 100, "batch_size": 64},
+    defaults={"hidden_layer_sizes": (16,), "dropout": 0.2, "learning_rate": 3e-3, "weight_decay": 1e-4, "epochs": 40, "batch_size": 64},
     requires=("torch",),
     description="PyTorch multilayer perceptron (CUDA when available)",
 )
@@ -154,6 +154,6 @@ def _mlp(params: dict[str, Any], ctx: BuildContext) -> Steps:
 
     from .torch_mlp import TorchMLPClassifier
 
-    params = {**params, "hidden_layer_sizes": tuple(params.get("hidden_layer_sizes", (32, 16)))}
+    params = {**params, "hidden_layer_sizes": tuple(params.get("hidden_layer_sizes", (16,)))}
     model = TorchMLPClassifier(**{"random_state": ctx.seed, "device": ctx.torch_device, **params})
     return [("scale", StandardScaler()), ("model", model)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import warnings
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,14 @@ def xgboost_cuda_available() -> bool:
         if not xgb.build_info().get("USE_CUDA"):
             return False
         dm = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
-        xgb.train({"device": "cuda", "tree_method": "hist", "verbosity": 0}, dm, num_boost_round=1)
-        return True
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            booster = xgb.train({"device": "cuda", "tree_method": "hist", "verbosity": 1}, dm, num_boost_round=1)
+        # Without a visible GPU, xgboost warns and silently switches the booster to CPU.
+        if any("GPU" in str(w.message) for w in caught):
+            return False
+        config = json.loads(booster.save_config())
+        return str(config["learner"]["generic_param"].get("device", "")).startswith("cuda")
     except Exception:  # noqa: BLE001 - any failure means "do not use the GPU"
         return False
 

@@ -1,0 +1,54 @@
+"""The JSONL reader: windows, last-N, torn-line tolerance, retention."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from flask_mlops.store.predictions import PredictionLogWriter, ReadStats, format_ts, purge_older_than, read_records
+
+
+def write(log_dir: Path, moments: list[datetime], model: str = "m", version: str = "1") -> None:
+    writer = PredictionLogWriter(log_dir)
+    for i, moment in enumerate(moments):
+        writer.write({"id": f"{i:032x}", "ts": format_ts(moment), "model": model, "model_version": version, "n": i}, moment.date())
+    writer.close()
+
+
+def test_window_and_model_filters(tmp_path: Path) -> None:
+    base = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)
+    write(tmp_path, [base + timedelta(minutes=30 * i) for i in range(6)])  # spans two daily files
+    write(tmp_path, [base], model="other")
+    assert len(list((tmp_path / "predictions").glob("*.jsonl"))) == 2
+    got = [r["n"] for r in read_records(tmp_path, model="m", since=base + timedelta(minutes=30), until=base + timedelta(minutes=120))]
+    assert got == [1, 2, 3]
+    assert [r["n"] for r in read_records(tmp_path, model="m", last=2)] == [4, 5]
+    assert [r["model"] for r in read_records(tmp_path, model="other")] == ["other"]
+    assert list(read_records(tmp_path, model="m", version="2")) == []
+
+
+def test_torn_and_invalid_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    write(tmp_path, [now, now])
+    path = next((tmp_path / "predictions").glob("*.jsonl"))
+    with open(path, "ab") as handle:
+        handle.write(b'{"id": "torn", "ts": "2026-11-')  # a worker killed mid-line
+        handle.write(b"\n[1, 2, 3]\n")
+        handle.write(b'{"no_id": true, "ts": "x"}\n')
+        handle.write(b"\xff\xfe garbage\n")
+    write(tmp_path, [now])
+    stats = ReadStats()
+    recs = list(read_records(tmp_path, stats=stats))
+    assert len(recs) == 3
+    assert stats.skipped == 4 and stats.lines == 7 and stats.records == 3
+
+
+def test_retention_removes_old_daily_files(tmp_path: Path) -> None:
+    today = date(2026, 11, 23)
+    for days_ago in (0, 5, 31, 40):
+        moment = datetime.combine(today - timedelta(days=days_ago), datetime.min.time(), tzinfo=timezone.utc)
+        write(tmp_path, [moment])
+    removed = purge_older_than(tmp_path, 30, today=today)
+    assert sorted(p.stem for p in removed) == ["2026-10-14", "2026-10-23"]
+    assert sorted(p.stem for p in (tmp_path / "predictions").glob("*.jsonl")) == ["2026-11-18", "2026-11-23"]
+    assert purge_older_than(tmp_path, 0, today=today) == []
