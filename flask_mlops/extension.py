@@ -147,6 +147,10 @@ class MLOps:
         app.cli.add_command(load_commands())
         if config.load_on_start:
             state.models.refresh()
+        if config.scheduler_enabled:  # built (schedules validated) now; started in the serving process
+            from .scheduler import install
+
+            install(app, state)
 
     # -- host-facing API ------------------------------------------------------------
     def state(self, app: Flask | None = None) -> MLOpsState:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
+from .ab.assign import TREATMENT, Assigner
 from .errors import ModelIntegrityError, ModelNotReady, NotFoundError
 from .specs import validate_row
 from .store.models import Alias, ModelVersion
@@ -88,23 +89,86 @@ class Route:
     variant: str | None = None
     experiment: int | None = None
     assignment: str | None = None
+    unit_id: str | None = None  # the unit assigned (from the caller or the router's unit_key)
+
+
+@dataclass(frozen=True)
+class ActiveExperiment:
+    """A running experiment as the router holds it: versions of each arm and its assigner."""
+
+    id: int
+    control: int
+    treatment: int
+    assigner: Assigner
+
+
+def default_unit_key() -> str | None:
+    """The unit of assignment of the current request: `user_id` in the JSON body or query
+    string, else the `X-User-ID` header; None (random assignment) when there is none."""
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return None
+    body = request.get_json(silent=True)
+    value = body.get("user_id") if isinstance(body, dict) else None
+    if value is None:
+        value = request.args.get("user_id") or request.headers.get("X-User-ID")
+    return None if value is None or isinstance(value, bool) else str(value)
 
 
 class Router:
-    """Routes a unit to a version. Without an experiment: production for everyone."""
+    """Routes a unit to a version: production, or an arm of the model's running experiment.
+
+    `refresh()` (run by the reload loop every `MLOPS_RELOAD_INTERVAL`) re-reads the running
+    experiments and swaps the whole mapping in one assignment; assignment itself is a keyed
+    hash (ab/assign.py), so every worker and host routes a unit the same way with no shared
+    state. `unit_key` (a callable, default `default_unit_key`) names the unit when the
+    caller passes no `unit_id`; hosts may replace it.
+    """
 
     def __init__(self, state: MLOpsState) -> None:
         self._state = state
+        self._active: dict[str, ActiveExperiment] = {}
+        self.unit_key: Callable[[], str | None] = default_unit_key
 
     def route(self, name: str, unit_id: str | None) -> Route:
-        return Route()
+        exp = self._active.get(name)
+        if exp is None:
+            return Route()
+        if unit_id is None:
+            unit_id = self.unit_key()
+        chosen = exp.assigner.assign(unit_id)
+        version = exp.treatment if chosen.variant == TREATMENT else exp.control
+        return Route(version, chosen.variant, exp.id, chosen.assignment, unit_id)
+
+    def active(self) -> dict[str, ActiveExperiment]:
+        return dict(self._active)
 
     def versions_needed(self) -> dict[str, set[int]]:
-        """Versions besides production that must be held in memory (A/B treatments)."""
-        return {}
+        """Versions besides production that must be held in memory (A/B arms)."""
+        return {name: {exp.control, exp.treatment} for name, exp in self._active.items()}
 
     def refresh(self) -> None:
-        """Re-read routing state from the database (called by the reload loop)."""
+        """Re-read the running experiments from the database (called by the reload loop)."""
+        from .store.experiments import RUNNING, Experiment
+
+        with self._state.session() as session:
+            rows = session.execute(
+                select(
+                    Experiment.id, Experiment.model_name, Experiment.control_version,
+                    Experiment.treatment_version, Experiment.share, Experiment.salt,
+                ).where(Experiment.status == RUNNING)
+            ).all()
+        active: dict[str, ActiveExperiment] = {}
+        for exp_id, name, control, treatment, share, salt in rows:
+            current = self._active.get(name)
+            if current is not None and current.id == exp_id and current.assigner.share == share:
+                active[name] = current
+            else:
+                active[name] = ActiveExperiment(exp_id, control, treatment, Assigner(salt, share))
+        if active.keys() != self._active.keys() or any(active[n] is not self._active[n] for n in active):
+            logger.info("experiment routing: %s", {n: (e.id, e.assigner.share) for n, e in active.items()})
+        self._active = active
 
 
 def file_sha256(path: str | Path) -> str:
@@ -269,8 +333,17 @@ def predict(state: MLOpsState, name: str, features: Mapping[str, Any], *, unit_i
     ctx = current_context(name)
     row = validate_row(spec, features)
     route = state.router.route(name, unit_id)
+    unit_id = route.unit_id if route.unit_id is not None else unit_id
     served = state.models.get(name, route.version)
-    label, proba = served.predict_one([row[f] for f in spec.feature_names])
+    try:
+        label, proba = served.predict_one([row[f] for f in spec.feature_names])
+    except Exception:
+        if ctx is not None:  # the failure counts against the version/variant that served it
+            ctx.observe(
+                Prediction(None, None, name, served.version, route.variant, ctx.prediction_id, unit_id, route.experiment, route.assignment),
+                row,
+            )
+        raise
     result = Prediction(
         prediction=label,
         probability=proba,

@@ -19,6 +19,7 @@ from flask import current_app, g, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from .extension import get_state
+from .metrics import observe_prediction
 from .serving import Prediction, new_prediction_id
 from .store.predictions import format_ts
 
@@ -159,6 +160,7 @@ def track(
                 raise
             finally:
                 g.pop(_G_KEY, None)
+                observe_prediction(state, model, ctx.result, status, perf_counter() - started)
                 if (status < 400 or state.config.log_errors) and _sampled(ctx.prediction_id, state.config.log_sample_rate):
                     _log(state, model, ctx, features, response, started, status, error)
 

@@ -1,50 +1,178 @@
-"""The `mlops` blueprint: JSON API under `/api`, error rendering, auth by role per route.
+"""The `mlops` blueprint: JSON API under `/api`, dashboard pages, auth by role, schemas per route.
 
-Area modules (`api/health.py`, `api/models.py`, ...) declare routes with `@route(...)`;
-`make_blueprint()` imports them once and returns the blueprint `init_app` mounts at
-`MLOPS_URL_PREFIX`.
+Area modules (`api/health.py`, `api/models.py`, ...) declare routes with `@route(...)`:
+the role it needs (None = public), and optionally the pydantic models of its query
+string, request body and response. The wrapper enforces the role, parses and validates
+the inputs (400 with the field errors otherwise), renders a returned model as JSON, and
+records everything in `ROUTES`, from which `api/openapi.py` builds the OpenAPI document.
+`make_blueprint()` imports the area modules once and returns the blueprint `init_app`
+mounts at `MLOPS_URL_PREFIX`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from ..auth import require
-from ..errors import MLOpsError, NotFoundError, error_body
+from ..auth import require, unauthorised_page
+from ..errors import AuthenticationError, MLOpsError, NotFoundError, PermissionDenied, ValidationError, error_body
 from ..extension import get_state
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("mlops", __name__, template_folder="../dashboard/templates", static_folder="../dashboard/static")
 
-#: role per endpoint (None = public); walked by the auth test
+JSON = "application/json"
+HTML = "text/html"
+FORM = "application/x-www-form-urlencoded"
+_ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What one declared route needs and answers: enforced by `route`, published by openapi.py."""
+
+    endpoint: str
+    rule: str  # relative to the blueprint, e.g. "/api/models/<name>"
+    methods: tuple[str, ...]
+    role: str | None
+    api: bool
+    summary: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    query_model: type[BaseModel] | None = None
+    request_model: type[BaseModel] | None = None
+    request_type: str = JSON
+    response_model: Any = None  # a pydantic model class (or a parametrised generic such as Page[X])
+    status: int = 200
+    produces: str = JSON
+    responses: Mapping[int, Any] = field(default_factory=dict)  # extra documented statuses -> model | None
+    include_in_schema: bool = True
+
+
+#: every declared route by endpoint (walked by openapi.py and by the auth/OpenAPI tests)
+ROUTES: dict[str, RouteDoc] = {}
+#: role per endpoint (None = public); kept for callers that only need the role
 ROUTE_ROLES: dict[str, str | None] = {}
 
 
-def route(rule: str, *, methods: tuple[str, ...] = ("GET",), role: str | None = "read", api: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare a route on the blueprint; `role` None makes it public, else it is enforced."""
+def route(
+    rule: str,
+    *,
+    methods: tuple[str, ...] = ("GET",),
+    role: str | None = "read",
+    api: bool = True,
+    query_model: type[BaseModel] | None = None,
+    request_model: type[BaseModel] | None = None,
+    request_type: str = JSON,
+    response_model: Any = None,
+    status: int | None = None,
+    produces: str | None = None,
+    responses: Mapping[int, Any] | None = None,
+    summary: str | None = None,
+    tags: tuple[str, ...] | None = None,
+    include_in_schema: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a route on the blueprint.
+
+    `role` None makes it public, else it is enforced (`read` < `admin`). With `query_model`
+    the view gets `query=` (the parsed query string); with `request_model` it gets `body=`
+    (the parsed JSON body, or form with `request_type=FORM`). A view may return a pydantic
+    model (rendered as JSON with `status`) or any Flask response value.
+    """
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        success = status or 200
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if role is not None:
-                require(get_state(), role)
-            return view(*args, **kwargs)
+                try:
+                    require(get_state(), role)
+                except (AuthenticationError, PermissionDenied) as exc:
+                    if api:
+                        raise
+                    return unauthorised_page(exc)
+            if query_model is not None:
+                kwargs["query"] = parse_query(query_model)
+            if request_model is not None:
+                kwargs["body"] = parse_body(request_model, request_type)
+            result = view(*args, **kwargs)
+            if isinstance(result, BaseModel):
+                response = jsonify(result.model_dump(mode="json"))
+                response.status_code = success
+                return response
+            return result
 
         full_rule = f"/api{rule}" if api else rule
         bp.add_url_rule(full_rule, view_func=wrapper, methods=list(methods))
-        ROUTE_ROLES[f"{bp.name}.{view.__name__}"] = role
+        endpoint = f"{bp.name}.{view.__name__}"
+        doc = (view.__doc__ or "").strip()
+        ROUTES[endpoint] = RouteDoc(
+            endpoint=endpoint,
+            rule=full_rule,
+            methods=tuple(methods),
+            role=role,
+            api=api,
+            summary=summary or (doc.splitlines()[0] if doc else view.__name__.replace("_", " ")),
+            description=doc,
+            tags=tags or (("api",) if api else ("dashboard",)),
+            query_model=query_model,
+            request_model=request_model,
+            request_type=request_type,
+            response_model=response_model,
+            status=success,
+            produces=produces or (JSON if api else HTML),
+            responses=dict(responses or {}),
+            include_in_schema=include_in_schema,
+        )
+        ROUTE_ROLES[endpoint] = role
         return wrapper
 
     return decorator
 
 
+# -- input parsing -----------------------------------------------------------------------------
+def _errors(exc: PydanticValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors without the echoed input (it may be large or secret)."""
+    return [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+def parse_query(model: type[BaseModel]) -> BaseModel:
+    data: dict[str, Any] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        info = model.model_fields.get(key)
+        many = info is not None and "list" in str(info.annotation).lower()
+        data[key] = values if many else values[-1]
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationError("invalid query parameters", code="invalid_query", details=_errors(exc)) from exc
+
+
+def parse_body(model: type[BaseModel], kind: str = JSON) -> BaseModel:
+    if kind == FORM:
+        data: Any = request.form.to_dict()
+    else:
+        data = request.get_json(silent=True)
+        if data is None:
+            raise ValidationError("the request body must be JSON (Content-Type: application/json)", code="malformed_json")
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationError("invalid request body", code="invalid_body", details=_errors(exc)) from exc
+
+
+# -- errors ----------------------------------------------------------------------------------
 def json_error(exc: HTTPException | MLOpsError, status: int) -> Any:
     if isinstance(exc, MLOpsError):
         body = exc.to_dict()
@@ -82,13 +210,67 @@ def _unexpected(exc: Exception) -> Any:
     return jsonify(error_body("internal_error", "internal error; see the server log", None)), 500
 
 
-@route("/<path:rest>", methods=("GET", "POST", "PUT", "PATCH", "DELETE"), role=None)
+def _no_route(rest: str) -> Any:
+    """404 or 405 (with Allow) as JSON for any path under the prefix that no view answers.
+
+    Routing errors never reach a blueprint's error handlers (no rule matched, so Flask does
+    not know the blueprint); these catch-all rules keep the error body consistent without
+    touching the host app's own 404/405 handling.
+    """
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in _ALL_METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except (NotFound, MethodNotAllowed):
+            continue
+        except HTTPException:  # a redirect: the path exists
+            endpoint = ""
+        if endpoint not in _CATCH_ALL:
+            allowed.append(method)
+    if allowed:
+        if "GET" in allowed:
+            allowed += ["HEAD"]
+        raise MLOpsErrorMethodNotAllowed(allowed, request.method)
+    raise NotFoundError(f"nothing at {request.path}", code="no_such_endpoint")
+
+
+class MLOpsErrorMethodNotAllowed(MethodNotAllowed):
+    def __init__(self, allowed: list[str], method: str) -> None:
+        super().__init__(valid_methods=sorted(set(allowed) | {"OPTIONS"}), description=f"{method} is not allowed here")
+
+
+@route("/<path:rest>", methods=_ALL_METHODS, role=None, include_in_schema=False)
 def api_not_found(rest: str) -> Any:
-    raise NotFoundError(f"no API endpoint at /api/{rest}", code="no_such_endpoint")
+    return _no_route(rest)
+
+
+@route("/<path:rest>", methods=_ALL_METHODS, role=None, api=False, include_in_schema=False)
+def page_not_found(rest: str) -> Any:
+    return _no_route(rest)
+
+
+@route("/", methods=("POST", "PUT", "PATCH", "DELETE"), role=None, api=False, include_in_schema=False)
+def root_method_not_allowed() -> Any:
+    return _no_route("")
+
+
+_CATCH_ALL = {"mlops.api_not_found", "mlops.page_not_found", "mlops.root_method_not_allowed"}
 
 
 def make_blueprint() -> Blueprint:
     """Import the area modules (which declare their routes on `bp`); return the blueprint."""
-    from . import health  # noqa: F401
+    import importlib
 
+    from . import health, openapi  # noqa: F401
+    from .. import metrics  # noqa: F401
+    from ..dashboard import views  # noqa: F401
+
+    # areas still being built: mounted when their module exists
+    for name in ("models", "retrain", "monitoring", "experiments", "jobs", "feedback"):
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
     return bp

@@ -9,10 +9,12 @@ from flask import jsonify
 
 from ..extension import get_state
 from .blueprint import route
+from .schemas import HealthOut
 
 
-@route("/health", role=None)
+@route("/health", role=None, response_model=HealthOut, tags=("meta",))
 def health() -> Any:
+    """Public liveness for load balancers: can each model serve? (no logged data)"""
     state = get_state()
     versions = state.models.production_versions()
     models = {name: {"production_version": versions.get(name)} for name in state.config.model_names}

@@ -132,8 +132,14 @@ def _ks_statistic_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
     n1, n2 = ref.size, cur.size
     f1_le = np.searchsorted(ref, ref, side="right") / n1
     f1_lt = np.searchsorted(ref, ref, side="left") / n1
-    f2_le = np.searchsorted(cur, ref, side="right") / n2
-    f2_lt = np.searchsorted(cur, ref, side="left") / n2
+    below = np.searchsorted(cur, ref, side="left")
+    upto = below.copy()
+    # only reference points that occur in the window need the second (<=) search
+    tied = cur[np.minimum(below, n2 - 1)] == ref
+    if tied.any():
+        upto[tied] = np.searchsorted(cur, ref[tied], side="right")
+    f2_le = upto / n2
+    f2_lt = below / n2
     return float(max(np.max(np.abs(f1_le - f2_le)), np.max(np.abs(f1_lt - f2_lt))))
 
 

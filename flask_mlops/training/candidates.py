@@ -7,7 +7,6 @@ the defaults key by key; an unknown candidate name's error lists the registered 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ class Candidate:
         """None when usable here, else why not (e.g. an optional package is missing)."""
         for module in self.requires:
             try:
-                importlib.import_module(module)
+                __import__(module)  # the import statement path (honours import hooks)
             except ImportError as exc:
                 return f"optional dependency {module!r} is not importable: {exc}"
         return None

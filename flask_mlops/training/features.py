@@ -18,6 +18,7 @@ Keys (all optional):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -150,14 +151,10 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
             name: list(known) if known is not None else sorted({str(v) for v in X[:, self._col(name)] if v is not None})
             for name, known in cats.items()
         }
-        numeric = self._numeric(X)
-        # Medians of the engineered matrix, so derived columns are imputed consistently.
-        self.medians_ = np.zeros(numeric.shape[1])
-        if numeric.shape[1]:
-            with np.errstate(all="ignore"):
-                med = np.nanmedian(np.where(np.isfinite(numeric), numeric, np.nan), axis=0) if len(numeric) else None
-            if med is not None:
-                self.medians_ = np.where(np.isnan(med), 0.0, med)
+        # Medians of the measured values; derived columns are built from the imputed base
+        # columns and get medians of their own (for a ratio whose denominator is a real 0).
+        self.base_medians_ = _medians(self._base(X))
+        self.medians_ = _medians(self._numeric(X))
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -166,10 +163,8 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
         if X.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} columns {list(self.feature_names)}, got {X.shape[1]}")
         numeric = self._numeric(X)
-        if self.impute == "median" and numeric.shape[1]:
-            bad = ~np.isfinite(numeric)
-            if bad.any():
-                numeric = np.where(bad, self.medians_[None, :], numeric)
+        if self.impute == "median":
+            numeric = _fill(numeric, self.medians_)
         parts = [numeric]
         for name, cats in self.categories_.items():
             col = np.array([str(v) if v is not None else "" for v in X[:, self._col(name)]], dtype=object)
@@ -198,8 +193,8 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected a 2-D array of feature rows, got shape {arr.shape}")
         return arr
 
-    def _numeric(self, X: np.ndarray) -> np.ndarray:
-        """Numeric columns (declared order), missing markers as NaN, then derived columns."""
+    def _base(self, X: np.ndarray) -> np.ndarray:
+        """Numeric columns in declared order, missing markers as NaN, log1p applied."""
         cats = set(self.categorical or {})
         names = [n for n in self.feature_names if n not in cats]
         idx = [self._col(n) for n in names]
@@ -209,15 +204,37 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
             base[base[:, col[n]] == 0, col[n]] = np.nan
         for n in self.log1p:
             base[:, col[n]] = np.log1p(np.clip(base[:, col[n]], 0, None))
+        return base
+
+    def _numeric(self, X: np.ndarray) -> np.ndarray:
+        """Base columns, then missing indicators, products and ratios (from imputed base values)."""
+        raw = self._base(X)
+        base = _fill(raw, self.base_medians_) if self.impute == "median" and hasattr(self, "base_medians_") else raw
+        cats = set(self.categorical or {})
+        col = {n: i for i, n in enumerate(n for n in self.feature_names if n not in cats)}
         extra: list[np.ndarray] = []
         if self.missing_indicators:
-            extra += [np.isnan(base[:, col[n]]).astype(float) for n in self.zeros_as_missing]
+            extra += [np.isnan(raw[:, col[n]]).astype(float) for n in self.zeros_as_missing]
         with np.errstate(divide="ignore", invalid="ignore"):
             extra += [base[:, col[a]] * base[:, col[b]] for a, b in self.products]
             for a, b in self.ratios:
                 den = base[:, col[b]]
                 extra.append(np.where((den == 0) | np.isnan(den), np.nan, base[:, col[a]] / den))
         return np.column_stack([base, *extra]) if extra else base
+
+
+def _medians(block: np.ndarray) -> np.ndarray:
+    if block.shape[1] == 0 or len(block) == 0:
+        return np.zeros(block.shape[1])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> 0 below
+        med = np.nanmedian(np.where(np.isfinite(block), block, np.nan), axis=0)
+    return np.where(np.isnan(med), 0.0, med)
+
+
+def _fill(block: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(block)
+    return np.where(bad, medians[None, :], block) if bad.any() else block
 
 
 def _to_float(block: np.ndarray) -> np.ndarray:

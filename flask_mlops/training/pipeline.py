@@ -179,8 +179,14 @@ def _check_xy(spec: ModelSpec, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     if len(X) != len(y):
         raise MLOpsError(f"model {spec.name!r}: X has {len(X)} rows but y has {len(y)}")
     labels = set(np.unique(y).tolist())
+    if len(labels) == 2 and not labels <= {0, 1} and any(str(v) == str(spec.positive_label) for v in labels):
+        y = np.array([str(v) == str(spec.positive_label) for v in y], dtype=int)  # raw labels -> 0/1
+        labels = {0, 1}
     if not labels <= {0, 1} or len(labels) != 2:
-        raise MLOpsError(f"model {spec.name!r}: y must hold both classes as 0/1, got {sorted(labels)[:10]}")
+        raise MLOpsError(
+            f"model {spec.name!r}: y must hold two classes, as 0/1 or with positive_label "
+            f"{spec.positive_label!r} among them; got {sorted(map(str, labels))[:10]}"
+        )
     return X, y.astype(int)
 
 

@@ -1,0 +1,111 @@
+"""Request/response models of the `/mlops` API (pydantic), shared so every endpoint looks alike.
+
+Area modules declare their own models next to their routes and reuse the pieces here:
+`WindowQuery` (the monitoring window: model, version, since, until, last), `PageQuery`
+(limit, cursor), `Page` (items + next_cursor) and `ErrorBody` (every 4xx/5xx body).
+`@route(..., query_model=, request_model=, response_model=)` turns them into validation
+and into the OpenAPI document (see `api/openapi.py` and DEVELOPERS.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+T = TypeVar("T")
+
+
+class APIModel(BaseModel):
+    """Base of response models: unknown attributes are an error in our own output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields are refused (a typo should not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueryModel(BaseModel):
+    """Base of query-string models: unknown parameters are ignored, like most HTTP APIs do."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- errors ----------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `validation_error`.")
+    message: str = Field(description="What went wrong, for people.")
+    details: Any = Field(default=None, description="Structured context (invalid fields, known names, ...).")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer: `{"error": {"code", "message", "details"}}`."""
+
+    error: ErrorDetail
+
+
+# -- shared query parameters -------------------------------------------------------------------
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class WindowQuery(QueryModel):
+    """The window every monitoring endpoint takes (DESIGN.md: API conventions)."""
+
+    model: str | None = Field(default=None, max_length=200, description="Model name; required when more than one model is declared.")
+    version: str | None = Field(default=None, max_length=50, description="Only records served by this version.")
+    since: datetime | None = Field(default=None, description="Window start, ISO-8601 (UTC when no offset is given), inclusive.")
+    until: datetime | None = Field(default=None, description="Window end, ISO-8601 (UTC when no offset is given), exclusive.")
+    last: int | None = Field(default=None, ge=1, le=1_000_000, description="Only the N most recent records.")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowQuery:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+class PageQuery(QueryModel):
+    """Pagination for every list: `limit` items after the opaque `cursor` of the previous page."""
+
+    limit: int = Field(default=100, ge=1, le=1000, description="Most items in one page.")
+    cursor: str | None = Field(default=None, max_length=500, description="`next_cursor` of the previous page.")
+
+
+class Page(APIModel, Generic[T]):
+    """One page of a list; `next_cursor` is null on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# -- health (public) ---------------------------------------------------------------------------
+class ModelHealth(APIModel):
+    production_version: int | None
+
+
+class HealthOut(APIModel):
+    """Liveness for load balancers: no logged data, only whether each model can serve."""
+
+    status: Literal["ok", "degraded"]
+    models: dict[str, ModelHealth]
+    uptime_s: float
+
+
+# -- auth ----------------------------------------------------------------------------------------
+class LoginForm(BaseModel):
+    """The dashboard login form (application/x-www-form-urlencoded)."""
+
+    token: str = Field(min_length=1, max_length=4096, description="An MLOPS_API_TOKEN; exchanged for a session cookie.")
+    next: str | None = Field(default=None, max_length=2000, description="Dashboard path to go to after login.")

@@ -1,0 +1,438 @@
+"""A/B experiments and gradual rollouts of an app: create, read, stop, promote, evaluate.
+
+The statistics and the rollout state machine are pure (`ab/`); this module connects them
+to the app: the experiment tables, the prediction log (per-variant outcomes), feedback
+labels, the registry (promotion) and the audit trail. The API and CLI call only these
+functions. `evaluate_rollouts(state)` is what the scheduler runs every
+`MLOPS_ROLLOUT_INTERVAL_S`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import urllib.request
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .ab.assign import CONTROL, TREATMENT, new_salt
+from .errors import ConflictError, NotFoundError, ValidationError
+from .store.experiments import COMPLETED, PROMOTED, ROLLED_BACK, RUNNING, STOPPED, Experiment, Rollout
+from .store.models import AuditEvent, ModelVersion
+
+if TYPE_CHECKING:
+    from .ab.stats import Plan
+    from .ab.summary import VariantSummary
+    from .extension import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("accuracy", "positive_rate")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ------------------------------------------------------------------------ creating
+
+
+def _plan(metric: str, share: float, plan: dict[str, Any] | None, guardrails: dict[str, Any] | None, baseline: float | None) -> Plan:
+    from .ab.guardrails import Guardrails
+    from .ab.stats import Plan
+
+    if metric not in METRICS:
+        raise ValidationError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}", details={"metric": metric})
+    options = dict(plan or {})
+    known = {"alpha", "power", "baseline", "mde", "planned_control", "planned_treatment", "srm_threshold"}
+    unknown = set(options) - known
+    if unknown:
+        raise ValidationError(f"unknown plan option(s) {sorted(unknown)}; known: {sorted(known)}")
+    options.setdefault("mde", 0.05)
+    if options.get("baseline") is None:
+        options["baseline"] = baseline if baseline is not None and 0 < baseline < 1 else 0.5
+    try:
+        return Plan(share=min(max(share, 0.01), 0.99), guardrails=Guardrails.from_dict(guardrails), **options)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid experiment plan: {exc}", details={"plan": plan, "guardrails": guardrails}) from exc
+
+
+def _audit(session: Any, model: str, action: str, *, version: int | None = None, previous: int | None = None,
+           actor: str = "system", reason: str | None = None, details: dict[str, Any] | None = None) -> None:
+    session.add(AuditEvent(model_name=model, action=action, version=version, previous_version=previous,
+                           actor=actor, reason=reason, details=details or {}))
+
+
+def create_experiment(
+    state: MLOpsState,
+    model: str,
+    treatment_version: int,
+    *,
+    control_version: int | None = None,
+    share: float = 0.5,
+    name: str | None = None,
+    metric: str = "accuracy",
+    plan: dict[str, Any] | None = None,
+    guardrails: dict[str, Any] | None = None,
+    unit_key: str = "user_id",
+    actor: str = "system",
+    kind: str = "experiment",
+) -> dict[str, Any]:
+    """Start an experiment of `treatment_version` against production (or `control_version`)."""
+    from .registry import alias_version, get_version
+
+    state.config.model(model)
+    if not 0 <= share <= 1 or (kind == "experiment" and not 0 < share < 1):
+        raise ValidationError("share must be strictly between 0 and 1 for an experiment", details={"share": share})
+    control = control_version if control_version is not None else alias_version(state, model)
+    if control is None:
+        raise ConflictError(f"model {model!r} has no production version to use as control", details={"model": model})
+    if control == treatment_version:
+        raise ValidationError("control and treatment must be different versions", details={"version": control})
+    control_info = get_version(state, model, control)
+    get_version(state, model, treatment_version)
+    baseline = control_info.metrics.get("accuracy") if metric == "accuracy" else None
+    checked = _plan(metric, share, plan, guardrails, baseline if isinstance(baseline, (int, float)) else None)
+    row = Experiment(
+        model_name=model, running_model=model, name=name, kind=kind, control_version=control,
+        treatment_version=treatment_version, share=float(share), salt=new_salt(), unit_key=unit_key,
+        metric=metric, plan={k: getattr(checked, k) for k in ("alpha", "power", "baseline", "mde", "planned_control", "planned_treatment", "srm_threshold")},
+        guardrails=dict(vars(checked.guardrails)), actor=actor,
+    )
+    try:
+        with state.session() as session, session.begin():
+            session.add(row)
+            session.flush()
+            _audit(session, model, f"{kind}_start", version=treatment_version, previous=control, actor=actor,
+                   details={"experiment": row.id, "share": share})
+    except IntegrityError as exc:
+        running = _running_id(state, model)
+        raise ConflictError(
+            f"model {model!r} already has a running experiment (#{running}); stop it first",
+            details={"model": model, "experiment_id": running},
+        ) from exc
+    state.models.refresh()  # this worker routes now; the others within MLOPS_RELOAD_INTERVAL
+    return _experiment_dict(row)
+
+
+def _running_id(state: MLOpsState, model: str) -> int | None:
+    with state.session() as session:
+        return session.scalar(select(Experiment.id).where(Experiment.running_model == model))
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def _experiment_dict(row: Experiment, rollout: Rollout | None = None) -> dict[str, Any]:
+    data = {
+        "id": row.id, "model": row.model_name, "name": row.name, "kind": row.kind, "status": row.status,
+        "control_version": row.control_version, "treatment_version": row.treatment_version,
+        "share": row.share, "unit_key": row.unit_key, "metric": row.metric, "plan": row.plan,
+        "guardrails": row.guardrails, "outcome": row.outcome, "actor": row.actor,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+    }
+    if rollout is not None:
+        data["rollout_id"] = rollout.id
+    return data
+
+
+def _get(session: Any, experiment_id: int) -> Experiment:
+    row = session.get(Experiment, experiment_id)
+    if row is None:
+        raise NotFoundError(f"no experiment {experiment_id}", details={"experiment_id": experiment_id})
+    return row
+
+
+def list_experiments(state: MLOpsState, *, model: str | None = None, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    query = select(Experiment).order_by(Experiment.id.desc()).limit(max(1, min(limit, 1000)))
+    if model is not None:
+        query = query.where(Experiment.model_name == model)
+    if status is not None:
+        query = query.where(Experiment.status == status)
+    with state.session() as session:
+        return [_experiment_dict(r) for r in session.scalars(query)]
+
+
+def get_experiment(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
+    with state.session() as session:
+        row = _get(session, experiment_id)
+        rollout = session.scalar(select(Rollout).where(Rollout.experiment_id == experiment_id))
+        return _experiment_dict(row, rollout)
+
+
+def _labels(state: MLOpsState, ids: np.ndarray) -> dict[str, Any]:
+    """Feedback labels by prediction id (store/feedback.py; none until it exists)."""
+    try:
+        from .store import feedback
+    except ImportError:
+        return {}
+    table = getattr(feedback, "Feedback", None)
+    if table is None or not len(ids):
+        return {}
+    out: dict[str, Any] = {}
+    id_list = [str(i) for i in ids]
+    with state.session() as session:
+        for start in range(0, len(id_list), 500):
+            chunk = id_list[start : start + 500]
+            out.update(session.execute(select(table.prediction_id, table.label).where(table.prediction_id.in_(chunk))).all())
+    return out
+
+
+def observations(
+    state: MLOpsState, model: str, metric: str, since: datetime, until: datetime | None = None
+) -> tuple[VariantSummary, VariantSummary]:
+    """(control, treatment) summaries of the logged requests in [since, until)."""
+    from .ab.summary import summarize
+    from .store.columnar import read_window
+
+    window = read_window(state.log_dir, model=model, since=since, until=until, with_ids=True, features=())
+    cats = window.variant.categories
+    codes = window.variant.codes
+    c_code = cats.index(CONTROL) if CONTROL in cats else -2
+    t_code = cats.index(TREATMENT) if TREATMENT in cats else -2
+    keep = (codes == c_code) | (codes == t_code)
+    is_t = (codes == t_code)[keep]
+    outcome = np.full(int(keep.sum()), np.nan)
+    ids = window.ids[keep] if window.ids is not None else np.array([])
+    labels = _labels(state, ids)
+    if labels:
+        predictions = np.asarray(window.prediction, dtype=object)[keep]
+        for i, pid in enumerate(ids):
+            label = labels.get(str(pid))
+            if label is None:
+                continue
+            if metric == "positive_rate":
+                outcome[i] = 1.0 if _truthy(label) else 0.0
+            else:
+                outcome[i] = 1.0 if _same(predictions[i], label) else 0.0
+    return summarize(is_t.astype(np.int8), outcome, window.latency_ms[keep], window.errors[keep])
+
+
+def _truthy(value: Any) -> bool:
+    return value in (1, True, "1", "true", "yes", "positive") or (isinstance(value, float) and value == 1.0)
+
+
+def _same(prediction: Any, label: Any) -> bool:
+    if prediction is None or (isinstance(prediction, float) and math.isnan(prediction)):
+        return False
+    try:
+        return float(prediction) == float(label)
+    except (TypeError, ValueError):
+        return str(prediction) == str(label)
+
+
+def experiment_results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
+    """All statistics and the verdict of an experiment, from its logged requests and feedback."""
+    from .ab.guardrails import Guardrails
+    from .ab.stats import Plan, analyze
+
+    with state.session() as session:
+        row = _get(session, experiment_id)
+    share = min(max(row.share, 0.01), 0.99)
+    plan = Plan(share=share, guardrails=Guardrails.from_dict(row.guardrails), **row.plan)
+    control, treatment = observations(state, row.model_name, row.metric, row.created_at, row.ended_at)
+    results = analyze(control, treatment, plan).to_dict()
+    return {"experiment": _experiment_dict(row), **results}
+
+
+# ------------------------------------------------------------------------- ending
+
+
+def _end(state: MLOpsState, experiment_id: int, status: str, *, actor: str, reason: str | None, action: str) -> dict[str, Any]:
+    with state.session() as session, session.begin():
+        row = _get(session, experiment_id)
+        if row.status != RUNNING:
+            raise ConflictError(f"experiment {experiment_id} is {row.status}, not running", details={"status": row.status})
+        row.status, row.running_model, row.ended_at, row.outcome = status, None, _now(), reason
+        rollout = session.scalar(select(Rollout).where(Rollout.experiment_id == experiment_id))
+        if rollout is not None and rollout.status == RUNNING:
+            rollout.status = status
+        _audit(session, row.model_name, action, version=row.treatment_version, previous=row.control_version,
+               actor=actor, reason=reason, details={"experiment": experiment_id})
+        data = _experiment_dict(row)
+    state.models.refresh()
+    return data
+
+
+def stop_experiment(state: MLOpsState, experiment_id: int, *, actor: str = "system", reason: str | None = None) -> dict[str, Any]:
+    """End the experiment; everyone is served production again."""
+    return _end(state, experiment_id, STOPPED, actor=actor, reason=reason or "stopped", action="experiment_stop")
+
+
+def promote_experiment(state: MLOpsState, experiment_id: int, *, actor: str = "system", reason: str | None = None) -> dict[str, Any]:
+    """Make the treatment production (through the registry) and end the experiment."""
+    from .registry import set_alias
+    from .serving import PRODUCTION
+
+    with state.session() as session:
+        row = _get(session, experiment_id)
+    if row.status != RUNNING:
+        raise ConflictError(f"experiment {experiment_id} is {row.status}, not running", details={"status": row.status})
+    data = _end(state, experiment_id, PROMOTED, actor=actor, reason=reason or "treatment promoted", action="experiment_promote")
+    set_alias(state, row.model_name, PRODUCTION, row.treatment_version, actor=actor, action="promote",
+              reason=reason or f"promoted from experiment {experiment_id}", details={"experiment": experiment_id})
+    return data
+
+
+# ------------------------------------------------------------------------ rollouts
+
+
+def _rollout_dict(rollout: Rollout, exp: Experiment) -> dict[str, Any]:
+    return {
+        "id": rollout.id, "experiment_id": exp.id, "model": rollout.model_name, "status": rollout.status,
+        "stage": rollout.stage, "stages": rollout.stages, "share": exp.share,
+        "control_version": exp.control_version, "treatment_version": exp.treatment_version,
+        "stage_started_at": rollout.stage_started_at.isoformat(), "on_breach": rollout.on_breach,
+        "require_accuracy": rollout.require_accuracy, "guardrails": exp.guardrails,
+        "last_decision": rollout.last_decision, "history": rollout.history,
+    }
+
+
+def start_rollout(
+    state: MLOpsState,
+    model: str,
+    treatment_version: int,
+    *,
+    stages: list[Any] | None = None,
+    guardrails: dict[str, Any] | None = None,
+    on_breach: str = "keep",
+    require_accuracy: bool = False,
+    actor: str = "system",
+) -> dict[str, Any]:
+    """Start a gradual rollout of `treatment_version` (its first stage's share of traffic)."""
+    from .ab.rollout import DEFAULT_STAGES, Stage, validate_stages
+
+    if on_breach not in ("keep", "archive"):
+        raise ValidationError("on_breach must be 'keep' or 'archive'", details={"on_breach": on_breach})
+    try:
+        parsed = validate_stages([Stage.from_dict(s) for s in stages] if stages else DEFAULT_STAGES)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid stages: {exc}", details={"stages": stages}) from exc
+    exp = create_experiment(state, model, treatment_version, share=parsed[0].share, guardrails=guardrails,
+                            actor=actor, kind="rollout", name=f"rollout of v{treatment_version}")
+    with state.session() as session, session.begin():
+        rollout = Rollout(experiment_id=exp["id"], model_name=model, stages=[dict(vars(s)) for s in parsed],
+                          stage=0, stage_started_at=_now(), on_breach=on_breach, require_accuracy=require_accuracy)
+        session.add(rollout)
+        session.flush()
+        rollout_id = rollout.id
+    return get_rollout(state, rollout_id)
+
+
+def get_rollout(state: MLOpsState, rollout_id: int) -> dict[str, Any]:
+    with state.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        if rollout is None:
+            raise NotFoundError(f"no rollout {rollout_id}", details={"rollout_id": rollout_id})
+        return _rollout_dict(rollout, _get(session, rollout.experiment_id))
+
+
+def list_rollouts(state: MLOpsState, *, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    query = select(Rollout).order_by(Rollout.id.desc()).limit(max(1, min(limit, 1000)))
+    if model is not None:
+        query = query.where(Rollout.model_name == model)
+    with state.session() as session:
+        return [_rollout_dict(r, _get(session, r.experiment_id)) for r in session.scalars(query)]
+
+
+def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Evaluate every running rollout once and act: advance, hold, roll back or complete.
+
+    The scheduler calls this every `MLOPS_ROLLOUT_INTERVAL_S` on exactly one runner.
+    Returns one entry per rollout: its id and the decision taken.
+    """
+    from .ab.guardrails import Guardrails
+    from .ab.rollout import COMPLETE, HOLD, ROLLBACK, RolloutState, Stage, apply, evaluate
+
+    now = now or _now()
+    with state.session() as session:
+        running = session.scalars(select(Rollout).where(Rollout.status == RUNNING)).all()
+        pairs = [(r, _get(session, r.experiment_id)) for r in running]
+    out: list[dict[str, Any]] = []
+    for rollout, exp in pairs:
+        current = RolloutState(
+            stage_started_at=rollout.stage_started_at, stages=tuple(Stage.from_dict(s) for s in rollout.stages),
+            stage=rollout.stage, guardrails=Guardrails.from_dict(exp.guardrails), require_accuracy=rollout.require_accuracy,
+        )
+        control, treatment = observations(state, exp.model_name, exp.metric, rollout.stage_started_at, now)
+        decision = evaluate(current, {CONTROL: control, TREATMENT: treatment}, now)
+        record = {**decision.to_dict(), "at": now.isoformat(), "share_before": exp.share,
+                  "observed": {CONTROL: control.to_dict(), TREATMENT: treatment.to_dict()}}
+        if decision.action == HOLD:
+            with state.session() as session, session.begin():
+                row = session.get(Rollout, rollout.id)
+                row.last_decision = record
+        elif decision.action == ROLLBACK:
+            _rollback(state, rollout, exp, record, actor="scheduler")
+        elif decision.action == COMPLETE:
+            _complete(state, rollout, exp, record)
+        else:
+            nxt = apply(current, decision, now)
+            with state.session() as session, session.begin():
+                row, erow = session.get(Rollout, rollout.id), session.get(Experiment, exp.id)
+                row.stage, row.stage_started_at, row.last_decision = nxt.stage, nxt.stage_started_at, record
+                row.history = [*row.history, record]
+                erow.share = decision.new_share
+                _audit(session, exp.model_name, "rollout_advance", version=exp.treatment_version, actor="scheduler",
+                       reason="; ".join(decision.reasons), details={"rollout": rollout.id, "share": decision.new_share})
+            state.models.refresh()
+        logger.info("rollout %s of %s v%s: %s (share %s)", rollout.id, exp.model_name, exp.treatment_version,
+                    decision.action, decision.new_share)
+        out.append({"rollout_id": rollout.id, **decision.to_dict()})
+    return out
+
+
+def _rollback(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict[str, Any], *, actor: str) -> None:
+    reason = "; ".join(record["reasons"])
+    with state.session() as session, session.begin():
+        row, erow = session.get(Rollout, rollout.id), session.get(Experiment, exp.id)
+        row.status, row.last_decision, row.history = ROLLED_BACK, record, [*row.history, record]
+        erow.status, erow.share, erow.running_model, erow.ended_at, erow.outcome = ROLLED_BACK, 0.0, None, _now(), reason
+        if row.on_breach == "archive":
+            version = session.scalar(select(ModelVersion).where(
+                ModelVersion.model_name == exp.model_name, ModelVersion.version == exp.treatment_version))
+            if version is not None:
+                version.status = "archived"
+        _audit(session, exp.model_name, "rollout_rollback", version=exp.treatment_version, previous=exp.control_version,
+               actor=actor, reason=reason, details={"rollout": rollout.id, "share_before": exp.share, "on_breach": row.on_breach})
+    state.models.refresh()
+    send_alert(state, f"rollout {rollout.id} of {exp.model_name} v{exp.treatment_version} rolled back: {reason}",
+               {"rollout": rollout.id, "model": exp.model_name, "version": exp.treatment_version, "checks": record["checks"]})
+
+
+def _complete(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict[str, Any]) -> None:
+    from .registry import set_alias
+    from .serving import PRODUCTION
+
+    with state.session() as session, session.begin():
+        row, erow = session.get(Rollout, rollout.id), session.get(Experiment, exp.id)
+        row.status, row.last_decision, row.history = COMPLETED, record, [*row.history, record]
+        erow.status, erow.share, erow.running_model, erow.ended_at = COMPLETED, 1.0, None, _now()
+        erow.outcome = "; ".join(record["reasons"])
+    set_alias(state, exp.model_name, PRODUCTION, exp.treatment_version, actor="scheduler", action="promote",
+              reason=f"rollout {rollout.id} completed", details={"rollout": rollout.id, "experiment": exp.id})
+
+
+def send_alert(state: MLOpsState, text: str, details: dict[str, Any]) -> None:
+    """Log a warning and POST `{"text", "details"}` to MLOPS_ALERT_WEBHOOK (in the background)."""
+    logger.warning("ALERT: %s", text)
+    url = state.config.alert_webhook
+    if not url:
+        return
+
+    def post() -> None:
+        body = json.dumps({"text": text, "details": details}, default=str).encode()
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 (configured URL)
+        except OSError as exc:
+            logger.warning("alert webhook failed: %s", exc)
+
+    threading.Thread(target=post, name="mlops-alert", daemon=True).start()

@@ -1,0 +1,210 @@
+"""Prometheus metrics: `GET /metrics`, one cheap call per tracked request, hooks for jobs.
+
+Per app, a `Metrics` object (in `state.extras["metrics"]`) owns its metric objects; they
+are never put in prometheus_client's global registry. Under gunicorn set
+`PROMETHEUS_MULTIPROC_DIR` (an empty folder, cleared at start) in the master's
+environment: each worker then writes its counters to memory-mapped files and a scrape of
+any worker adds them all up (prometheus_client's multiprocess mode); call
+`mark_worker_dead(worker.pid)` from gunicorn's `child_exit` hook so dead workers' live
+gauges go away. What is shared state anyway — the production version of each model and
+the registry's audit events — is read from the database at scrape time, so every worker
+and host reports the same numbers.
+
+Other modules report through the small functions below (`record_drift`, `record_health`,
+`record_retrain`, `record_rollout`); they never touch prometheus_client themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .api.blueprint import route
+from .extension import get_state
+
+if TYPE_CHECKING:
+    from .extension import MLOpsState
+    from .serving import Prediction
+
+logger = logging.getLogger(__name__)
+
+_KEY = "metrics"
+_LOCK = threading.Lock()
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LEVELS = {"ok": 0, "healthy": 0, "monitor": 1, "warning": 2, "critical": 3}
+HEALTH = {"healthy": 0, "warning": 1, "critical": 2}
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+class Metrics:
+    """The metric objects of one app (registered in a private registry outside multiprocess mode)."""
+
+    def __init__(self, state: MLOpsState) -> None:
+        self._state = state
+        self.multiprocess = multiprocess_dir() is not None
+        self.predictions = Counter(
+            "mlops_predictions", "Tracked prediction requests.", ["model", "version", "variant", "status"], registry=None
+        )
+        self.latency = Histogram(
+            "mlops_prediction_latency_seconds",
+            "Latency of tracked prediction requests.",
+            ["model", "version", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.drift = Gauge(
+            "mlops_drift_score",
+            "Latest drift statistic per feature (PSI, KS statistic, ...).",
+            ["model", "feature", "statistic"],
+            registry=None,
+            multiprocess_mode="mostrecent",
+        )
+        self.drift_level = Gauge(
+            "mlops_drift_level", "Latest drift level: 0 ok, 1 monitor, 2 warning, 3 critical.", ["model"],
+            registry=None, multiprocess_mode="mostrecent",
+        )
+        self.health = Gauge(
+            "mlops_health_level", "Latest health: 0 healthy, 1 warning, 2 critical.", ["model"],
+            registry=None, multiprocess_mode="mostrecent",
+        )
+        self.retrains = Counter(
+            "mlops_retrain_events", "Retraining runs by trigger and outcome.", ["model", "trigger", "outcome"], registry=None
+        )
+        self.rollouts = Counter(
+            "mlops_rollout_events", "Experiment and rollout steps by action.", ["model", "experiment", "action"], registry=None
+        )
+        self._own = [self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts]
+        self.registry = CollectorRegistry(auto_describe=True)
+        if not self.multiprocess:
+            for metric in self._own:
+                self.registry.register(metric)
+        self.registry.register(StateCollector(state))
+
+    def exposition(self) -> bytes:
+        if not self.multiprocess:
+            return bytes(generate_latest(self.registry))
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(StateCollector(self._state))
+        return bytes(generate_latest(registry))
+
+
+class StateCollector(Collector):
+    """Numbers read from the database at scrape time: the same answer from every worker."""
+
+    def __init__(self, state: MLOpsState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Any]:
+        from sqlalchemy import func, select
+
+        from .serving import PRODUCTION
+        from .store.models import Alias, AuditEvent
+
+        version = GaugeMetricFamily("mlops_production_version", "Version the production alias points at.", labels=["model"])
+        events = CounterMetricFamily("mlops_registry_events", "Registry events from the audit trail (register, promote, rollback, ...).", labels=["model", "action"])
+        try:
+            with self._state.session() as session:
+                aliases = dict(session.execute(select(Alias.model_name, Alias.version).where(Alias.alias == PRODUCTION)).all())
+                counts = session.execute(
+                    select(AuditEvent.model_name, AuditEvent.action, func.count()).group_by(AuditEvent.model_name, AuditEvent.action)
+                ).all()
+        except Exception as exc:  # database away: the process metrics still answer
+            logger.warning("metrics: could not read the registry state: %s", exc)
+            return
+        for name in self._state.config.model_names:
+            if name in aliases:
+                version.add_metric([name], float(aliases[name]))
+        for name, action, count in counts:
+            events.add_metric([name, action], float(count))
+        yield version
+        yield events
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+
+def get_metrics(state: MLOpsState) -> Metrics:
+    metrics = state.extras.get(_KEY)
+    if metrics is None:
+        with _LOCK:
+            metrics = state.extras.get(_KEY)
+            if metrics is None:
+                metrics = state.extras[_KEY] = Metrics(state)
+    return metrics  # type: ignore[no-any-return]
+
+
+# -- hooks (cheap; never raise into the caller) ---------------------------------------------------
+def observe_prediction(state: MLOpsState, model: str, result: Prediction | None, status: int, seconds: float) -> None:
+    """Count one tracked request and its latency (called once per request by tracking.py).
+
+    `result` is what `mlops.predict()` answered (None when the view did not call it or failed
+    before: the production version is counted then).
+    """
+    try:
+        metrics = state.extras.get(_KEY) or get_metrics(state)
+        if result is not None:
+            version: Any = result.version
+            variant = result.variant or ""
+        else:
+            version, variant = state.models.production_versions().get(model), ""
+        v = "" if version is None else str(version)
+        metrics.predictions.labels(model, v, variant, str(status)).inc()
+        metrics.latency.labels(model, v, variant).observe(seconds)
+    except Exception:  # metrics must never break a prediction
+        logger.exception("metrics: could not record a prediction")
+
+
+def record_drift(state: MLOpsState, model: str, level: str | None, features: Mapping[str, Mapping[str, Any]]) -> None:
+    """After a drift run: its level and each feature's statistics (`psi`, `ks_stat`, ...)."""
+    metrics = get_metrics(state)
+    if level in LEVELS:
+        metrics.drift_level.labels(model).set(LEVELS[level])
+    for feature, stats in features.items():
+        for statistic in ("psi", "ks_stat", "chi2_stat", "js_distance"):
+            value = stats.get(statistic)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics.drift.labels(model, feature, statistic).set(float(value))
+
+
+def record_health(state: MLOpsState, model: str, status: str) -> None:
+    """After a health evaluation: healthy / warning / critical."""
+    if status in HEALTH:
+        get_metrics(state).health.labels(model).set(HEALTH[status])
+
+
+def record_retrain(state: MLOpsState, model: str, trigger: str, outcome: str) -> None:
+    """One retraining run finished (`outcome`: promoted, rejected, failed, rollout, ...)."""
+    get_metrics(state).retrains.labels(model, trigger, outcome).inc()
+
+
+def record_rollout(state: MLOpsState, model: str, experiment: Any, action: str) -> None:
+    """One experiment/rollout step (started, advanced, promoted, rolled_back, stopped, ...)."""
+    get_metrics(state).rollouts.labels(model, str(experiment), action).inc()
+
+
+def mark_worker_dead(pid: int) -> None:
+    """For gunicorn's `child_exit(server, worker)` hook in multiprocess mode."""
+    if multiprocess_dir() is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+@route("/metrics", api=False, role="read", produces="text/plain", tags=("meta",), summary="Prometheus metrics")
+def metrics_view() -> Any:
+    """Prometheus text exposition: predictions, latency, drift, health, versions, retrain/rollout events."""
+    return Response(get_metrics(get_state()).exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,339 @@
+"""Model performance: realised metrics from labelled feedback, decay, CBPE estimates, operations.
+
+Pure functions over numpy arrays that return dataclasses (no Flask, no database):
+
+* `classification_metrics` / `regression_metrics` on labelled predictions;
+* `decay`: relative drop of a metric against the version's training-time baseline,
+  graded by ``decay_thresholds`` (2 / 5 / 10 %);
+* `estimate_performance`: confidence-based performance estimation (CBPE, as NannyML
+  does) for windows whose labels have not arrived. With *calibrated* probabilities p,
+  a positive prediction is right with probability p and a negative one with 1 - p, so
+  the expected confusion matrix — and accuracy, precision, recall, F1 and ROC-AUC —
+  follow from the probabilities alone. This is only as good as the calibration:
+  training calibrates its models (isotonic / Platt) for that reason, and a window
+  with concept drift (p(y|x) changed) is invisible to it;
+* `operational_metrics`: volume, error rate, latency percentiles, graded by
+  ``error_rate_thresholds`` and ``latency_p95_thresholds_ms``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .drift import grade
+
+Levels = Sequence[float]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    return {k: _clean(v) for k, v in asdict(obj).items()}
+
+
+def _positive(values: Any, positive: Any) -> np.ndarray:
+    """Booleans: is each value the positive label (compared as numbers or as text)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        try:
+            return arr.astype(float) == float(positive)
+        except (TypeError, ValueError):
+            return arr.astype(str) == str(positive)
+    text = np.asarray([str(v) for v in arr.tolist()], dtype=object)
+    options = {str(positive)}
+    try:
+        number = float(positive)
+        options |= {str(int(number)) if number.is_integer() else str(number), repr(number)}
+    except (TypeError, ValueError):
+        pass
+    return np.isin(text, list(options))
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann–Whitney, ties averaged); None with one class only."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=bool)
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(np.asarray(score, dtype=float))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@dataclass
+class ClassificationMetrics:
+    n_labelled: int
+    accuracy: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    roc_auc: float | None
+    positive_rate: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def _confusion_scores(tp: float, fp: float, fn: float, tn: float) -> tuple[float | None, float | None, float | None, float | None]:
+    n = tp + fp + fn + tn
+    accuracy = (tp + tn) / n if n else None
+    precision = tp / (tp + fp) if tp + fp else 0.0 if n else None
+    recall = tp / (tp + fn) if tp + fn else 0.0 if n else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0 if n else None
+    return accuracy, precision, recall, f1
+
+
+def classification_metrics(y_true: Any, y_pred: Any, probability: Any = None, *, positive: Any = 1) -> ClassificationMetrics:
+    """Accuracy, precision, recall, F1 (for `positive`) and ROC-AUC (when probabilities are given)."""
+    truth = _positive(y_true, positive)
+    pred = _positive(y_pred, positive)
+    if truth.size != pred.size:
+        raise ValueError("y_true and y_pred differ in length")
+    tp = float(np.sum(truth & pred))
+    fp = float(np.sum(~truth & pred))
+    fn = float(np.sum(truth & ~pred))
+    tn = float(np.sum(~truth & ~pred))
+    accuracy, precision, recall, f1 = _confusion_scores(tp, fp, fn, tn)
+    auc = None
+    if probability is not None and truth.size:
+        proba = np.asarray(probability, dtype=float)
+        known = np.isfinite(proba)
+        auc = roc_auc(truth[known], proba[known]) if known.any() else None
+    return ClassificationMetrics(int(truth.size), accuracy, precision, recall, f1, auc, float(truth.mean()) if truth.size else None)
+
+
+@dataclass
+class RegressionMetrics:
+    n_labelled: int
+    mae: float | None
+    rmse: float | None
+    bias: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> RegressionMetrics:
+    """Mean absolute error, root mean squared error and mean error (prediction - truth)."""
+    truth = np.asarray(y_true, dtype=float)
+    pred = np.asarray(y_pred, dtype=float)
+    if truth.size == 0:
+        return RegressionMetrics(0, None, None, None)
+    err = pred - truth
+    return RegressionMetrics(int(truth.size), float(np.mean(np.abs(err))), float(np.sqrt(np.mean(err**2))), float(np.mean(err)))
+
+
+#: metrics where a larger value is worse (their "drop" is a rise)
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "brier"})
+
+
+@dataclass
+class Decay:
+    metric: str
+    baseline: float | None
+    current: float | None
+    relative_drop: float | None
+    level: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def decay(metric: str, current: float | None, baseline: float | None, thresholds: Levels = (0.02, 0.05, 0.10)) -> Decay:
+    """Relative drop of `current` from `baseline` (a rise, for error metrics), graded by `thresholds`."""
+    if current is None or baseline is None or not math.isfinite(current) or not baseline:
+        return Decay(metric, baseline, current, None, "ok")
+    if metric in LOWER_IS_BETTER:
+        drop = (current - baseline) / abs(baseline)
+    else:
+        drop = (baseline - current) / abs(baseline)
+    return Decay(metric, baseline, current, drop, grade(drop, tuple(thresholds)))  # type: ignore[arg-type]
+
+
+def rolling_mean(values: Any, window: int) -> np.ndarray:
+    """Mean of the last `window` values at each position (fewer at the start): rolling accuracy."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return x
+    csum = np.concatenate(([0.0], np.cumsum(x)))
+    idx = np.arange(1, x.size + 1)
+    start = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[start]) / (idx - start)
+
+
+@dataclass
+class EstimatedMetrics:
+    """Expected metrics of unlabelled predictions from calibrated probabilities (CBPE)."""
+
+    n: int
+    threshold: float
+    accuracy: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    roc_auc: float | None
+    method: str = "cbpe"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def estimate_performance(probability: Any, threshold: float = 0.5) -> EstimatedMetrics:
+    """CBPE: the expected confusion matrix under calibrated probabilities, and its metrics.
+
+    For predictions ``p >= threshold``: expected TP = sum(p), FP = sum(1 - p); below it
+    FN = sum(p), TN = sum(1 - p). ROC-AUC: the expected ROC curve, each score ranked by
+    itself, with expected TPR/FPR from the cumulative p and 1 - p.
+    """
+    p = np.asarray(probability, dtype=float)
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        return EstimatedMetrics(0, threshold, None, None, None, None, None)
+    p = np.clip(p, 0.0, 1.0)
+    positive = p >= threshold
+    tp = float(p[positive].sum())
+    fp = float((1 - p[positive]).sum())
+    fn = float(p[~positive].sum())
+    tn = float((1 - p[~positive]).sum())
+    accuracy, precision, recall, f1 = _confusion_scores(tp, fp, fn, tn)
+    order = np.argsort(-p, kind="stable")
+    ps = p[order]
+    # group tied scores so a tie contributes a diagonal segment, as for realised ROC
+    last_of_tie = np.r_[ps[1:] != ps[:-1], True]
+    tps = np.cumsum(ps)[last_of_tie]
+    fps = np.cumsum(1 - ps)[last_of_tie]
+    total_p, total_n = tps[-1], fps[-1]
+    auc = None
+    if total_p > 0 and total_n > 0:
+        tpr = np.r_[0.0, tps / total_p]
+        fpr = np.r_[0.0, fps / total_n]
+        auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    return EstimatedMetrics(int(p.size), threshold, accuracy, precision, recall, f1, auc)
+
+
+@dataclass
+class OperationalMetrics:
+    n_requests: int
+    n_errors: int
+    error_rate: float | None
+    client_error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_mean_ms: float | None
+    requests_per_hour: float | None
+    error_level: str
+    latency_level: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def operational_metrics(
+    status: Any,
+    latency_ms: Any,
+    ts: Any = None,
+    *,
+    error_thresholds: Levels = (0.01, 0.05, 0.10),
+    latency_thresholds: Levels = (200.0, 500.0, 1000.0),
+) -> OperationalMetrics:
+    """Volume, error rate (5xx; 4xx reported apart as client errors), latency percentiles, levels.
+
+    `ts` (datetime64 or epoch seconds) gives the request rate over the covered span.
+    """
+    codes = np.asarray(status, dtype=float)
+    lat = np.asarray(latency_ms, dtype=float)
+    n = int(codes.size)
+    if n == 0:
+        return OperationalMetrics(0, 0, None, None, None, None, None, None, None, "ok", "ok")
+    errors = int(np.sum(codes >= 500))
+    client = int(np.sum((codes >= 400) & (codes < 500)))
+    known = lat[np.isfinite(lat)]
+    p50 = p95 = p99 = mean = None
+    if known.size:
+        p50, p95, p99 = (float(v) for v in np.percentile(known, [50, 95, 99]))
+        mean = float(known.mean())
+    rate = None
+    if ts is not None and n > 1:
+        stamps = np.asarray(ts)
+        seconds = stamps.astype("datetime64[us]").astype(np.int64) / 1e6 if stamps.dtype.kind == "M" else stamps.astype(float)
+        span = float(seconds.max() - seconds.min())
+        rate = n / span * 3600.0 if span > 0 else None
+    error_rate = errors / n
+    return OperationalMetrics(
+        n,
+        errors,
+        error_rate,
+        client / n,
+        p50,
+        p95,
+        p99,
+        mean,
+        rate,
+        grade(error_rate, tuple(error_thresholds)),  # type: ignore[arg-type]
+        grade(p95, tuple(latency_thresholds)),  # type: ignore[arg-type]
+    )
+
+
+def group_indices(keys: Any) -> dict[str, np.ndarray]:
+    """Row indices per key (model version, A/B variant); `None` keys are grouped under "none".
+
+    Accepts a plain sequence or a coded column (`codes` + `categories`).
+    """
+    codes = getattr(keys, "codes", None)
+    if codes is not None:
+        categories = list(keys.categories)
+        labels = np.asarray([*categories, "none"], dtype=object)[np.where(codes < 0, len(categories), codes)]
+    else:
+        labels = np.asarray(["none" if k is None else str(k) for k in np.asarray(keys, dtype=object).tolist()], dtype=object)
+    out: dict[str, np.ndarray] = {}
+    if labels.size == 0:
+        return out
+    uniq, inverse = np.unique(labels.astype(str), return_inverse=True)
+    for i, key in enumerate(uniq.tolist()):
+        out[key] = np.flatnonzero(inverse == i)
+    return out
+
+
+def metrics_by_group(
+    keys: Any, y_true: Any, y_pred: Any, probability: Any = None, *, task: str = "classification", positive: Any = 1
+) -> Mapping[str, ClassificationMetrics | RegressionMetrics]:
+    """Realised metrics per model version or variant."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    proba = None if probability is None else np.asarray(probability, dtype=float)
+    out: dict[str, ClassificationMetrics | RegressionMetrics] = {}
+    for key, idx in group_indices(keys).items():
+        if task == "regression":
+            out[key] = regression_metrics(y_true[idx], y_pred[idx])
+        else:
+            out[key] = classification_metrics(y_true[idx], y_pred[idx], None if proba is None else proba[idx], positive=positive)
+    return out
+
+
+__all__ = [
+    "ClassificationMetrics",
+    "Decay",
+    "EstimatedMetrics",
+    "OperationalMetrics",
+    "RegressionMetrics",
+    "classification_metrics",
+    "decay",
+    "estimate_performance",
+    "group_indices",
+    "metrics_by_group",
+    "operational_metrics",
+    "regression_metrics",
+    "roc_auc",
+    "rolling_mean",
+]

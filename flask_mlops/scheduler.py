@@ -1,0 +1,457 @@
+"""Scheduled jobs (drift, retrain check, rollouts, retention): each tick runs once across all processes.
+
+Every process that runs the scheduler (each gunicorn worker with
+``MLOPS_SCHEDULER_ENABLED``, or a separate ``flask mlops scheduler``) keeps an APScheduler
+with the same jobs, and a keeper thread that takes and renews one database lease
+(`store/leases.py`, name ``scheduler``) every ``MLOPS_LEASE_TTL_S / 3`` seconds. When a
+job fires, only the lease holder runs it, and it first claims the row ``(job, tick)`` in
+``mlops_job_runs`` — the tick is the scheduled fire time, the same in every process
+(interval jobs are aligned to a fixed epoch) — so a tick runs at most once even if two
+holders overlap for a moment. A holder that dies stops renewing; after the TTL another
+process takes over, marks the dead holder's unfinished runs ``abandoned`` and catches up
+the latest tick if it was missed.
+
+Jobs live in a registry (`register_job`); each reads its schedule from one config key.
+The drift, retrain and rollout jobs call functions that other packages provide; while
+those are missing the run is recorded as ``unavailable`` with a ``not available: ...``
+reason instead of failing. Starting is lazy and fork-safe: nothing starts in `init_app`
+(which may run in gunicorn's master with ``preload_app``); the scheduler starts in the
+process that serves — from gunicorn's ``post_worker_init`` hook or on the first request.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, NotFoundError
+from .store import leases
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+    from flask import Flask
+
+    from .config import MLOpsConfig
+    from .extension import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+EXTRAS_KEY = "scheduler"
+#: interval jobs fire at ANCHOR + k * interval in every process, so their ticks agree
+ANCHOR = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+class UnknownJobError(NotFoundError):
+    code_name = "unknown_job"
+
+
+class JobUnavailable(Exception):
+    """Raised by a job whose implementation is not there (yet); recorded, not an error."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A registered job: what it runs and which config key holds its schedule."""
+
+    name: str
+    func: Callable[[MLOpsState], Any]
+    schedule_key: str  # MLOPS_* key: a cron expression, or seconds for *_INTERVAL_S keys
+    doc: str
+
+    def schedule(self, config: MLOpsConfig) -> Any:
+        return getattr(config, self.schedule_key.removeprefix("MLOPS_").lower())
+
+    def trigger(self, config: MLOpsConfig) -> BaseTrigger:
+        return build_trigger(self.schedule_key, self.schedule(config))
+
+
+_JOBS: dict[str, JobSpec] = {}
+
+
+def register_job(name: str, *, schedule_key: str) -> Callable[[Callable[[MLOpsState], Any]], Callable[[MLOpsState], Any]]:
+    """Register `func(state) -> result` as job `name`, scheduled by config key `schedule_key`."""
+
+    def decorator(func: Callable[[MLOpsState], Any]) -> Callable[[MLOpsState], Any]:
+        _JOBS[name] = JobSpec(name, func, schedule_key, (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else "")
+        return func
+
+    return decorator
+
+
+def get_job(name: str) -> JobSpec:
+    try:
+        return _JOBS[name]
+    except KeyError:
+        raise UnknownJobError(
+            f"unknown job {name!r}; registered jobs: {', '.join(sorted(_JOBS))}", details={"jobs": sorted(_JOBS)}
+        ) from None
+
+
+def job_names() -> list[str]:
+    return list(_JOBS)
+
+
+# -- triggers and ticks -----------------------------------------------------------------
+def build_trigger(key: str, value: Any) -> BaseTrigger:
+    """A UTC trigger from a config value: seconds (``*_INTERVAL_S``) or a 5- or 6-field cron.
+
+    Six fields put seconds first (``sec min hour day month day_of_week``), for tests and
+    short intervals; five fields are the usual crontab.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    try:
+        if key.endswith("_INTERVAL_S"):
+            seconds = float(value)
+            if not seconds > 0:
+                raise ValueError("must be > 0")
+            return IntervalTrigger(seconds=seconds, start_date=ANCHOR, timezone=timezone.utc)
+        fields = str(value).split()
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(str(value), timezone=timezone.utc)
+        if len(fields) == 6:
+            second, minute, hour, day, month, dow = fields
+            return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=timezone.utc)
+        raise ValueError(f"expected 5 cron fields (or 6 with seconds first), got {len(fields)}")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: invalid schedule {value!r}: {exc}") from exc
+
+
+def last_tick(trigger: BaseTrigger, now: datetime) -> datetime | None:
+    """The latest scheduled fire time at or before `now` (None if none in the last day)."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if isinstance(trigger, IntervalTrigger):
+        step = trigger.interval.total_seconds()
+        k = math.floor((now - ANCHOR).total_seconds() / step + 1e-9)
+        return ANCHOR + timedelta(seconds=k * step)
+    found = None
+    moment = trigger.get_next_fire_time(None, now - timedelta(days=1))
+    while moment is not None and moment <= now:
+        found = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(microseconds=1))
+    return found
+
+
+def next_tick(trigger: BaseTrigger, now: datetime) -> datetime | None:
+    return trigger.get_next_fire_time(None, now)  # type: ignore[no-any-return]
+
+
+# -- running one job --------------------------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    import json
+
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    elif is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if value is None or isinstance(value, dict):
+        return json.loads(json.dumps(value, default=str))
+    return {"value": json.loads(json.dumps(value, default=str))}
+
+
+def run_job(state: MLOpsState, name: str, *, holder: str, tick: datetime | None = None, trigger: str = "manual") -> dict[str, Any] | None:
+    """Claim `(name, tick)`, run the job (call it inside an app context), store how it ended.
+
+    Returns the stored run, or None when that tick had already been claimed elsewhere.
+    """
+    spec = get_job(name)
+    tick = tick or leases.utcnow()
+    run_id = leases.claim_run(state.engine, name, tick, holder, trigger=trigger)
+    if run_id is None:
+        logger.debug("job %s tick %s already claimed; skipping", name, tick.isoformat())
+        return None
+    status, result, error = "succeeded", None, None
+    started = time.perf_counter()
+    try:
+        result = _jsonable(spec.func(state))
+    except JobUnavailable as exc:
+        status, result = "unavailable", {"available": False, "reason": str(exc)}
+    except Exception as exc:
+        status, error = "failed", "".join(traceback.format_exception(exc))[-4000:]
+        logger.exception("job %s (tick %s) failed", name, tick.isoformat())
+    leases.finish_run(state.engine, run_id, status, result=result, error=error)
+    logger.info("job %s tick %s %s in %.0f ms (%s)", name, tick.isoformat(), status, (time.perf_counter() - started) * 1000, holder)
+    run = leases.get_run(state.engine, run_id)
+    return None if run is None else run.to_dict()
+
+
+def _call(candidates: tuple[str, ...], state: MLOpsState) -> Any:
+    """Call the first `module:function` that exists; else raise JobUnavailable saying why."""
+    reasons = []
+    for target in candidates:
+        module_name, func_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):  # the module itself is missing, not a bug inside it
+                reasons.append(f"no module {module_name}")
+                continue
+            raise
+        func = getattr(module, func_name, None)
+        if func is None:
+            reasons.append(f"{module_name} has no {func_name}()")
+            continue
+        return func(state)
+    raise JobUnavailable(f"not available: {'; '.join(reasons)}")
+
+
+#: where the jobs find the other packages' entry points: `function(state) -> result`
+DRIFT_TARGETS = ("flask_mlops.monitoring.jobs:drift_check", "flask_mlops.monitoring:scheduled_drift_check")
+RETRAIN_TARGETS = ("flask_mlops.retraining:scheduled_check", "flask_mlops.retraining:check_and_retrain")
+ROLLOUT_TARGETS = ("flask_mlops.ab.jobs:evaluate_rollouts", "flask_mlops.ab:evaluate_rollouts")
+
+
+@register_job("drift_check", schedule_key="MLOPS_DRIFT_CRON")
+def drift_check(state: MLOpsState) -> Any:
+    """Drift check of every declared model's recent window; alerts on warning/critical."""
+    return _call(DRIFT_TARGETS, state)
+
+
+@register_job("retrain_check", schedule_key="MLOPS_RETRAIN_CRON")
+def retrain_check(state: MLOpsState) -> Any:
+    """Retrain when a trigger fires (drift, decay, new labels, schedule)."""
+    return _call(RETRAIN_TARGETS, state)
+
+
+@register_job("rollout_evaluation", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")
+def rollout_evaluation(state: MLOpsState) -> Any:
+    """Advance, hold or roll back running gradual rollouts."""
+    return _call(ROLLOUT_TARGETS, state)
+
+
+@register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
+def log_retention(state: MLOpsState) -> Any:
+    """Delete daily prediction log files older than MLOPS_LOG_RETENTION_DAYS."""
+    from .store.predictions import purge_older_than
+
+    days = state.config.log_retention_days
+    removed = purge_older_than(state.log_dir, days)
+    return {"retention_days": days, "removed": [p.name for p in removed]}
+
+
+# -- the per-process scheduler ----------------------------------------------------------
+def new_holder(prefix: str = "") -> str:
+    return f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Scheduler:
+    """One app's scheduler in one process: APScheduler + the lease keeper thread."""
+
+    def __init__(self, app: Flask, state: MLOpsState, *, jobs: list[str] | None = None) -> None:
+        self._app = app
+        self._state = state
+        self.jobs = [get_job(n) for n in (jobs or job_names())]
+        self.triggers = {spec.name: spec.trigger(state.config) for spec in self.jobs}  # bad schedules fail here
+        self.ttl = state.config.lease_ttl_s
+        self.holder = ""
+        self._pid = 0
+        self._lease_until: datetime | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._scheduler: Any = None
+        self._keeper: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._pid == os.getpid() and self._scheduler is not None
+
+    def ensure_started(self) -> None:
+        """Start in this process unless already running here (cheap; safe to call per request)."""
+        if self._pid != os.getpid():
+            self.start()
+
+    def start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # after a fork the parent's threads are gone: start from scratch in this process
+            self._pid = os.getpid()
+            self.holder = new_holder()
+            self._lease_until = None
+            self._stop = threading.Event()
+            scheduler = BackgroundScheduler(
+                executors={"default": ThreadPoolExecutor(max_workers=4)},
+                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(30, int(self.ttl))},
+                timezone=timezone.utc,
+            )
+            for spec in self.jobs:
+                scheduler.add_job(self._fire, self.triggers[spec.name], args=[spec.name], id=spec.name, name=spec.name)
+            scheduler.start()
+            self._scheduler = scheduler
+            self._keeper = threading.Thread(target=self._keep_lease, name="mlops-scheduler-lease", daemon=True)
+            self._keeper.start()
+        atexit.register(self.stop)
+        logger.info("scheduler started in pid %s as %s (jobs: %s)", os.getpid(), self.holder, ", ".join(self.triggers))
+
+    def stop(self) -> None:
+        """Stop the jobs and hand the lease back, so another process takes over at once."""
+        with self._lock:
+            if self._pid != os.getpid() or self._scheduler is None:
+                return
+            self._stop.set()
+            scheduler, self._scheduler = self._scheduler, None
+        scheduler.shutdown(wait=True)
+        if self._keeper is not None:
+            self._keeper.join(timeout=5)
+        try:
+            if leases.release(self._state.engine, LEASE_NAME, self.holder):
+                logger.info("scheduler lease released by %s", self.holder)
+        except Exception as exc:  # database away at shutdown: the TTL hands it over
+            logger.warning("could not release the scheduler lease: %s", exc)
+        self._lease_until = None
+        self._pid = 0
+
+    # -- the lease ----------------------------------------------------------------------
+    def is_leader(self) -> bool:
+        until = self._lease_until
+        margin = timedelta(seconds=min(1.0, self.ttl / 10))
+        return until is not None and leases.utcnow() < until - margin
+
+    def renew(self) -> bool:
+        """Take or renew the lease once; on becoming the holder, clean up and catch up."""
+        was_leader = self.is_leader()
+        try:
+            self._lease_until = leases.acquire(self._state.engine, LEASE_NAME, self.holder, self.ttl)
+        except Exception as exc:  # database briefly away: the old expiry lapses on its own
+            logger.warning("scheduler lease renewal failed: %s", exc)
+            return self.is_leader()
+        if self._lease_until is not None and not was_leader:
+            logger.info("scheduler lease taken by %s", self.holder)
+            abandoned = leases.abandon_runs(self._state.engine, self.holder)
+            if abandoned:
+                logger.warning("marked %d unfinished job run(s) of a previous holder as abandoned", abandoned)
+            self.catch_up()
+        return self._lease_until is not None
+
+    def _keep_lease(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            self.renew()
+            stop.wait(self.ttl / 3)
+
+    def catch_up(self) -> None:
+        """Run each job's latest tick if nobody did (its holder died around the fire time)."""
+        now = leases.utcnow()
+        grace = timedelta(seconds=max(3 * self.ttl, 30))
+        for name, trigger in self.triggers.items():
+            tick = last_tick(trigger, now)
+            if tick is not None and now - tick <= grace and not leases.has_run(self._state.engine, name, tick):
+                self._submit(name, tick)
+
+    def _submit(self, name: str, tick: datetime) -> None:
+        if self._scheduler is not None:
+            self._scheduler.add_job(self._run, args=[name, tick], name=f"{name}-catch-up")
+
+    # -- firing -------------------------------------------------------------------------
+    def _fire(self, name: str) -> None:
+        if not self.is_leader():
+            return
+        tick = last_tick(self.triggers[name], leases.utcnow())
+        if tick is not None:
+            self._run(name, tick)
+
+    def _run(self, name: str, tick: datetime) -> None:
+        if not self.is_leader():
+            return
+        try:
+            with self._app.app_context():  # jobs may use current_app / get_state()
+                run_job(self._state, name, holder=self.holder, tick=tick, trigger="schedule")
+        except Exception as exc:  # the database went away between claim and finish
+            logger.error("job %s tick %s could not be recorded: %s", name, tick.isoformat(), exc)
+
+    def next_fire_times(self) -> dict[str, datetime | None]:
+        now = leases.utcnow()
+        return {name: next_tick(trigger, now) for name, trigger in self.triggers.items()}
+
+
+# -- wiring -----------------------------------------------------------------------------
+def install(app: Flask, state: MLOpsState) -> Scheduler:
+    """Called by init_app with MLOPS_SCHEDULER_ENABLED: build now (schedules validated), start lazily."""
+    runner = Scheduler(app, state)
+    state.extras[EXTRAS_KEY] = runner
+    app.before_request(runner.ensure_started)
+    return runner
+
+
+def get_scheduler(state: MLOpsState, app: Flask | None = None) -> Scheduler:
+    """This app's scheduler (built on demand for `flask mlops scheduler` when not enabled)."""
+    runner = state.extras.get(EXTRAS_KEY)
+    if runner is None:
+        from flask import current_app
+
+        runner = Scheduler(app or current_app._get_current_object(), state)  # type: ignore[attr-defined]
+        state.extras[EXTRAS_KEY] = runner
+    return runner  # type: ignore[no-any-return]
+
+
+def start_in_worker(wsgi_app: Any) -> bool:
+    """For gunicorn's ``post_worker_init`` hook: start the app's scheduler in this worker now.
+
+    Returns False when the WSGI object is not a Flask app with MLOps and the scheduler
+    enabled (then it starts on the worker's first request, if enabled at all).
+    """
+    extensions = getattr(wsgi_app, "extensions", None) or {}
+    state = extensions.get("mlops")
+    runner = state.extras.get(EXTRAS_KEY) if state is not None else None
+    if runner is None:
+        return False
+    runner.ensure_started()
+    return True
+
+
+def stop_in_worker(wsgi_app: Any) -> None:
+    """For gunicorn's ``worker_exit`` hook: release the lease on a clean exit."""
+    state = (getattr(wsgi_app, "extensions", None) or {}).get("mlops")
+    runner = state.extras.get(EXTRAS_KEY) if state is not None else None
+    if runner is not None:
+        runner.stop()
+
+
+def overview(state: MLOpsState) -> dict[str, Any]:
+    """Jobs with their schedule, next fire time and last run; the lease; this process's role."""
+    runner = state.extras.get(EXTRAS_KEY)
+    now = leases.utcnow()
+    last = leases.last_runs(state.engine)
+    jobs = []
+    for spec in _JOBS.values():
+        schedule = spec.schedule(state.config)
+        try:
+            upcoming = next_tick(spec.trigger(state.config), now)
+        except ConfigError:
+            upcoming = None
+        run = last.get(spec.name)
+        jobs.append(
+            {
+                "name": spec.name,
+                "description": spec.doc,
+                "schedule": {"key": spec.schedule_key, "value": schedule},
+                "next_run": leases._iso(upcoming),
+                "last_run": run.to_dict() if run is not None else None,
+            }
+        )
+    lease = leases.current(state.engine, LEASE_NAME)
+    return {
+        "enabled": state.config.scheduler_enabled,
+        "running_here": bool(runner is not None and runner.running),
+        "lease": None if lease is None else {**lease.to_dict(), "active": lease.expires_at > now},
+        "jobs": jobs,
+    }
