@@ -8,7 +8,7 @@ same data, run in `.venv-peers` (`make bench-peers`) when it exists, and the per
 decisions at 100k and 1M current rows. Three numeric columns are shifted: x3 by +0.6 sd,
 x4's spread x1.5, x5 (log-normal) x1.1; exactly those must be flagged.
 
-Usage: python bench/drift.py [--rows 1000000] [--repeat 5] [--no-ingest] [--json out.json]
+Usage: python bench/drift.py [--rows 1000000] [--repeat 5] [--no-ingest] [--peers | --no-peers] [--json out.json]
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-ingest", action="store_true", help="skip writing and reading the JSONL log")
     parser.add_argument("--no-peers", action="store_true", help="skip Evidently even if .venv-peers exists")
+    parser.add_argument("--peers", action="store_true", help="require the Evidently comparison (fail without .venv-peers)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures: dict[str, Any] = {"rows": args.rows, "reference_rows": args.reference_rows}
@@ -221,6 +222,9 @@ def main() -> int:
             print(f"    ours end to end (warm log read + drift) {ours_e2e:.3f} s -> {peers['seconds'] / ours_e2e:.0f}x faster (target >= 50x)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
+    if args.peers and "speedup_vs_evidently" not in figures:
+        print("--peers: the Evidently comparison did not run")
+        return 1
     return 0 if figures["ok_100k"] and figures["ok_1m"] else 1
 
 

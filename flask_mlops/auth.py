@@ -149,15 +149,15 @@ def require(state: MLOpsState, role: str) -> str:
     caller = identify(state, request)
     if caller is None:
         logger.warning(
-            "mlops: failed authentication for %s %s from %s (%s)",
+            "mlops: failed authentication for %s %r from %s (%s)",
             request.method,
-            request.path,
+            request.path[:200],
             request.remote_addr,
             "invalid credentials" if "Authorization" in request.headers or SESSION_COOKIE in request.cookies else "no credentials",
         )
         raise AuthenticationError("missing or invalid credentials: send Authorization: Bearer <token>")
     if ROLES.get(caller.role, 0) < ROLES[role]:
-        logger.warning("mlops: %s %s needs the %s role; caller has %s", request.method, request.path, role, caller.role)
+        logger.warning("mlops: %s %r needs the %s role; caller has %s", request.method, request.path[:200], role, caller.role)
         raise PermissionDenied(f"this route needs the {role!r} role", code="insufficient_role")
     if request.method not in SAFE_METHODS and (caller.via == "session" or (caller.via == "handler" and request.cookies)):
         check_csrf(state)
@@ -199,7 +199,7 @@ def check_csrf(state: MLOpsState) -> None:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get(CSRF_HEADER) or (request.form.get(CSRF_FIELD, "") if request.mimetype == "application/x-www-form-urlencoded" else "")
     if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()) or not _valid_csrf(serializer, cookie):
-        logger.warning("mlops: CSRF check failed for %s %s from %s", request.method, request.path, request.remote_addr)
+        logger.warning("mlops: CSRF check failed for %s %r from %s", request.method, request.path[:200], request.remote_addr)
         raise CSRFError("missing or invalid CSRF token; reload the page and try again")
 
 

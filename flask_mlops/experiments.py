@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import urllib.request
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -186,9 +187,13 @@ def _labels(state: MLOpsState, ids: np.ndarray) -> dict[str, Any]:
 
 
 def observations(
-    state: MLOpsState, model: str, metric: str, since: datetime, until: datetime | None = None
+    state: MLOpsState, model: str, metric: str, since: datetime, until: datetime | None = None, *, with_units: bool = False
 ) -> tuple[VariantSummary, VariantSummary]:
-    """(control, treatment) summaries of the logged requests in [since, until)."""
+    """(control, treatment) summaries of the logged requests in [since, until).
+
+    `with_units` also counts distinct units per variant (a second pass over the JSON log),
+    which the sample-ratio check needs.
+    """
     from .ab.summary import summarize
     from .store.columnar import read_window
 
@@ -212,7 +217,29 @@ def observations(
                 outcome[i] = 1.0 if _truthy(label) else 0.0
             else:
                 outcome[i] = 1.0 if _same(predictions[i], label) else 0.0
-    return summarize(is_t.astype(np.int8), outcome, window.latency_ms[keep], window.errors[keep])
+    control, treatment = summarize(is_t.astype(np.int8), outcome, window.latency_ms[keep], window.errors[keep])
+    if with_units:
+        units = _units(state, model, since, until)
+        control, treatment = replace(control, units=units[CONTROL]), replace(treatment, units=units[TREATMENT])
+    return control, treatment
+
+
+def _units(state: MLOpsState, model: str, since: datetime, until: datetime | None) -> dict[str, int]:
+    """Distinct units per variant (each random-assigned request is its own unit), for the SRM check."""
+    from .store.predictions import read_records
+
+    seen: dict[str, set[str]] = {CONTROL: set(), TREATMENT: set()}
+    random_units = {CONTROL: 0, TREATMENT: 0}
+    for record in read_records(state.log_dir, model=model, since=since, until=until):
+        variant = record.get("variant")
+        if variant not in seen:
+            continue
+        unit = record.get("unit_id")
+        if unit is None or record.get("assignment") == "random":
+            random_units[variant] += 1
+        else:
+            seen[variant].add(str(unit))
+    return {v: len(seen[v]) + random_units[v] for v in seen}
 
 
 def _truthy(value: Any) -> bool:
@@ -237,7 +264,7 @@ def experiment_results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
         row = _get(session, experiment_id)
     share = min(max(row.share, 0.01), 0.99)
     plan = Plan(share=share, guardrails=Guardrails.from_dict(row.guardrails), **row.plan)
-    control, treatment = observations(state, row.model_name, row.metric, row.created_at, row.ended_at)
+    control, treatment = observations(state, row.model_name, row.metric, row.created_at, row.ended_at, with_units=True)
     results = analyze(control, treatment, plan).to_dict()
     return {"experiment": _experiment_dict(row), **results}
 

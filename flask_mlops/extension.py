@@ -58,7 +58,10 @@ class MLOpsState:
         """Create missing `mlops_*` tables; tolerate a concurrent creator (several workers)."""
         for attempt in range(3):
             try:
-                Base.metadata.create_all(self.engine, checkfirst=True)
+                from .store.leases import schema_lock
+
+                with schema_lock(self.engine) as conn:  # PostgreSQL: one creator at a time
+                    Base.metadata.create_all(conn, checkfirst=True)
                 return
             except (OperationalError, ProgrammingError) as exc:  # lost a race with another worker
                 if attempt == 2:

@@ -168,6 +168,7 @@ def register(
                     signature=signature,
                     input_example=example,
                     registered_model_name=name,
+                    skops_trusted_types=_skops_trusted_types(estimator),
                     pip_requirements=_requirements(),
                 )
                 version = int(info.registered_model_version)
@@ -199,6 +200,13 @@ def register(
     if promote:
         set_alias(state, name, PRODUCTION, version, actor=actor, reason=reason or "registered and promoted", action="promote")
     return get_version(state, name, version)
+
+
+def _skops_trusted_types(estimator: Any) -> list[str]:
+    """Our own classes (and the candidates' libraries) for MLflow's skops format (added by training)."""
+    from .training.model import skops_trusted_types
+
+    return skops_trusted_types(estimator)
 
 
 def _requirements() -> list[str]:

@@ -199,7 +199,8 @@ def _call(candidates: tuple[str, ...], state: MLOpsState) -> Any:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):  # the module itself is missing, not a bug inside it
-                reasons.append(f"no module {module_name}")
+                reason = f"no module {exc.name}"
+                reasons += [reason] if reason not in reasons else []
                 continue
             raise
         func = getattr(module, func_name, None)
@@ -213,7 +214,7 @@ def _call(candidates: tuple[str, ...], state: MLOpsState) -> Any:
 #: where the jobs find the other packages' entry points: `function(state) -> result`
 DRIFT_TARGETS = ("flask_mlops.monitoring.jobs:drift_check", "flask_mlops.monitoring:scheduled_drift_check")
 RETRAIN_TARGETS = ("flask_mlops.retraining:scheduled_check", "flask_mlops.retraining:check_and_retrain")
-ROLLOUT_TARGETS = ("flask_mlops.ab.jobs:evaluate_rollouts", "flask_mlops.ab:evaluate_rollouts")
+ROLLOUT_TARGETS = ("flask_mlops.experiments:evaluate_rollouts", "flask_mlops.ab.jobs:evaluate_rollouts")
 
 
 @register_job("drift_check", schedule_key="MLOPS_DRIFT_CRON")
@@ -231,7 +232,8 @@ def retrain_check(state: MLOpsState) -> Any:
 @register_job("rollout_evaluation", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")
 def rollout_evaluation(state: MLOpsState) -> Any:
     """Advance, hold or roll back running gradual rollouts."""
-    return _call(ROLLOUT_TARGETS, state)
+    decisions = _call(ROLLOUT_TARGETS, state)
+    return {"rollouts": decisions} if isinstance(decisions, list) else decisions
 
 
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -306,6 +306,13 @@ class ModelStore:
             if self._watcher_pid == os.getpid():
                 return
             self._watcher_pid = os.getpid()
+        if time.time() - self.last_refresh > interval:
+            # an idle worker's state (production, experiments) may be older than one interval:
+            # catch up before serving its first request, then keep up in the background
+            try:
+                self.refresh()
+            except Exception as exc:  # database briefly away: serve what we have
+                logger.warning("model reload check failed: %s", exc)
         thread = threading.Thread(target=self._watch, args=(interval,), name="mlops-model-reload", daemon=True)
         thread.start()
 
@@ -321,8 +328,15 @@ class ModelStore:
                 logger.warning("model reload check failed: %s", exc)
 
 
+_ids = random.Random()  # private: a host's random.seed() must not make ids repeat
+os.register_at_fork(after_in_child=_ids.seed)  # every worker its own sequence
+
+
 def new_prediction_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID as 32 hex digits; ~10x cheaper than uuid.uuid4() here."""
+    bits = _ids.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
+    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
+    return f"{bits:032x}"
 
 
 def predict(state: MLOpsState, name: str, features: Mapping[str, Any], *, unit_id: str | None = None) -> Prediction:
@@ -332,6 +346,7 @@ def predict(state: MLOpsState, name: str, features: Mapping[str, Any], *, unit_i
     spec = state.config.model(name)
     ctx = current_context(name)
     row = validate_row(spec, features)
+    state.models._ensure_watcher()  # routing state is current before the first route in a worker
     route = state.router.route(name, unit_id)
     unit_id = route.unit_id if route.unit_id is not None else unit_id
     served = state.models.get(name, route.version)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,7 @@ def build_record(
     error: str | None,
 ) -> dict[str, Any]:
     result = ctx.result
+    now = datetime.now(timezone.utc)
     if result is not None:
         version: Any = result.version
         prediction, probability = result.prediction, result.probability
@@ -95,7 +96,7 @@ def build_record(
         prediction, probability = output.get("prediction"), output.get("probability")
     record: dict[str, Any] = {
         "id": ctx.prediction_id,
-        "ts": format_ts(datetime.now(timezone.utc)),
+        "ts": format_ts(now),
         "model": model,
         "model_version": None if version is None else str(version),
         "variant": result.variant if result is not None else None,
@@ -116,7 +117,7 @@ def build_record(
 
 def write_record(state: MLOpsState, record: dict[str, Any]) -> None:
     """Append; a record that cannot be serialised is logged without its features, never lost."""
-    day = datetime.now(timezone.utc).date()
+    day = date(int(record["ts"][:4]), int(record["ts"][5:7]), int(record["ts"][8:10]))
     try:
         state.log_writer.write(record, day)
     except (TypeError, orjson.JSONEncodeError):

@@ -22,6 +22,8 @@ import pandas as pd
 import pytest
 from flask import Flask, jsonify, request
 
+pytest_plugins = ["tests.pg"]  # PostgreSQL fixtures: pg_url, db_url (sqlite + postgresql)
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "diabetes.csv"
 TOKEN = "admin-token-for-tests"

@@ -145,3 +145,22 @@ def test_log_lines_are_single_json_objects(client: Any, served_app: Flask) -> No
     lines = files[0].read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 21
     assert all(json.loads(line)["features"].keys() == set(FEATURE_NAMES) for line in lines[:-1])
+
+
+def test_prediction_ids_differ_across_forked_workers() -> None:
+    import os
+
+    from flask_mlops.serving import new_prediction_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: like a gunicorn worker forked from the master
+        os.write(write, "".join(new_prediction_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 50 * 32 + 10).decode()
+    mine = [new_prediction_id() for _ in range(50)]
+    theirs = {child[i : i + 32] for i in range(0, len(child), 32)}
+    assert len(theirs) == 50 and not theirs & set(mine)
+    assert all(uuid.UUID(i).version == 4 for i in mine)

@@ -77,8 +77,8 @@ def test_result_shape_and_progress(trained: Any) -> None:
 
 
 def test_selection_follows_metric(spec: Any, xy: Any) -> None:
-    by_f1 = run_training(spec, *xy, fast())
-    by_loss = run_training(spec, *xy, fast(selection_metric="log_loss"))
+    by_f1 = run_training(spec, xy[0], xy[1], fast())
+    by_loss = run_training(spec, xy[0], xy[1], fast(selection_metric="log_loss"))
     for res, key, pick in ((by_f1, "f1_mean", max), (by_loss, "log_loss_mean", min)):
         rows = [r for r in res.comparison if r["status"] == "ok"]
         assert res.candidate == pick(rows, key=lambda r: r[key])["candidate"]
@@ -86,19 +86,19 @@ def test_selection_follows_metric(spec: Any, xy: Any) -> None:
 
 def test_deterministic_for_a_seed(spec: Any, xy: Any) -> None:
     settings = fast(candidates={"random_forest": {"n_estimators": 20}, "mlp": {"epochs": 5}})
-    a = run_training(spec, *xy, settings)
-    b = run_training(spec, *xy, settings)
+    a = run_training(spec, xy[0], xy[1], settings)
+    b = run_training(spec, xy[0], xy[1], settings)
     # Equal up to floating-point summation order (random forest sums its trees' votes in threads).
     assert a.candidate == b.candidate and a.threshold == b.threshold
     assert a.flat_metrics() == pytest.approx(b.flat_metrics(), rel=1e-9, abs=1e-12)
     assert a.holdout["confusion_matrix"] == b.holdout["confusion_matrix"]
-    for ra, rb in zip(a.comparison, b.comparison):
+    for ra, rb in zip(a.comparison, b.comparison, strict=True):
         assert ra.keys() == rb.keys()
         for key in ra.keys() - {"fit_time_s"}:
             assert ra[key] == (pytest.approx(rb[key], rel=1e-9) if isinstance(ra[key], float) else rb[key])
     X = xy[0][:50]
     np.testing.assert_allclose(a.estimator.predict_proba(X), b.estimator.predict_proba(X), rtol=1e-9)
-    c = run_training(spec, *xy, fast(candidates={"random_forest": {"n_estimators": 20}}, random_seed=7))
+    c = run_training(spec, xy[0], xy[1], fast(candidates={"random_forest": {"n_estimators": 20}}, random_seed=7))
     assert c.cv != a.cv  # the seed matters
 
 
@@ -168,7 +168,7 @@ def test_pickled_model_loads_in_a_fresh_process(trained: Any, tmp_path: Path) ->
 
 def test_mlp_predicts_without_torch_after_training(spec: Any, xy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
-    result = run_training(spec, *xy, fast(candidates={"mlp": {"epochs": 3}}))
+    result = run_training(spec, xy[0], xy[1], fast(candidates={"mlp": {"epochs": 3}}))
     _block_torch(monkeypatch)
     blob = pickle.loads(pickle.dumps(result.estimator))
     assert blob.predict_proba(xy[0][:5]).shape == (5, 2)
@@ -190,7 +190,7 @@ def test_torch_missing_skips_mlp_with_reason(
 ) -> None:
     _block_torch(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="flask_mlops.training"):
-        result = run_training(spec, *xy, fast(candidates={"mlp": {}, "logistic_regression": {}}, device="cpu"))
+        result = run_training(spec, xy[0], xy[1], fast(candidates={"mlp": {}, "logistic_regression": {}}, device="cpu"))
     row = next(r for r in result.comparison if r["candidate"] == "mlp")
     assert row["status"] == "skipped" and "torch" in row["reason"]
     assert result.candidate == "logistic_regression"
@@ -202,7 +202,7 @@ def test_cuda_request_falls_back_to_cpu(spec: Any, xy: Any, caplog: pytest.LogCa
     if torch_cuda_available() or xgboost_cuda_available():
         pytest.skip("a GPU is present: the fallback path is not taken here")
     with caplog.at_level(logging.WARNING, logger="flask_mlops.training"):
-        result = run_training(spec, *xy, fast(device="cuda"))
+        result = run_training(spec, xy[0], xy[1], fast(device="cuda"))
     assert result.device == "cpu"
     assert any("CUDA requested" in note and "CPU" in note for note in result.notes)
     assert any("CUDA requested" in r.getMessage() for r in caplog.records)
@@ -224,12 +224,12 @@ def test_accepts_raw_labels_and_rejects_bad_input(spec: Any, xy: Any) -> None:
 
 def test_failed_candidate_is_reported_not_fatal(spec: Any, xy: Any) -> None:
     settings = fast(candidates={"logistic_regression": {"C": -1.0}, "xgboost": {"n_estimators": 10}})
-    result = run_training(spec, *xy, settings)
+    result = run_training(spec, xy[0], xy[1], settings)
     row = next(r for r in result.comparison if r["candidate"] == "logistic_regression")
     assert row["status"] == "failed" and row["reason"]
     assert result.candidate == "xgboost"
     with pytest.raises(MLOpsError, match="no candidate"):
-        run_training(spec, *xy, fast(candidates={"logistic_regression": {"C": -1.0}}))
+        run_training(spec, xy[0], xy[1], fast(candidates={"logistic_regression": {"C": -1.0}}))
 
 
 def test_per_model_overrides_from_spec_extra(xy: Any) -> None:
@@ -243,7 +243,7 @@ def test_per_model_overrides_from_spec_extra(xy: Any) -> None:
             }
         }
     )[0]
-    result = run_training(spec, *xy, fast())
+    result = run_training(spec, xy[0], xy[1], fast())
     assert [r["candidate"] for r in result.comparison] == ["logistic_regression"]
     assert result.params["C"] == 0.5 and result.calibration == "isotonic"
 
@@ -255,7 +255,7 @@ def test_settings_validation_and_from_config(tmp_path: Path) -> None:
         TrainingSettings(candidates={"catboost": {}})
     with pytest.raises(ConfigError, match="MLOPS_SELECTION_METRIC"):
         TrainingSettings(selection_metric="auc")
-    assert list(TrainingSettings(candidates=["xgboost", "mlp"]).candidates or {}) == ["xgboost", "mlp"]
+    assert list(TrainingSettings(candidates=["xgboost", "mlp"]).candidates or {}) == ["xgboost", "mlp"]  # type: ignore[arg-type]
     config = load_config(
         {"MLOPS_CV_FOLDS": 3, "MLOPS_SELECTION_METRIC": "roc_auc", "MLOPS_DEVICE": "cpu", "MLOPS_CANDIDATES": '{"xgboost": {"max_depth": 4}}'},
         str(tmp_path),
@@ -269,7 +269,7 @@ def test_settings_validation_and_from_config(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_quality_bar_on_the_example_data(spec: Any, xy: Any, tmp_path: Path) -> None:
     """Default settings, all candidates, 5-fold CV: the selected model meets the issue's bar."""
-    result = run_training(spec, *xy, TrainingSettings(), workdir=tmp_path)
+    result = run_training(spec, xy[0], xy[1], TrainingSettings(), workdir=tmp_path)
     assert result.cv["roc_auc"]["mean"] >= 0.83
     assert result.cv["f1"]["mean"] >= 0.67  # at the threshold chosen without the fold's labels
     assert len(result.comparison) == 5

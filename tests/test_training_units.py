@@ -37,7 +37,7 @@ def test_pima_preset_engineers_by_feature_name() -> None:
     names = list(fe.get_feature_names_out())
     assert names == [*PIMA, "BMI*Age", "Glucose/Insulin"]
     out = fe.transform(np.array([[0, 0, 0, 0, 0, 0, 0.1, 30]], dtype=float))
-    col = dict(zip(names, out[0]))
+    col = dict(zip(names, out[0], strict=True))
     assert col["Pregnancies"] == 0  # zero is a real value here
     assert col["Glucose"] == 120 and col["BMI"] == 30.0  # zeros as missing -> training medians
     assert col["Insulin"] == 150  # median of the measured values (100, 200)

@@ -302,6 +302,13 @@ def srm_check(control_n: int, treatment_n: int, share: float, *, threshold: floa
     return SRMResult((control_n, treatment_n), expected, stat, p, threshold, p < threshold)
 
 
+def srm_counts(control: VariantSummary, treatment: VariantSummary, plan: Plan) -> SRMResult:
+    """SRM on distinct units when known (requests of one unit are not independent), else on requests."""
+    if control.units is not None and treatment.units is not None:
+        return srm_check(control.units, treatment.units, plan.share, threshold=plan.srm_threshold)
+    return srm_check(control.n, treatment.n, plan.share, threshold=plan.srm_threshold)
+
+
 # ------------------------------------------------------------------------- verdict
 
 
@@ -359,12 +366,12 @@ def verdict(
     guardrails: list[GuardrailCheck] | None = None,
 ) -> Verdict:
     """Guardrails and SRM first (any time), then a significance verdict only at the planned sample."""
-    srm = srm or srm_check(control.n, treatment.n, plan.share, threshold=plan.srm_threshold)
+    srm = srm or srm_counts(control, treatment, plan)
     checks = guardrails if guardrails is not None else check_guardrails(control, treatment, plan.guardrails)
     reasons: list[str] = []
     if srm.mismatch:
         reasons.append(
-            f"sample ratio mismatch: {control.n} control / {treatment.n} treatment at a planned "
+            f"sample ratio mismatch: {srm.counts[0]} control / {srm.counts[1]} treatment at a planned "
             f"{plan.share:.0%} treatment share (p={srm.p_value:.2g} < {srm.threshold}); results are not trustworthy"
         )
     reasons += [f"guardrail {c.name} breached: {c.message}" for c in checks if c.ok is False]
@@ -421,7 +428,7 @@ def analyze(control: VariantSummary, treatment: VariantSummary, plan: Plan, *, s
         (treatment.n, treatment.latency_mean, treatment.latency_var),
         alpha=plan.alpha,
     )
-    srm = srm_check(control.n, treatment.n, plan.share, threshold=plan.srm_threshold)
+    srm = srm_counts(control, treatment, plan)
     checks = check_guardrails(control, treatment, plan.guardrails)
     need = plan.required()
     plan_info = {

@@ -37,6 +37,9 @@ class VariantSummary:
     latency_mean: float = math.nan  # ms
     latency_var: float = math.nan  # ms², sample variance (ddof=1)
     latency_p95: float = math.nan  # ms
+    #: distinct units assigned (random-assigned requests count one each); None = unknown.
+    #: The sample-ratio check counts units, because one user's many requests are not independent.
+    units: int | None = None
 
     def __post_init__(self) -> None:
         if min(self.n, self.errors, self.labelled, self.successes) < 0:
@@ -64,6 +67,7 @@ class VariantSummary:
             "latency_mean_ms": self.latency_mean,
             "latency_var_ms2": self.latency_var,
             "latency_p95_ms": self.latency_p95,
+            "units": self.units,
         })
 
 

@@ -80,14 +80,17 @@ def route(
     summary: str | None = None,
     tags: tuple[str, ...] | None = None,
     include_in_schema: bool = True,
+    blueprint: Blueprint | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a route on the blueprint.
 
     `role` None makes it public, else it is enforced (`read` < `admin`). With `query_model`
     the view gets `query=` (the parsed query string); with `request_model` it gets `body=`
     (the parsed JSON body, or form with `request_type=FORM`). A view may return a pydantic
-    model (rendered as JSON with `status`) or any Flask response value.
+    model (rendered as JSON with `status`) or any Flask response value. `blueprint` (tests)
+    declares the route on another blueprint than the extension's.
     """
+    target = bp if blueprint is None else blueprint
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         success = status or 200
@@ -113,8 +116,8 @@ def route(
             return result
 
         full_rule = f"/api{rule}" if api else rule
-        bp.add_url_rule(full_rule, view_func=wrapper, methods=list(methods))
-        endpoint = f"{bp.name}.{view.__name__}"
+        target.add_url_rule(full_rule, view_func=wrapper, methods=list(methods))
+        endpoint = f"{target.name}.{view.__name__}"
         doc = (view.__doc__ or "").strip()
         ROUTES[endpoint] = RouteDoc(
             endpoint=endpoint,

@@ -54,5 +54,7 @@ def _fmt(value: Any) -> str:
 def load_commands() -> AppGroup:
     """Import the area modules (which add their commands); return the group."""
     from . import core  # noqa: F401
+    from . import ops  # noqa: F401  (scheduler, jobs, retention)
+    from . import monitoring  # noqa: F401  (drift, report)
 
     return cli

@@ -66,7 +66,7 @@ def grade(value: float | None, thresholds: Levels) -> str:
     if value is None or math.isnan(value):
         return "ok"
     level = "ok"
-    for name, limit in zip(LEVELS[1:], thresholds):
+    for name, limit in zip(LEVELS[1:], thresholds, strict=False):
         if value >= limit:
             level = name
     return level
@@ -468,7 +468,7 @@ def _numeric_labels(edges: np.ndarray) -> list[str]:
     if edges.size == 0:
         return ["all", "missing"]
     e = [f"{v:.4g}" for v in edges.tolist()]
-    return [f"< {e[0]}"] + [f"[{a}, {b})" for a, b in zip(e, e[1:])] + [f">= {e[-1]}", "missing"]
+    return [f"< {e[0]}"] + [f"[{a}, {b})" for a, b in zip(e, e[1:], strict=False)] + [f">= {e[-1]}", "missing"]
 
 
 def _histogram(labels: list[str], reference: np.ndarray, counts: np.ndarray) -> dict[str, list[Any]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,7 @@ def numeric_profile(values: Any, *, bins: int = 10, sample_cap: int = 5000, seed
             std=_finite(valid.std()),
             min=_finite(valid[0]),
             max=_finite(valid[-1]),
-            **{f"p{p:02d}": _finite(v) for p, v in zip(_PERCENTILES, np.percentile(valid, _PERCENTILES))},
+            **{f"p{p:02d}": _finite(v) for p, v in zip(_PERCENTILES, np.percentile(valid, _PERCENTILES), strict=False)},
         )
     return {
         "type": "numeric",
@@ -127,8 +128,7 @@ def categorical_profile(values: Any, *, max_categories: int = MAX_CATEGORIES) ->
     n_total = len(keys)
     present = [k for k in keys if k is not None]
     missing = n_total - len(present)
-    uniq, counts = np.unique(np.asarray(present, dtype=object).astype(str), return_counts=True) if present else ([], [])
-    order = sorted(zip(uniq.tolist() if len(uniq) else [], [int(c) for c in counts]), key=lambda kc: (-kc[1], kc[0]))
+    order = sorted(Counter(present).items(), key=lambda kc: (-kc[1], kc[0]))
     denom = max(n_total, 1)
     kept = [(k, c) for k, c in order[:max_categories] if c / denom >= MIN_CATEGORY_SHARE or len(order) <= max_categories]
     other = len(present) - sum(c for _, c in kept)

@@ -20,7 +20,6 @@ variant. Nothing here imports Flask.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,6 +100,10 @@ class Window:
     def errors(self) -> np.ndarray:
         return self.status >= 400
 
+    def take(self, index: np.ndarray) -> Window:
+        """The rows at `index` (all columns)."""
+        return _take(self, index)
+
 
 # -- parsing one day file ----------------------------------------------------------------
 def _explicit_schema() -> pa.Schema:
@@ -172,7 +175,9 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
             col = feats.setdefault(name, [None] * i)
             value = row.get(name)
             col.append(value if value is None or isinstance(value, (str, int, float)) else None)
-    arrays: dict[str, Any] = {}
+    from .predictions import parse_ts
+
+    arrays: dict[str, Any] = {"ts": pa.array([parse_ts(str(v)) for v in columns.pop("ts")], pa.timestamp("us", tz="UTC"))}
     for name, values in [*columns.items(), *((FEATURE_PREFIX + k, v) for k, v in feats.items())]:
         numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
         if name in ("id", "ts", "model", "model_version", "variant", "unit_id", "error", "assignment", "experiment") or not numbers:
@@ -228,24 +233,23 @@ def parse_file(path: Path) -> tuple[pa.Table, int, int]:
     end = data.rfind(b"\n") + 1
     lines = data.count(b"\n") + (1 if end < len(data) else 0)
     skipped = 0 if end == len(data) else 1  # a torn (or still being written) last line
-    body = data[:end]
-    del data
+    body = pa.py_buffer(data).slice(0, end)  # zero-copy: pyarrow parses it in parallel blocks
     options = pj.ParseOptions(explicit_schema=_explicit_schema(), unexpected_field_behavior="infer")
     try:
-        table = pj.read_json(io.BytesIO(body), parse_options=options) if body.strip() else None
+        table = pj.read_json(pa.BufferReader(body), parse_options=options) if end else None
         if table is not None:
             table = _with_timestamps(table)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        good, bad = _valid_lines(body)
+        good, bad = _valid_lines(data[:end])
         skipped += bad
         logger.info("prediction log %s: %d invalid line(s) skipped", path, bad)
         try:
-            table = pj.read_json(io.BytesIO(b"\n".join(good) + b"\n"), parse_options=options) if good else None
+            table = pj.read_json(pa.BufferReader(pa.py_buffer(b"\n".join(good) + b"\n")), parse_options=options) if good else None
             table = _with_timestamps(table) if table is not None else None
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             table = _with_timestamps(_records_table(good))
-    if table is None or table.num_rows == 0:
-        return _empty_table(), lines, skipped
+    if table is None or table.num_rows == 0 or "ts" not in table.column_names or "id" not in table.column_names:
+        return _empty_table(), lines, skipped + (table.num_rows if table is not None else 0)
     keep = pc.and_(pc.is_valid(table.column("ts")), pc.is_valid(table.column("id")))
     valid = pc.sum(keep).as_py() or 0
     if valid < table.num_rows:
@@ -259,8 +263,9 @@ def _with_timestamps(table: pa.Table) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ts = table.column("ts")
-    stamps = pc.cast(ts, pa.timestamp("us", tz="UTC"))
+    if "ts" not in table.column_names:
+        return table
+    stamps = pc.cast(table.column("ts"), pa.timestamp("us", tz="UTC"))
     table = table.set_column(table.column_names.index("ts"), "ts", stamps)
     if "id" in table.column_names and not pa.types.is_string(table.column("id").type):
         table = table.set_column(table.column_names.index("id"), "id", pc.cast(table.column("id"), pa.string()))
@@ -309,7 +314,10 @@ def _write_cache(cache: Path, table: pa.Table, size: int, mtime_ns: int, lines: 
         return True
     except OSError as exc:
         logger.warning("could not write the columnar cache %s: %s", cache, exc)
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         return False
 
 
@@ -587,4 +595,68 @@ def _take(window: Window, index: np.ndarray) -> Window:
     )
 
 
-__all__ = ["CACHE_SUBDIR", "CodedColumn", "ColumnarStats", "Window", "cache_path", "compact", "load_day", "parse_file", "read_window"]
+# -- lookup by prediction id ------------------------------------------------------------------
+LOOKUP_FIELDS = ("id", "ts", "model", "model_version", "variant", "prediction", "probability", "status")
+
+
+def _scan_lines(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """Records of `wanted` ids in an uncached file, by a cheap id check on each line."""
+    import orjson
+
+    found: dict[str, dict[str, Any]] = {}
+    prefix = b'{"id":"'
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.startswith(prefix):
+                end = line.find(b'"', len(prefix))
+                if end < 0 or line[len(prefix) : end].decode("ascii", "replace") not in wanted:
+                    continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec["id"] in wanted:
+                found[rec["id"]] = {k: rec.get(k) for k in LOOKUP_FIELDS}
+    return found
+
+
+def _scan_table(table: pa.Table, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0 or "id" not in table.column_names:
+        return {}
+    hits = table.filter(pc.is_in(table.column("id"), value_set=pa.array(sorted(wanted), pa.string())))
+    if hits.num_rows == 0:
+        return {}
+    cols = [c for c in LOOKUP_FIELDS if c in hits.column_names and c != "ts"]
+    rows = hits.select(cols).to_pylist()
+    stamps = _ts_micros(hits).view("datetime64[us]")
+    for row, ts in zip(rows, stamps.tolist(), strict=True):
+        row["ts"] = ts.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {row["id"]: row for row in rows}
+
+
+def find_records(log_dir: str | Path, ids: Iterable[str], *, today: date | None = None) -> dict[str, dict[str, Any]]:
+    """The logged records (id, ts, model, version, variant, prediction, probability, status) of `ids`.
+
+    Searches the newest day files first and stops once every id is found: feedback
+    usually follows its prediction closely. Closed days use the columnar cache; today's
+    file is scanned line by line with a cheap id check before any JSON is parsed.
+    """
+    wanted = {str(i) for i in ids}
+    found: dict[str, dict[str, Any]] = {}
+    today = today or datetime.now(timezone.utc).date()
+    for path in reversed(_days(Path(log_dir), None, None)):
+        if not wanted:
+            break
+        if date.fromisoformat(path.stem) < today:
+            hits = _scan_table(load_day(log_dir, path, today=today), wanted)
+        else:
+            hits = _scan_lines(path, wanted)
+        found.update(hits)
+        wanted -= set(hits)
+    return found
+
+
+__all__ = ["CACHE_SUBDIR", "CodedColumn", "ColumnarStats", "Window", "cache_path", "compact", "find_records", "load_day", "parse_file", "read_window"]

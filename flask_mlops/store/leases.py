@@ -18,12 +18,14 @@ moment (a paused process waking up after its lease expired) cannot both run a ti
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Index, String, Text, UniqueConstraint, case, func, insert, literal, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Index, String, Text, UniqueConstraint, case, func, insert, literal, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -97,6 +99,21 @@ class LeaseInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "holder": self.holder or None, "expires_at": _iso(self.expires_at), "fence": self.fence}
+
+
+#: pg_advisory_xact_lock key under which workers create the schema one at a time ("mlops" in ASCII)
+SCHEMA_LOCK_KEY = 0x6D6C6F7073
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the schema lock: concurrent `create_all`s (N workers booting on an
+    empty PostgreSQL database) run one after another instead of colliding on the catalog.
+    SQLite needs none: its writers are serialised by the database file lock."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        yield conn
 
 
 def _ensure_row(engine: Engine, name: str) -> None:

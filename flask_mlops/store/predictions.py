@@ -27,7 +27,9 @@ def day_file(log_dir: str | Path, day: date) -> Path:
 
 def format_ts(moment: datetime) -> str:
     """ISO-8601 UTC with microseconds and a `Z`: sorts as text, parses everywhere."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_ts(text: str) -> datetime:

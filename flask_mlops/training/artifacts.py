@@ -82,7 +82,7 @@ def native_importance(pipeline: Any) -> dict[str, float] | None:
         values = np.abs(np.ravel(model.coef_))
     if values is None or len(values) != len(names):
         return None
-    pairs = sorted(zip(names, (float(v) for v in values)), key=lambda kv: -kv[1])
+    pairs = sorted(zip(names, (float(v) for v in values), strict=True), key=lambda kv: -kv[1])
     return dict(pairs)
 
 

@@ -186,7 +186,7 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _as_2d(X: Any) -> np.ndarray:
-        arr = np.asarray(X, dtype=object if getattr(X, "dtype", None) == object else None)
+        arr = np.asarray(X, dtype=object if getattr(getattr(X, "dtype", None), "kind", "") == "O" else None)
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2:

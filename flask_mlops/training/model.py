@@ -111,5 +111,22 @@ class TrainedModel(ClassifierMixin, BaseEstimator):
 def _has_object(X: Any) -> bool:
     dtype = getattr(X, "dtype", None)
     if dtype is not None:
-        return dtype == object
+        return bool(dtype.kind == "O")
     return any(isinstance(v, str) for row in np.atleast_2d(np.asarray(X, dtype=object)) for v in row)
+
+
+TRUSTED_PREFIXES = ("flask_mlops.", "sklearn.", "xgboost.", "numpy.", "scipy.")
+
+
+def skops_trusted_types(estimator: Any) -> list[str]:
+    """Types MLflow's skops serialisation must be told to trust for this estimator.
+
+    MLflow (3.x) saves scikit-learn models with skops, which refuses types it does not know;
+    ours and those of the libraries the candidates use are trusted, nothing else.
+    """
+    try:
+        import skops.io as sio
+    except ImportError:
+        return []
+    found = sio.get_untrusted_types(data=sio.dumps(estimator))
+    return [t for t in found if t.startswith(TRUSTED_PREFIXES)]

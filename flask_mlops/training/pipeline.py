@@ -159,6 +159,8 @@ def run_training(
         n_holdout=int(len(y_ho)),
         notes=notes,
         settings=settings.as_params(),
+        X_holdout=X_ho,
+        y_holdout=y_ho,
     )
     out = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="flask-mlops-train-"))
     out.mkdir(parents=True, exist_ok=True)

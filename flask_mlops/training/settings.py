@@ -122,6 +122,9 @@ class TrainingResult:
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    # the holdout rows (raw features, 0/1 labels): for "no worse than production on the same holdout"
+    X_holdout: np.ndarray | None = None
+    y_holdout: np.ndarray | None = None
 
     def flat_metrics(self) -> dict[str, float]:
         """cv_<metric>_mean/std and holdout_<metric>: ready for `mlflow.log_metrics`."""

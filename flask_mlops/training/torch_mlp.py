@@ -87,7 +87,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         h = np.asarray(X, dtype=np.float64)
-        for i, (w, b) in enumerate(zip(self.weights_, self.biases_)):
+        for i, (w, b) in enumerate(zip(self.weights_, self.biases_, strict=True)):
             h = h @ w.T + b
             if i < len(self.weights_) - 1:
                 h = np.maximum(h, 0.0)

@@ -1,0 +1,1 @@
+"""The /mlops dashboard: server-rendered pages, inline SVG charts, vendored static files."""

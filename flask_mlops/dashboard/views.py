@@ -1,0 +1,202 @@
+"""Dashboard pages under `/mlops/`: overview, drift, models, experiments, jobs; login and logout.
+
+Server-rendered Jinja templates with inline SVG charts and vendored static files (works
+air-gapped). Pages need the `read` role, buttons that change state need `admin` and a
+CSRF token. A browser signs in on `/login` with a token and gets a session cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import redirect, render_template, request, send_from_directory, url_for
+from pydantic import BaseModel, Field
+from werkzeug.wrappers import Response
+
+from .. import auth
+from ..api.blueprint import FORM, bp, route
+from ..api.schemas import LoginForm
+from ..errors import MLOpsError
+from ..extension import get_state
+from . import charts, data
+
+logger = logging.getLogger(__name__)
+
+NAV = (("overview", "Overview"), ("drift", "Drift"), ("models", "Models"), ("experiments", "Experiments"), ("jobs", "Jobs"))
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class VersionForm(BaseModel):
+    """An admin button's form: the version to act on and why."""
+
+    version: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+@bp.context_processor
+def _context() -> dict[str, Any]:
+    state = get_state()
+    return {
+        "nav": NAV,
+        "prefix": state.config.url_prefix,
+        "csrf_token": lambda: auth.csrf_token(state),
+        "caller": auth.current_caller(),
+        "charts": charts,
+        "config_levels": {"error": state.config.error_rate_thresholds, "latency": state.config.latency_p95_thresholds_ms},
+    }
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    if response.mimetype == "text/html":
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        response.headers.setdefault("Cache-Control", "no-store")
+        auth.set_auth_cookies(get_state(), response)
+    return response
+
+
+def page(template: str, active: str, **context: Any) -> str:
+    return render_template(f"mlops/{template}", active=active, message=request.args.get("msg", "")[:300], **context)
+
+
+@route("/", api=False, summary="Dashboard: overview")
+def overview() -> Any:
+    """Models, production version, health with reasons, volume / error rate / latency (24 h)."""
+    return page("overview.html", "overview", models=data.overview(get_state()))
+
+
+@route("/drift", api=False, summary="Dashboard: drift")
+def drift() -> Any:
+    """Per-feature drift against the thresholds, the trend over stored runs, the HTML report."""
+    return page("drift.html", "drift", models=data.drift_page(get_state()))
+
+
+@route("/models", api=False, summary="Dashboard: models")
+def models() -> Any:
+    """Versions, metrics, aliases and the audit trail; promote / rollback for admins."""
+    return page("models.html", "models", models=data.models_page(get_state()))
+
+
+@route("/experiments", api=False, summary="Dashboard: experiments")
+def experiments() -> Any:
+    """A/B tests and rollouts: split, results, verdict."""
+    return page("experiments.html", "experiments", panel=data.experiments_page(get_state()))
+
+
+@route("/jobs", api=False, summary="Dashboard: jobs")
+def jobs() -> Any:
+    """Scheduled jobs: schedule, next and last run, the scheduler lease."""
+    return page("jobs.html", "jobs", panel=data.jobs_page(get_state()))
+
+
+@route("/reports/<path:filename>", api=False, summary="Dashboard: an HTML report")
+def report(filename: str) -> Any:
+    """An HTML report written by monitoring (drift report) under MLOPS_LOG_DIR/reports."""
+    return send_from_directory(get_state().log_dir / "reports", filename)
+
+
+# -- admin buttons --------------------------------------------------------------------------------
+def _back(model: str, msg: str) -> Response:
+    return redirect(url_for("mlops.models", msg=msg, _anchor=f"model-{model}"), code=303)
+
+
+@route("/models/<name>/promote", methods=("POST",), role="admin", api=False, request_model=VersionForm, request_type=FORM,
+       summary="Dashboard: promote a version", status=303, produces="text/html")
+def promote(name: str, body: VersionForm) -> Any:
+    """Point production at `version` (admin; CSRF-protected form)."""
+    state = get_state()
+    if body.version is None:
+        return _back(name, "choose a version to promote")
+    actor = f"dashboard:{auth.current_caller().via if auth.current_caller() else 'admin'}"
+    try:
+        action = data.optional("flask_mlops.lifecycle:promote")
+        if action is not None:
+            action(state, name, body.version, actor=actor, reason=body.reason or "promoted from the dashboard")
+        else:
+            from ..registry import set_alias
+            from ..serving import PRODUCTION
+
+            set_alias(state, name, PRODUCTION, body.version, actor=actor, reason=body.reason or "promoted from the dashboard", action="promote")
+    except MLOpsError as exc:
+        return _back(name, f"promotion refused: {exc.message}")
+    return _back(name, f"{name} v{body.version} is now in production")
+
+
+@route("/models/<name>/rollback", methods=("POST",), role="admin", api=False, request_model=VersionForm, request_type=FORM,
+       summary="Dashboard: roll back production", status=303, produces="text/html")
+def rollback(name: str, body: VersionForm) -> Any:
+    """Point production back at the previous version (admin; CSRF-protected form)."""
+    state = get_state()
+    action = data.optional("flask_mlops.lifecycle:rollback")
+    if action is None:
+        return _back(name, "rollback is not available in this installation yet")
+    try:
+        action(state, name, actor="dashboard", reason=body.reason or "rolled back from the dashboard")
+    except MLOpsError as exc:
+        return _back(name, f"rollback refused: {exc.message}")
+    return _back(name, f"{name} rolled back")
+
+
+# -- login / logout -----------------------------------------------------------------------------
+def _safe_next(target: str | None) -> str:
+    """Only paths inside the dashboard: never an open redirect."""
+    prefix = get_state().config.url_prefix
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith(prefix + "/") and not target.startswith("//") and "\\" not in target:
+            return target
+    return url_for("mlops.overview")
+
+
+def _same_origin() -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return origin.rstrip("/") == request.host_url.rstrip("/")
+
+
+@route("/login", role=None, api=False, summary="Dashboard: login form")
+def login() -> Any:
+    """The login form: exchange an MLOPS_API_TOKEN for a session cookie."""
+    state = get_state()
+    hint = "" if state.config.api_token else auth.HOW_TO_CONFIGURE
+    return render_template("mlops/login.html", message=hint, next=_safe_next(request.args.get("next")))
+
+
+@route("/login", methods=("POST",), role=None, api=False, request_model=LoginForm, request_type=FORM,
+       summary="Dashboard: sign in", status=303, produces="text/html")
+def login_submit(body: LoginForm) -> Any:
+    """Check the token; on success set the signed HttpOnly session cookie and go to `next`."""
+    state = get_state()
+    if not _same_origin():
+        return render_template("mlops/login.html", message="cross-site login refused", next=_safe_next(body.next)), 403
+    role = auth.token_role(state, body.token.strip())
+    if role is None:
+        logger.warning("mlops: failed dashboard login from %s", request.remote_addr)
+        return render_template("mlops/login.html", message="invalid token", next=_safe_next(body.next)), 401
+    value = auth.session_cookie_value(state, body.token.strip())
+    if value is None:
+        return render_template("mlops/forbidden.html", message="the dashboard needs a secret key: set MLOPS_SECRET_KEY or the app's SECRET_KEY"), 403
+    response = redirect(_safe_next(body.next), code=303)
+    response.set_cookie(auth.SESSION_COOKIE, value, **auth.cookie_options(state))
+    logger.info("mlops: dashboard login (%s role) from %s", role, request.remote_addr)
+    return response
+
+
+@route("/logout", methods=("POST",), role=None, api=False, summary="Dashboard: sign out", status=303, produces="text/html")
+def logout() -> Any:
+    """Clear the session cookie (CSRF-protected, so another site cannot sign you out)."""
+    state = get_state()
+    auth.check_csrf(state)
+    response = redirect(url_for("mlops.login"), code=303)
+    options = auth.cookie_options(state)
+    response.delete_cookie(auth.SESSION_COOKIE, path=options["path"], httponly=True, samesite="Lax", secure=options["secure"])
+    return response

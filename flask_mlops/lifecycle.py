@@ -1,0 +1,447 @@
+"""Registry lifecycle: promotion gates, promote / rollback / archive, history, semver and lineage.
+
+Built on `registry.py` (MLflow + the `mlops` mirror tables). Every change goes through
+`registry.set_alias` or writes its own audit event, so "which version was in production
+at time T" is answered from the database (`production_at`). A failed gate raises
+`GateFailed` (HTTP 422) and leaves production untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from .errors import ConflictError, NotFoundError, UnprocessableError
+from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
+from .serving import PRODUCTION
+from .store.models import Alias, AuditEvent, ModelVersion
+
+if TYPE_CHECKING:
+    from .extension import MLOpsState
+    from .training import TrainingResult
+
+logger = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+ARCHIVED = "archived"
+#: metrics compared by "no worse than production" unless the gates name others (`compare`)
+DEFAULT_COMPARE = ("f1", "roc_auc")
+HOLDOUT_CAP = 20_000  # rows of holdout kept per version (JSON in the database)
+
+
+class GateFailed(UnprocessableError):
+    """A promotion gate failed; `details` lists every check with its value and threshold."""
+
+    code_name = "gate_failed"
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    checks: list[GateCheck] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[GateCheck]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+    def summary(self) -> str:
+        if self.passed:
+            return "all gates passed"
+        return "; ".join(c.detail or c.name for c in self.failures)
+
+
+# -- gates -----------------------------------------------------------------------------------
+def _gates(state: MLOpsState, override: Mapping[str, Any] | None) -> dict[str, Any]:
+    gates = dict(state.config.promotion_gates or {})
+    gates.update(override or {})
+    return gates
+
+
+def holdout_metrics(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Metrics of a registered version on given rows, at that version's stored threshold."""
+    from .serving import load_version
+    from .training.metrics import binary_metrics
+
+    served = load_version(state, name, version)
+    proba = np.asarray(served.estimator.predict_proba(X))[:, -1]
+    return binary_metrics(y, proba, 0.5 if served.threshold is None else float(served.threshold))
+
+
+def check_gates(
+    state: MLOpsState, name: str, version: int, *, gates: Mapping[str, Any] | None = None
+) -> GateResult:
+    """Absolute thresholds on the version's holdout metrics, then "no worse than production".
+
+    The comparison scores the current production version on *this version's* holdout
+    (stored at registration), so both are judged on the same rows. Where no holdout was
+    stored, the versions' own recorded holdout metrics are compared instead (noted).
+    """
+    cfg = _gates(state, gates)
+    info = get_version(state, name, version)
+    metrics = info.metrics or {}
+    checks: list[GateCheck] = []
+    for metric, threshold in cfg.items():
+        if metric in ("no_worse_than_production", "compare", "tolerance") or threshold is None:
+            continue
+        value = metrics.get(metric)
+        lower_better = metric in ("log_loss", "brier")
+        ok = value is not None and (value <= threshold if lower_better else value >= threshold)
+        detail = "" if ok else (
+            f"{metric} {value:.4f} {'>' if lower_better else '<'} {threshold}" if value is not None else f"{metric} not recorded"
+        )
+        checks.append(GateCheck(metric, ok, None if value is None else float(value), float(threshold), detail))
+    if cfg.get("no_worse_than_production", True):
+        checks.extend(_no_worse(state, name, version, metrics, cfg))
+    return GateResult(all(c.passed for c in checks), checks)
+
+
+def _no_worse(state: MLOpsState, name: str, version: int, metrics: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[GateCheck]:
+    prod = alias_version(state, name)
+    if prod is None or prod == version:
+        return [GateCheck("no_worse_than_production", True, None, None, "no other production version")]
+    compare = list(cfg.get("compare") or DEFAULT_COMPARE)
+    tolerance = float(cfg.get("tolerance", 0.0))
+    holdout = load_holdout(state, name, version)
+    if holdout is not None:
+        X, y = holdout
+        mine = holdout_metrics(state, name, version, X, y)
+        theirs = holdout_metrics(state, name, prod, X, y)
+        how = f"on v{version}'s holdout ({len(y)} rows)"
+    else:
+        mine = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        theirs = {k: float(v) for k, v in (get_version(state, name, prod).metrics or {}).items() if isinstance(v, (int, float))}
+        how = "on each version's recorded holdout metrics (no shared holdout stored)"
+    checks = []
+    for metric in compare:
+        a, b = mine.get(metric), theirs.get(metric)
+        if a is None or b is None:
+            checks.append(GateCheck(f"no_worse_than_production:{metric}", False, a, b, f"{metric} missing for the comparison"))
+            continue
+        lower_better = metric in ("log_loss", "brier")
+        ok = a <= b + tolerance if lower_better else a >= b - tolerance
+        detail = f"{metric} {a:.4f} vs production v{prod} {b:.4f} {how}"
+        checks.append(GateCheck(f"no_worse_than_production:{metric}", ok, a, b, "" if ok else "worse than production: " + detail))
+    return checks
+
+
+# -- promote / rollback / archive / stage ------------------------------------------------------
+def promote(
+    state: MLOpsState,
+    name: str,
+    version: int,
+    *,
+    actor: str = "system",
+    reason: str | None = None,
+    force: bool = False,
+    gates: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Point production at `version` if it passes the gates (or `force`); audit either way."""
+    info = get_version(state, name, version)
+    if info.status == ARCHIVED and not force:
+        raise ConflictError(f"{name} v{version} is archived; pass force to promote it anyway", details={"version": version})
+    current = alias_version(state, name)
+    if current == version:
+        return {"model": name, "version": version, "previous": current, "changed": False, "gates": None}
+    result = check_gates(state, name, version, gates=gates)
+    if not result.passed and not force:
+        _audit(state, name, "promote_rejected", version, current, actor, reason, {"gates": result.to_dict()})
+        raise GateFailed(
+            f"{name} v{version} not promoted: {result.summary()}",
+            details={"model": name, "version": version, "production": current, **result.to_dict()},
+        )
+    details = {"gates": result.to_dict(), "forced": bool(force and not result.passed)}
+    previous = set_alias(state, name, PRODUCTION, version, actor=actor, reason=reason, action="promote", details=details)
+    _set_status(state, name, {version: "production", **({previous: "superseded"} if previous not in (None, version) else {})})
+    logger.info("%s: v%s promoted to production (was v%s) by %s", name, version, previous, actor)
+    return {"model": name, "version": version, "previous": previous, "changed": True, "gates": result.to_dict()}
+
+
+def production_stack(state: MLOpsState, name: str) -> list[int]:
+    """Production versions in order, with rolled-back ones popped (top = current)."""
+    stack: list[int] = []
+    for ev in _events(state, name):
+        if ev.version is None or (ev.details or {}).get("alias") != PRODUCTION:
+            continue
+        if ev.action == "rollback" and ev.version in stack:
+            while stack and stack[-1] != ev.version:
+                stack.pop()
+        elif not stack or stack[-1] != ev.version:
+            stack.append(ev.version)
+    return stack
+
+
+def rollback(
+    state: MLOpsState, name: str, to_version: int | None = None, *, actor: str = "system", reason: str | None = None
+) -> dict[str, Any]:
+    """Production back to the previous production version (or `to_version`); no gates: it is the way out."""
+    current = alias_version(state, name)
+    if to_version is None:
+        stack = production_stack(state, name)
+        earlier = [v for v in stack[:-1] if v != current and _status(state, name, v) != ARCHIVED]
+        if current is None or not earlier:
+            raise ConflictError(f"{name} has no previous production version to roll back to", details={"production": current})
+        to_version = earlier[-1]
+    info = get_version(state, name, to_version)
+    if info.status == ARCHIVED:
+        raise ConflictError(f"{name} v{to_version} is archived and cannot serve", details={"version": to_version})
+    if to_version == current:
+        raise ConflictError(f"{name} v{to_version} is already in production", details={"version": to_version})
+    previous = set_alias(state, name, PRODUCTION, to_version, actor=actor, reason=reason or "rollback", action="rollback")
+    _set_status(state, name, {to_version: "production", **({previous: "rolled_back"} if previous is not None else {})})
+    logger.warning("%s: rolled back from v%s to v%s by %s", name, previous, to_version, actor)
+    return {"model": name, "version": to_version, "previous": previous, "changed": True}
+
+
+def stage(state: MLOpsState, name: str, version: int, *, alias: str = CHALLENGER, actor: str = "system", reason: str | None = None) -> int | None:
+    """Point a non-production alias (challenger / staging) at a version."""
+    if alias == PRODUCTION:
+        raise ConflictError("use promote() to change production")
+    return set_alias(state, name, alias, version, actor=actor, reason=reason, action=f"stage:{alias}")
+
+
+def archive(state: MLOpsState, name: str, version: int, *, actor: str = "system", reason: str | None = None) -> dict[str, Any]:
+    """Retire a version: never the one in production; its other aliases are removed."""
+    if alias_version(state, name) == version:
+        raise ConflictError(f"{name} v{version} is in production; promote or roll back first", details={"version": version})
+    info = get_version(state, name, version)
+    if info.status == ARCHIVED:
+        return {"model": name, "version": version, "changed": False}
+    removed: list[str] = []
+    with state.session() as session, session.begin():
+        for row in session.scalars(select(Alias).where(Alias.model_name == name, Alias.version == version)):
+            removed.append(row.alias)
+            session.delete(row)
+    with mlflow_session(state) as mlflow:
+        client = mlflow.MlflowClient()
+        for alias in removed:
+            try:
+                client.delete_registered_model_alias(name, alias)
+            except Exception:  # noqa: BLE001 - the database is the source of truth for serving
+                logger.warning("could not delete MLflow alias %s of %s", alias, name, exc_info=True)
+        try:
+            client.set_model_version_tag(name, str(version), "mlops.status", ARCHIVED)
+        except Exception:  # noqa: BLE001
+            logger.warning("could not tag %s v%s archived in MLflow", name, version, exc_info=True)
+    _set_status(state, name, {version: ARCHIVED})
+    _audit(state, name, "archive", version, None, actor, reason, {"removed_aliases": removed})
+    return {"model": name, "version": version, "changed": True, "removed_aliases": removed}
+
+
+# -- history ------------------------------------------------------------------------------------
+def _events(state: MLOpsState, name: str, since: datetime | None = None, until: datetime | None = None) -> list[AuditEvent]:
+    query = select(AuditEvent).where(AuditEvent.model_name == name)
+    if since is not None:
+        query = query.where(AuditEvent.ts >= since)
+    if until is not None:
+        query = query.where(AuditEvent.ts <= until)
+    with state.session() as session:
+        return list(session.scalars(query.order_by(AuditEvent.ts, AuditEvent.id)))
+
+
+def history(
+    state: MLOpsState, name: str, *, since: datetime | None = None, until: datetime | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Audit events of a model, newest first: who did what, when and why."""
+    state.config.model(name)
+    rows = _events(state, name, since, until)[::-1]
+    if limit is not None:
+        rows = rows[:limit]
+    return [
+        {
+            "id": ev.id,
+            "ts": ev.ts.isoformat(),
+            "action": ev.action,
+            "version": ev.version,
+            "previous_version": ev.previous_version,
+            "actor": ev.actor,
+            "reason": ev.reason,
+            "details": ev.details or {},
+        }
+        for ev in rows
+    ]
+
+
+def production_at(state: MLOpsState, name: str, moment: datetime) -> int | None:
+    """The version that was in production at `moment` (None before the first promotion)."""
+    version = None
+    for ev in _events(state, name, until=moment):
+        if (ev.details or {}).get("alias") == PRODUCTION and ev.version is not None:
+            version = ev.version
+    return version
+
+
+# -- semantic version and lineage ---------------------------------------------------------------
+def next_semver(state: MLOpsState, name: str, *, features: list[str], candidate: str, data_sha256: str) -> str:
+    """MAJOR: the input features changed; MINOR: new data or another algorithm; PATCH: same both.
+
+    Bumped from the newest version that has a semver (1.0.0 for the first).
+    """
+    latest = next((v for v in list_versions(state, name) if v.semver), None)
+    if latest is None:
+        return "1.0.0"
+    try:
+        major, minor, patch = (int(p) for p in str(latest.semver).split(".")[:3])
+    except ValueError:
+        return "1.0.0"
+    tags = latest.tags or {}
+    if tags.get("features") not in (None, ",".join(features)):
+        return f"{major + 1}.0.0"
+    if tags.get("data_sha256") != data_sha256 or tags.get("candidate") != candidate:
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def git_commit() -> str | None:
+    """The code's commit: from the environment (CI) or `git rev-parse`, else None."""
+    for key in ("MLOPS_GIT_COMMIT", "GITHUB_SHA", "GIT_COMMIT", "CI_COMMIT_SHA"):
+        if os.environ.get(key):
+            return os.environ[key]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=3, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) >= 7 else None
+
+
+def lineage_tags(state: MLOpsState, name: str, result: TrainingResult, *, trigger: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    tags: dict[str, Any] = {
+        "data_sha256": result.data_sha256,
+        "git_commit": git_commit() or "unknown",
+        "trigger": trigger,
+        "candidate": result.candidate,
+        "features": ",".join(result.feature_names),
+        "parent_version": alias_version(state, name) or "none",
+        "device": result.device,
+        "n_train": result.n_train,
+        "n_holdout": result.n_holdout,
+        "cv_f1_mean": round(result.cv["f1"]["mean"], 4),
+        "cv_roc_auc_mean": round(result.cv["roc_auc"]["mean"], 4),
+        "holdout_f1": round(float(result.holdout["f1"]), 4),
+        "holdout_roc_auc": round(float(result.holdout["roc_auc"]), 4),
+    }
+    tags.update(extra or {})
+    return tags
+
+
+def register_result(
+    state: MLOpsState,
+    name: str,
+    result: TrainingResult,
+    *,
+    trigger: str = "manual",
+    actor: str = "system",
+    reason: str | None = None,
+    promote_if_passing: bool = True,
+    holdout: tuple[np.ndarray, np.ndarray] | None = None,
+    extra_tags: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register a training result with semver + lineage and its holdout; promote it if it passes.
+
+    Returns {"version", "semver", "promoted", "gates", "reason"}. Registration never moves
+    production by itself, so a crash between the two steps leaves production as it was.
+    """
+    semver = next_semver(state, name, features=result.feature_names, candidate=result.candidate, data_sha256=result.data_sha256)
+    tags = lineage_tags(state, name, result, trigger=trigger, extra={"semver": semver, **(extra_tags or {})})
+    metrics = {**result.flat_metrics(), **{k: v for k, v in result.holdout.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+    info: VersionInfo = register(
+        state,
+        name,
+        result.estimator,
+        reference=result.X_reference,
+        metrics=metrics,
+        params={"candidate": result.candidate, **result.params, **result.settings},
+        threshold=result.threshold,
+        tags=tags,
+        artifacts=result.artifacts,
+        semver=semver,
+        promote=False,
+        actor=actor,
+        reason=reason or f"trained ({trigger})",
+    )
+    if holdout is not None:
+        save_holdout(state, name, info.version, *holdout)
+    out: dict[str, Any] = {"version": info.version, "semver": semver, "promoted": False, "gates": None, "reason": None}
+    if not promote_if_passing:
+        return out
+    try:
+        promoted = promote(state, name, info.version, actor=actor, reason=reason or f"retrained ({trigger}); gates passed")
+        out.update(promoted=True, gates=promoted["gates"])
+    except GateFailed as exc:
+        _set_status(state, name, {info.version: "rejected"})
+        out.update(gates=exc.details, reason=exc.message)
+    return out
+
+
+# -- holdout rows and small helpers ---------------------------------------------------------------
+def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
+    from .store.retraining import ModelHoldout, ensure_tables
+
+    ensure_tables(state.engine)
+    if len(y) > HOLDOUT_CAP:
+        keep = np.random.default_rng(0).choice(len(y), HOLDOUT_CAP, replace=False)
+        X, y = X[np.sort(keep)], y[np.sort(keep)]
+    rows = [[None if (isinstance(v, float) and not np.isfinite(v)) else (v.item() if hasattr(v, "item") else v) for v in row] for row in np.asarray(X, dtype=object)]
+    with state.session() as session, session.begin():
+        session.merge(ModelHoldout(model_name=name, version=version, features=rows, labels=[int(v) for v in y]))
+
+
+def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
+    from .store.retraining import ModelHoldout, ensure_tables
+
+    ensure_tables(state.engine)
+    with state.session() as session:
+        row = session.get(ModelHoldout, (name, version))
+        if row is None:
+            return None
+        features, labels = row.features, row.labels
+    spec = state.config.model(name)
+    numeric = all(f.type == "numeric" for f in spec.features)
+    X = np.array([[np.nan if v is None else v for v in r] for r in features], dtype=float if numeric else object)
+    return X, np.asarray(labels, dtype=int)
+
+
+def _status(state: MLOpsState, name: str, version: int) -> str | None:
+    with state.session() as session:
+        return session.scalar(select(ModelVersion.status).where(ModelVersion.model_name == name, ModelVersion.version == version))
+
+
+def _set_status(state: MLOpsState, name: str, statuses: Mapping[int | None, str]) -> None:
+    with state.session() as session, session.begin():
+        for version, status in statuses.items():
+            if version is None:
+                continue
+            row = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version))
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+            if row.status != ARCHIVED or status == ARCHIVED:
+                row.status = status
+
+
+def _audit(
+    state: MLOpsState, name: str, action: str, version: int | None, previous: int | None, actor: str, reason: str | None, details: Mapping[str, Any]
+) -> None:
+    from .registry import _jsonable
+
+    with state.session() as session, session.begin():
+        session.add(AuditEvent(model_name=name, action=action, version=version, previous_version=previous, actor=actor, reason=reason, details=_jsonable(dict(details))))

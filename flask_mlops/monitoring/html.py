@@ -1,0 +1,115 @@
+"""The HTML drift report: per-feature reference-vs-current histograms (inline SVG) and scores.
+
+One self-contained page — inline CSS and SVG, no script, no external URL — so it reads
+offline, attached to a ticket or opened from `logs/drift_reports/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+COLOURS = {"ok": "#2e7d32", "monitor": "#1565c0", "warning": "#ef6c00", "critical": "#c62828", None: "#616161"}
+REF, CUR = "#90a4ae", "#1e88e5"
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0}
+.meta{color:#616161;font-size:13px;margin-bottom:16px}
+.badge{display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.card{border:1px solid #e0e0e0;border-radius:8px;padding:12px 16px;margin:12px 0}
+.head{display:flex;gap:12px;align-items:center;flex-wrap:wrap}
+table{border-collapse:collapse;font-size:13px}td,th{padding:2px 10px 2px 0;text-align:left}
+.why{font-size:13px;color:#424242;margin:6px 0}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _badge(level: str | None) -> str:
+    return f'<span class="badge" style="background:{COLOURS.get(level, COLOURS[None])}">{escape(str(level or "n/a"))}</span>'
+
+
+def histogram_svg(labels: list[str], reference: list[float], current: list[float], *, width: int = 520, height: int = 170) -> str:
+    """Grouped bars of the reference and current share of each bin."""
+    n = max(len(labels), 1)
+    top = max([*reference, *current, 0.01])
+    pad_left, pad_bottom, plot_h = 34, 44, height - 54
+    slot = (width - pad_left - 6) / n
+    bar = max(slot * 0.38, 1.0)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="histogram">']
+    for frac in (0.0, 0.5, 1.0):
+        y = 8 + plot_h * (1 - frac)
+        parts.append(f'<line x1="{pad_left}" x2="{width - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eeeeee"/>')
+        parts.append(f'<text x="{pad_left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#757575">{top * frac:.0%}</text>')
+    for i, label in enumerate(labels):
+        x0 = pad_left + i * slot + slot * 0.1
+        for j, (value, colour) in enumerate(((reference[i], REF), (current[i], CUR))):
+            h = plot_h * (value / top)
+            parts.append(
+                f'<rect x="{x0 + j * bar:.1f}" y="{8 + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{escape(label)}: {'reference' if j == 0 else 'current'} {value:.1%}</title></rect>"
+            )
+        short = label if len(label) <= 12 else label[:11] + "…"
+        tx, ty = x0 + bar, height - pad_bottom + 14
+        parts.append(f'<text x="{tx:.1f}" y="{ty}" font-size="9" fill="#616161" transform="rotate(30 {tx:.1f} {ty})">{escape(short)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _feature_card(name: str, f: Mapping[str, Any]) -> str:
+    hist = f.get("histogram") or {}
+    scores = [
+        ("test", f.get("test")),
+        ("decided by", f.get("decided_by")),
+        ("PSI", f.get("psi")),
+        ("normed Wasserstein", f.get("wasserstein")),
+        ("Jensen–Shannon", f.get("js")),
+        ("KS statistic", f.get("ks_stat")),
+        ("KS p-value", f.get("ks_pvalue")),
+        ("chi-square p-value", f.get("chi2_pvalue")),
+        ("missing (ref → cur)", f"{_fmt(f.get('reference_missing_rate'))} → {_fmt(f.get('missing_rate'))}"),
+        ("out of range", f.get("out_of_range_rate")),
+        ("values (ref / cur)", f"{f.get('n_reference')} / {f.get('n_current')}"),
+    ]
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_fmt(v))}</td></tr>" for k, v in scores if v is not None)
+    svg = histogram_svg(list(hist.get("labels", [])), list(hist.get("reference", [])), list(hist.get("current", []))) if hist else ""
+    return (
+        f'<div class="card"><div class="head"><h2>{escape(name)}</h2>{_badge(f.get("level"))}'
+        f'<span class="meta">{escape(str(f.get("type", "")))}</span></div>'
+        f'<p class="why">{escape(str(f.get("why", "")))}</p>'
+        f'<div class="head">{svg}<table>{rows}</table></div></div>'
+    )
+
+
+def render_drift_html(report: Mapping[str, Any], *, title: str = "Drift report") -> str:
+    """The page for one drift report (the dict of `DriftReport.to_dict()`)."""
+    window = report.get("window") or {}
+    meta = ", ".join(f"{k}={v}" for k, v in window.items() if v is not None)
+    body = [
+        f"<h1>{escape(title)} {_badge(report.get('level'))}</h1>",
+        f'<div class="meta">{escape(meta)}</div>',
+        f"<p>{escape(str(report.get('message', '')))}</p>",
+        f'<div class="legend">bins: <span style="background:{REF}"></span>reference <span style="background:{CUR}"></span>current</div>',
+    ]
+    if report.get("status") != "ok":
+        body.append(f"<p><strong>{escape(str(report.get('status')))}</strong></p>")
+    for name, feature in (report.get("features") or {}).items():
+        body.append(_feature_card(name, feature))
+    prediction = report.get("prediction")
+    if prediction:
+        body.append(_feature_card(f"prediction ({prediction.get('name')})", prediction))
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
+
+
+__all__ = ["histogram_svg", "render_drift_html"]

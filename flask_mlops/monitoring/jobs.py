@@ -1,0 +1,35 @@
+"""The scheduled drift check (`MLOPS_DRIFT_CRON`): every model's last day, stored, alerts raised."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .service import WindowSpec, report
+
+if TYPE_CHECKING:
+    from ..extension import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+CHECK_WINDOW = timedelta(days=1)
+
+
+def drift_check(state: MLOpsState, *, now: datetime | None = None) -> dict[str, Any]:
+    """Report on the last 24 hours of each declared model; alert on warning/critical health."""
+    now = now or datetime.now(timezone.utc)
+    out: dict[str, Any] = {}
+    for spec in state.config.models:
+        result = report(state, WindowSpec(spec.name, since=now - CHECK_WINDOW, until=now), alert=True, trigger="schedule")
+        out[spec.name] = {
+            "health": result["health"]["status"],
+            "drift": result["drift"].get("level"),
+            "drift_status": result["drift"].get("status"),
+            "alerts_sent": sum(1 for a in result.get("alerts", []) if a["send"]),
+        }
+        logger.info("drift check %s: %s", spec.name, out[spec.name])
+    return out
+
+
+__all__ = ["drift_check"]

@@ -1,0 +1,390 @@
+"""Monitoring of one app: read a window of the log and the feedback, call the core, persist.
+
+The API, the CLI and the scheduled job all call these functions (they take the app's
+`MLOpsState`, never Flask's request), so the three always give the same answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import NotFoundError, UnprocessableError, ValidationError
+from .drift import DriftCalculator, DriftReport
+from .health import Component, Health, assess_health, decay_component, drift_component, operational_components
+from .performance import (
+    Decay,
+    OperationalMetrics,
+    classification_metrics,
+    decay,
+    estimate_performance,
+    metrics_by_group,
+    operational_metrics,
+    regression_metrics,
+    rolling_mean,
+)
+
+if TYPE_CHECKING:
+    from ..extension import MLOpsState
+    from ..specs import ModelSpec
+    from ..store.columnar import Window
+
+logger = logging.getLogger(__name__)
+
+#: fewest labelled predictions for a decay level (fewer: the level is not judged)
+MIN_LABELS_FOR_DECAY = 30
+ROLLING_WINDOW = 100
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Which records: a model (and optionally the version that served them), a time range or the last N."""
+
+    model: str | None = None
+    version: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    last: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "last": self.last,
+        }
+
+
+def resolve_model(state: MLOpsState, model: str | None) -> ModelSpec:
+    names = state.config.model_names
+    if model is None:
+        if len(names) == 1:
+            return state.config.models[0]
+        raise ValidationError("model is required when more than one model is declared", details={"known_models": names})
+    return state.config.model(model)  # UnknownModelError (404) lists the known models
+
+
+def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -> int | None:
+    from ..registry import alias_version
+
+    if window.version is not None:
+        try:
+            return int(window.version)
+        except ValueError:
+            return None
+    return alias_version(state, spec.name)
+
+
+def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], str]:
+    """The version's stored reference profile, else one built from the training CSV (cached per file)."""
+    from ..registry import version_profile
+
+    if version is not None:
+        profile = version_profile(state, spec.name, version)
+        if profile is not None:
+            return profile, f"version {version}"
+    if spec.data and Path(spec.data).is_file():
+        path = Path(spec.data)
+        key = ("monitoring.profile", spec.name, str(path), path.stat().st_mtime_ns)
+        cache = state.extras.setdefault("monitoring", {})
+        if key not in cache:
+            import pandas as pd
+
+            from .profile import build_profile
+
+            frame = pd.read_csv(path)
+            missing = [f for f in spec.feature_names if f not in frame.columns]
+            if missing:
+                raise UnprocessableError(f"training data {path} lacks columns {missing}", details={"missing": missing})
+            cache[key] = build_profile({f: frame[f].to_numpy() for f in spec.feature_names}, spec, seed=state.config.random_seed)
+        return cache[key], f"training data {path.name}"
+    raise UnprocessableError(
+        f"no reference profile for model {spec.name!r}: register a version with reference data or declare its training data",
+        code="no_reference_profile",
+        details={"model": spec.name, "version": version},
+    )
+
+
+def read(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, features: bool = True, with_ids: bool = False) -> Window:
+    from ..store.columnar import read_window
+
+    return read_window(
+        state.log_dir,
+        model=spec.name,
+        version=window.version,
+        since=window.since,
+        until=window.until,
+        last=window.last,
+        spec=spec if features else None,
+        features=None if features else (),
+        with_ids=with_ids,
+    )
+
+
+def _served(win: Window) -> Window:
+    """Only the requests that were answered (status < 400): failed ones have no prediction."""
+    ok = np.flatnonzero(win.status < 400)
+    return win if ok.size == win.n else win.take(ok)
+
+
+# -- drift -------------------------------------------------------------------------------------
+def drift(state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigger: str = "api") -> DriftReport:
+    """Drift of the window against the reference version's profile; stored when `persist`."""
+    spec = resolve_model(state, window.model)
+    window = replace(window, model=spec.name)
+    reference = _reference_version(state, spec, window)
+    profile, source = load_profile(state, spec, reference)
+    win = _served(read(state, spec, window))
+    pred_prof = profile.get("prediction") or {}
+    prediction: Any = win.probability if pred_prof.get("of") == "probability" else win.prediction
+    info = {**window.to_dict(), "reference_version": reference, "reference": source, "skipped_lines": win.stats.skipped}
+    report = DriftCalculator.from_config(profile, state.config).calculate(
+        win.features, prediction=prediction if pred_prof else None, window=info, n_rows=win.n
+    )
+    if persist:
+        save_drift_run(state, spec.name, report, trigger=trigger)
+    return report
+
+
+def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigger: str) -> None:
+    from ..store.base import utcnow
+    from ..store.monitoring import DriftRun, write_report_file
+
+    created = utcnow()
+    body = report.to_dict()
+    path = write_report_file(state.log_dir, created, body, model)
+    _write_latest_html(state, model, body)
+    summary = {
+        name: {k: f.get(k) for k in ("level", "decided_by", "psi", "ks_stat", "ks_pvalue", "js", "wasserstein", "chi2_stat")}
+        for name, f in body["features"].items()
+    }
+    with state.session() as session, session.begin():
+        session.add(
+            DriftRun(
+                created_at=created,
+                model_name=model,
+                model_version=None if body["window"].get("reference_version") is None else str(body["window"]["reference_version"]),
+                status=report.status,
+                level=report.level,
+                share_drifted=report.share_drifted,
+                n_rows=report.n_rows,
+                window=body["window"],
+                features=summary,
+                report_path=str(path),
+                trigger=trigger,
+            )
+        )
+    try:
+        from ..metrics import record_drift
+
+        record_drift(state, model, report.level, {k: {**v, "js_distance": v.get("js")} for k, v in summary.items()})
+    except Exception:  # pragma: no cover - metrics must never break monitoring
+        logger.exception("could not record drift metrics")
+
+
+def _write_latest_html(state: MLOpsState, model: str, body: dict[str, Any]) -> None:
+    """The latest run as `<log_dir>/reports/drift-<model>.html` (the dashboard links to it)."""
+    import os
+
+    from .html import render_drift_html
+
+    folder = state.log_dir / "reports"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".drift-{model}.{os.getpid()}.tmp"
+        tmp.write_text(render_drift_html(body, title=f"Drift report: {model}"), encoding="utf-8")
+        os.replace(tmp, folder / f"drift-{model}.html")
+    except OSError as exc:
+        logger.warning("could not write the HTML drift report: %s", exc)
+
+
+# -- performance -------------------------------------------------------------------------------
+def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], float | None]:
+    from ..registry import get_version
+
+    if version is None:
+        return {}, None
+    try:
+        info = get_version(state, spec.name, version)
+    except NotFoundError:
+        return {}, None
+    return dict(info.metrics or {}), info.threshold
+
+
+def performance(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
+    """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates."""
+    from ..store.feedback import labelled
+
+    spec = resolve_model(state, window.model)
+    version = _reference_version(state, spec, window)
+    with state.session() as session:
+        rows = labelled(session, spec.name, version=window.version, since=window.since, until=window.until, last=window.last)
+        data = [(r.label, r.prediction, r.probability, r.model_version, r.variant) for r in rows]
+    labels = np.asarray([d[0] for d in data], dtype=object)
+    preds = np.asarray([d[1] for d in data], dtype=object)
+    proba = np.asarray([np.nan if d[2] is None else d[2] for d in data], dtype=float)
+    versions = [d[3] for d in data]
+    variants = [d[4] for d in data]
+    baseline_metrics, threshold = _baseline(state, spec, version)
+    out: dict[str, Any] = {"model": spec.name, "window": window.to_dict(), "reference_version": version, "task": spec.task}
+    if spec.task == "regression":
+        realised = regression_metrics(_floats(labels), _floats(preds))
+        out.update(realised.to_dict())
+        out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, _floats(labels), _floats(preds), task="regression").items()}
+        out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, _floats(labels), _floats(preds), task="regression").items()}
+        result = decay("mae", realised.mae, _metric(baseline_metrics, "mae"), state.config.decay_thresholds)
+    else:
+        positive = spec.positive_label
+        has_proba = bool(np.isfinite(proba).any())
+        realised_c = classification_metrics(labels, preds, proba if has_proba else None, positive=positive)
+        out.update(realised_c.to_dict())
+        out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, labels, preds, proba if has_proba else None, positive=positive).items()}
+        out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, labels, preds, proba if has_proba else None, positive=positive).items()}
+        correct = classification_correct(labels, preds, positive)
+        rolling = rolling_mean(correct, ROLLING_WINDOW)
+        out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
+        result = decay("accuracy", realised_c.accuracy, _metric(baseline_metrics, "accuracy"), state.config.decay_thresholds)
+        out["estimated"] = estimated(state, spec, window, threshold)
+    if len(data) < MIN_LABELS_FOR_DECAY:
+        result = Decay(result.metric, result.baseline, result.current, None, "ok")
+        out["decay_note"] = f"{len(data)} labelled predictions; decay is judged from {MIN_LABELS_FOR_DECAY}"
+    out["baseline"] = {k: v for k, v in baseline_metrics.items() if isinstance(v, (int, float))}
+    out["decay"] = result.to_dict()
+    return out
+
+
+def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold: float | None) -> dict[str, Any]:
+    """CBPE over every served prediction of the window, labelled or not."""
+    win = _served(read(state, spec, window, features=False))
+    est = estimate_performance(win.probability, threshold=0.5 if threshold is None else threshold)
+    return {**est.to_dict(), "note": "expected metrics from the model's probabilities; valid when they are calibrated"}
+
+
+def classification_correct(labels: np.ndarray, preds: np.ndarray, positive: Any) -> np.ndarray:
+    from .performance import _positive
+
+    if labels.size == 0:
+        return np.empty(0)
+    return (_positive(labels, positive) == _positive(preds, positive)).astype(float)
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    from .profile import to_float_array
+
+    return to_float_array(values)
+
+
+def _metric(metrics: dict[str, Any], name: str) -> float | None:
+    for key in (name, f"holdout_{name}", f"test_{name}", f"cv_{name}_mean"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def _thin(series: np.ndarray, points: int = 50) -> list[float]:
+    if series.size <= points:
+        return [round(float(v), 4) for v in series]
+    idx = np.linspace(0, series.size - 1, points).astype(int)
+    return [round(float(v), 4) for v in series[idx]]
+
+
+# -- operations, health, report ----------------------------------------------------------------
+def _operational(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -> tuple[OperationalMetrics, int]:
+    win = read(state, spec, window, features=False)
+    ops = operational_metrics(
+        win.status,
+        win.latency_ms,
+        win.ts,
+        error_thresholds=state.config.error_rate_thresholds,
+        latency_thresholds=state.config.latency_p95_thresholds_ms,
+    )
+    return ops, win.stats.skipped
+
+
+def operations(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
+    """Volume, error rate and latency percentiles of every logged request in the window."""
+    spec = resolve_model(state, window.model)
+    ops, skipped = _operational(state, spec, window)
+    return {"model": spec.name, **ops.to_dict(), "skipped_lines": skipped}
+
+
+def health_from(drift_report: DriftReport | None, perf: dict[str, Any] | None, ops: OperationalMetrics | None) -> Health:
+    components: list[Component] = []
+    if drift_report is not None:
+        components.append(drift_component(drift_report))
+    if perf is not None:
+        d = perf["decay"]
+        components.append(decay_component(Decay(d["metric"], d["baseline"], d["current"], d["relative_drop"], d["level"])))
+    if ops is not None:
+        components.extend(operational_components(ops))
+    return assess_health(components)
+
+
+def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert: bool = False, trigger: str = "api") -> dict[str, Any]:
+    """Everything in one document: drift, performance, operations, health (and alerts when asked)."""
+    spec = resolve_model(state, window.model)
+    window = replace(window, model=spec.name)
+    try:
+        drift_report: DriftReport | None = drift(state, window, persist=persist, trigger=trigger)
+        drift_out: dict[str, Any] = drift_report.to_dict()  # type: ignore[union-attr]
+    except UnprocessableError as exc:
+        drift_report, drift_out = None, {"status": "no_reference", "level": None, "message": exc.message}
+    perf = performance(state, window)
+    ops, skipped = _operational(state, spec, window)
+    health = health_from(drift_report, perf, ops)
+    out: dict[str, Any] = {
+        "model": spec.name,
+        "window": window.to_dict(),
+        "health": health.to_dict(),
+        "drift": drift_out,
+        "performance": perf,
+        "operations": {**ops.to_dict(), "skipped_lines": skipped},
+    }
+    try:
+        from ..metrics import record_health
+
+        record_health(state, spec.name, health.status)
+    except Exception:  # pragma: no cover
+        logger.exception("could not record health metrics")
+    if alert:
+        from .alerts import evaluate_alerts
+
+        out["alerts"] = evaluate_alerts(state, spec.name, health)
+    return out
+
+
+def summary(state: MLOpsState, *, hours: int = 24, now: datetime | None = None) -> dict[str, Any]:
+    """Per model: traffic of the last `hours`, labels, production version, last drift run."""
+    from sqlalchemy import func, select
+
+    from ..registry import alias_version
+    from ..store.feedback import Feedback
+    from ..store.monitoring import list_drift_runs
+
+    now = now or datetime.now(timezone.utc)
+    models: dict[str, Any] = {}
+    for spec in state.config.models:
+        ops = operations(state, WindowSpec(spec.name, since=now - timedelta(hours=hours), until=now))
+        with state.session() as session:
+            n_labels = int(session.scalar(select(func.count()).select_from(Feedback).where(Feedback.model_name == spec.name)) or 0)
+        runs = list_drift_runs(state, model=spec.name, limit=1)
+        models[spec.name] = {
+            "production_version": alias_version(state, spec.name),
+            "requests": ops["n_requests"],
+            "error_rate": ops["error_rate"],
+            "latency_p95_ms": ops["latency_p95_ms"],
+            "labelled": n_labels,
+            "last_drift": {k: runs[0][k] for k in ("created_at", "level", "share_drifted", "status")} if runs else None,
+        }
+    return {"hours": hours, "until": now.isoformat(), "models": models}
+
+
+__all__ = ["WindowSpec", "drift", "estimated", "health_from", "load_profile", "operations", "performance", "report", "resolve_model", "summary"]

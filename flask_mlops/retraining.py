@@ -1,0 +1,437 @@
+"""Automated retraining: triggers, the check, and runs (one at a time) that train → gate → promote.
+
+Triggers register themselves in `TRIGGERS` and each answers its value and threshold, so
+`GET /retrain/check` can say why retraining is (not) due:
+- `drift`: the largest feature PSI of the recent window vs the critical PSI level;
+- `decay`: relative accuracy drop of labelled predictions vs the version's holdout accuracy;
+- `new_labels`: labels received since the last training vs `MLOPS_RETRAIN_MIN_NEW_LABELS`;
+- `schedule`: a `MLOPS_RETRAIN_CRON` tick has passed since the last training;
+- `manual`: asked for explicitly (API trigger, `flask mlops retrain --force`).
+
+A run claims the single slot in `mlops_retrain_runs` (409 while another is active),
+trains on the base dataset plus labelled feedback, registers the result (never moving
+production by itself), then promotes it only if it passes the gates. A killed run is
+found stale and recorded as failed; production is untouched throughout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from .errors import ConflictError, MLOpsError, NotFoundError
+
+if TYPE_CHECKING:
+    from .extension import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+DRIFT_WINDOW = timedelta(days=7)  # recent predictions judged by the drift trigger
+DECAY_WINDOW = timedelta(days=30)  # labelled predictions judged by the decay trigger
+HEARTBEAT_S = 10.0
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    name: str
+    fired: bool
+    value: Any
+    threshold: Any
+    detail: str = ""
+    available: bool = True
+
+
+@dataclass
+class RetrainCheck:
+    model: str
+    due: bool
+    reasons: list[str]
+    triggers: dict[str, TriggerResult] = field(default_factory=dict)
+    last_trained_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "due": self.due,
+            "reasons": self.reasons,
+            "last_trained_at": self.last_trained_at,
+            "triggers": {k: asdict(v) for k, v in self.triggers.items()},
+        }
+
+
+@dataclass(frozen=True)
+class _Context:
+    name: str
+    now: datetime
+    production: int | None
+    last_trained: datetime | None
+    manual: bool
+
+
+Trigger = Callable[["MLOpsState", _Context], TriggerResult]
+TRIGGERS: dict[str, Trigger] = {}
+
+
+def trigger(name: str) -> Callable[[Trigger], Trigger]:
+    def deco(fn: Trigger) -> Trigger:
+        TRIGGERS[name] = fn
+        return fn
+
+    return deco
+
+
+# -- the triggers --------------------------------------------------------------------------------
+@trigger("drift")
+def _drift(state: MLOpsState, ctx: _Context) -> TriggerResult:
+    from .monitoring import DriftCalculator
+    from .registry import version_profile
+    from .store.columnar import read_window
+
+    critical = float(state.config.drift_psi_thresholds[2])
+    if ctx.production is None:
+        return TriggerResult("drift", False, None, critical, "no production version", available=False)
+    profile = version_profile(state, ctx.name, ctx.production)
+    if profile is None:
+        return TriggerResult("drift", False, None, critical, "the production version has no reference profile", available=False)
+    spec = state.config.model(ctx.name)
+    window = read_window(state.log_dir, model=ctx.name, since=ctx.now - DRIFT_WINDOW, until=ctx.now, spec=spec)
+    ok = window.status < 400 if window.n else np.zeros(0, dtype=bool)
+    columns = {k: np.asarray(v)[ok] for k, v in window.features.items()}
+    report = DriftCalculator.from_config(profile, state.config).calculate(columns, n_rows=int(ok.sum()))
+    if report.status != "ok":
+        return TriggerResult("drift", False, None, critical, report.message or report.status)
+    psis = {n: f.psi for n, f in report.features.items() if f.psi is not None}
+    if not psis:
+        return TriggerResult("drift", False, None, critical, "no PSI computed")
+    worst_name = max(psis, key=lambda n: psis[n])
+    value = float(psis[worst_name])
+    fired = value > critical
+    return TriggerResult("drift", fired, round(value, 4), critical, f"max PSI {value:.3f} ({worst_name}) over {report.n_rows} requests")
+
+
+def _labels_01(values: list[Any], positive: Any) -> np.ndarray:
+    return np.array([str(v) == str(positive) or (isinstance(v, bool) and v and positive in (1, True)) for v in values], dtype=bool)
+
+
+@trigger("decay")
+def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
+    from .monitoring.performance import classification_metrics, decay
+    from .registry import get_version
+    from .store.feedback import labelled
+
+    limit = state.config.retrain_decay_threshold
+    if ctx.production is None:
+        return TriggerResult("decay", False, None, limit, "no production version", available=False)
+    baseline = (get_version(state, ctx.name, ctx.production).metrics or {}).get("accuracy")
+    if baseline is None:
+        return TriggerResult("decay", False, None, limit, "the production version has no recorded holdout accuracy", available=False)
+    with state.session() as session:
+        rows = labelled(session, ctx.name, version=str(ctx.production), since=ctx.now - DECAY_WINDOW, until=ctx.now)
+        pairs = [(r.label, r.prediction) for r in rows if r.prediction is not None]
+    minimum = state.config.drift_min_samples
+    if len(pairs) < minimum:
+        return TriggerResult("decay", False, None, limit, f"{len(pairs)} labelled predictions; {minimum} needed (MLOPS_DRIFT_MIN_SAMPLES)")
+    spec = state.config.model(ctx.name)
+    m = classification_metrics([p[0] for p in pairs], [p[1] for p in pairs], positive=spec.positive_label)
+    result = decay("accuracy", m.accuracy, float(baseline))
+    drop = result.relative_drop
+    fired = drop is not None and drop > limit
+    return TriggerResult(
+        "decay", fired, None if drop is None else round(drop, 4), limit,
+        f"accuracy {m.accuracy:.3f} on {len(pairs)} labelled vs holdout {float(baseline):.3f}",
+    )
+
+
+@trigger("new_labels")
+def _new_labels(state: MLOpsState, ctx: _Context) -> TriggerResult:
+    from .store.feedback import count_since
+
+    minimum = state.config.retrain_min_new_labels
+    with state.session() as session:
+        n = count_since(session, ctx.name, ctx.last_trained)
+    since = ctx.last_trained.isoformat() if ctx.last_trained else "ever"
+    return TriggerResult("new_labels", n >= minimum, n, minimum, f"{n} labels received since {since}")
+
+
+@trigger("schedule")
+def _schedule(state: MLOpsState, ctx: _Context) -> TriggerResult:
+    from apscheduler.triggers.cron import CronTrigger
+
+    cron = state.config.retrain_cron
+    if ctx.last_trained is None:
+        return TriggerResult("schedule", True, None, cron, "never trained")
+    nxt = CronTrigger.from_crontab(cron, timezone=timezone.utc).get_next_fire_time(None, ctx.last_trained)
+    fired = nxt is not None and nxt <= ctx.now
+    return TriggerResult("schedule", fired, ctx.last_trained.isoformat(), cron, f"next tick after the last training: {nxt.isoformat() if nxt else 'never'}")
+
+
+@trigger("manual")
+def _manual(state: MLOpsState, ctx: _Context) -> TriggerResult:
+    return TriggerResult("manual", ctx.manual, ctx.manual, True, "requested" if ctx.manual else "not requested")
+
+
+# -- the check --------------------------------------------------------------------------------------
+def last_trained_at(state: MLOpsState, name: str) -> datetime | None:
+    """When the newest version of `name` was registered (None if never)."""
+    from .store.models import ModelVersion
+
+    with state.session() as session:
+        return session.scalar(select(ModelVersion.created_at).where(ModelVersion.model_name == name).order_by(ModelVersion.created_at.desc()).limit(1))
+
+
+def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: bool = False) -> RetrainCheck:
+    """Evaluate every trigger; retraining is due when any fires. A failing trigger reports why, never raises."""
+    from .registry import alias_version
+
+    state.config.model(name)
+    now = now or datetime.now(timezone.utc)
+    last = last_trained_at(state, name)
+    ctx = _Context(name, now, alias_version(state, name), last, manual)
+    results: dict[str, TriggerResult] = {}
+    for tname, fn in TRIGGERS.items():
+        try:
+            results[tname] = fn(state, ctx)
+        except Exception as exc:  # noqa: BLE001 - one broken trigger must not hide the others
+            logger.exception("retrain trigger %s failed for %s", tname, name)
+            results[tname] = TriggerResult(tname, False, None, None, f"error: {exc}", available=False)
+    reasons = [f"{r.name}: {r.detail}" for r in results.values() if r.fired]
+    return RetrainCheck(name, bool(reasons), reasons, results, last.isoformat() if last else None)
+
+
+# -- training data ----------------------------------------------------------------------------------
+def training_data(state: MLOpsState, name: str, *, since: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Base dataset + logged predictions that received a label (since `since`), deduplicated."""
+    from .store.feedback import labelled
+    from .store.predictions import read_records
+    from .training import load_training_data
+
+    spec = state.config.model(name)
+    parts_X: list[np.ndarray] = []
+    parts_y: list[np.ndarray] = []
+    info: dict[str, Any] = {"base_rows": 0, "feedback_labels": 0, "feedback_rows": 0, "duplicates_dropped": 0, "missing_in_log": 0}
+    if spec.data:
+        X0, y0 = load_training_data(spec)
+        parts_X.append(X0)
+        parts_y.append(y0)
+        info["base_rows"] = len(y0)
+    with state.session() as session:
+        fb = {r.prediction_id: (r.label, r.prediction_ts) for r in labelled(session, name, since=since)}
+    info["feedback_labels"] = len(fb)
+    if fb:
+        first = min(ts for _, ts in fb.values())
+        rows, labels = [], []
+        found: set[str] = set()
+        for rec in read_records(state.log_dir, model=name, since=first):
+            pid = str(rec.get("id"))
+            if pid not in fb or pid in found or not isinstance(rec.get("features"), dict) or int(rec.get("status") or 200) >= 400:
+                continue
+            found.add(pid)
+            feats = rec["features"]
+            rows.append([feats.get(f) for f in spec.feature_names])
+            labels.append(fb[pid][0])
+        info["missing_in_log"] = len(fb) - len(found)
+        if rows:
+            numeric = all(f.type == "numeric" for f in spec.features)
+            Xf = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float if numeric else object)
+            yf = _labels_01(labels, spec.positive_label).astype(int)
+            parts_X.append(Xf)
+            parts_y.append(yf)
+            info["feedback_rows"] = len(yf)
+    if not parts_X:
+        raise MLOpsError(f"model {name!r}: no training data (no 'data' in MLOPS_MODELS and no labelled feedback)")
+    X = np.concatenate(parts_X) if len(parts_X) > 1 else parts_X[0]
+    y = np.concatenate(parts_y) if len(parts_y) > 1 else parts_y[0]
+    if info["feedback_rows"]:
+        X, y, dropped = _dedupe_feedback(X, y, info["base_rows"])
+        info["duplicates_dropped"] = dropped
+    info["rows"] = len(y)
+    return X, y, info
+
+
+def _dedupe_feedback(X: np.ndarray, y: np.ndarray, n_base: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Drop feedback rows that repeat a base row or an earlier feedback row (features and label)."""
+    seen = {tuple(map(repr, row)) + (int(label),) for row, label in zip(X[:n_base].tolist(), y[:n_base].tolist(), strict=True)}
+    keep = list(range(n_base))
+    for i in range(n_base, len(y)):
+        key = tuple(map(repr, X[i].tolist())) + (int(y[i]),)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return X[keep], y[keep], len(y) - len(keep)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+def _stale_after(state: MLOpsState) -> float:
+    return max(3 * HEARTBEAT_S, float(state.config.lease_ttl_s))
+
+
+def start(
+    state: MLOpsState,
+    name: str,
+    *,
+    trigger: str = "manual",
+    reasons: list[str] | None = None,
+    actor: str = "system",
+    background: bool = True,
+) -> dict[str, Any]:
+    """Claim the retraining slot and run (in a thread, or here); 409 while another run is active."""
+    from .store import retraining as runs
+
+    state.config.model(name)
+    runs.ensure_tables(state.engine)
+    with state.session() as session, session.begin():
+        reaped = runs.reap_stale(session, _stale_after(state))
+        if reaped is not None:
+            logger.warning("retrain run %s was abandoned (%s); marked failed", reaped.id, reaped.error)
+    with state.session() as session:
+        run = runs.claim(session, name, trigger=trigger, reasons=list(reasons or []), actor=actor)
+        if run is None:
+            active = runs.active_run(session)
+            raise ConflictError(
+                "a retraining run is already in progress; only one runs at a time",
+                details={"run": active.to_dict() if active is not None else None},
+            )
+        run_id = run.id
+    if background:
+        thread = threading.Thread(target=execute, args=(state, run_id), name=f"mlops-retrain-{run_id}", daemon=True)
+        state.extras.setdefault("retrain_threads", {})[run_id] = thread
+        thread.start()
+    else:
+        execute(state, run_id)
+    return get_run(state, run_id)
+
+
+def execute(state: MLOpsState, run_id: int) -> None:
+    """The body of a run: data → train → register (+lineage, holdout) → gates → promote or reject."""
+    from . import lifecycle
+    from .store import retraining as runs
+    from .training import TrainingSettings, run_training
+
+    with state.session() as session, session.begin():
+        run = session.get(runs.RetrainRun, run_id)
+        if run is None:
+            raise NotFoundError(f"no retraining run {run_id}")
+        name, trigger_name, actor = run.model_name, run.trigger, run.actor
+        runs.note(session, run_id, "started", status="running")
+
+    def say(message: str) -> None:
+        with state.session() as session, session.begin():
+            runs.note(session, run_id, message)
+
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            try:
+                runs.heartbeat(state.engine, run_id)
+            except Exception:  # noqa: BLE001
+                logger.debug("heartbeat of run %s failed", run_id, exc_info=True)
+
+    threading.Thread(target=beat, name=f"mlops-retrain-beat-{run_id}", daemon=True).start()
+    status, outcome, error, result = "failed", "failed", None, None
+    try:
+        X, y, data_info = training_data(state, name)
+        say(f"training data: {data_info['rows']} rows ({data_info['base_rows']} base + {data_info['feedback_rows']} labelled feedback)")
+        trained = run_training(state.config.model(name), X, y, TrainingSettings.from_config(state.config), progress=say)
+        say(f"registering {trained.candidate}")
+        holdout = (trained.X_holdout, trained.y_holdout) if trained.X_holdout is not None and trained.y_holdout is not None else None
+        reg = lifecycle.register_result(
+            state, name, trained, trigger=trigger_name, actor=actor, reason=f"retraining run {run_id} ({trigger_name})",
+            holdout=holdout, extra_tags={"retrain_run": run_id},
+        )
+        status = "succeeded" if reg["promoted"] else "rejected"
+        outcome = "promoted" if reg["promoted"] else "rejected"
+        result = {
+            **reg,
+            "candidate": trained.candidate,
+            "threshold": trained.threshold,
+            "cv": trained.cv,
+            "holdout": {k: v for k, v in trained.holdout.items()},
+            "data": data_info,
+            "comparison": trained.comparison,
+        }
+        say(f"v{reg['version']} ({reg['semver']}) " + ("promoted to production" if reg["promoted"] else f"not promoted: {reg['reason']}"))
+    except Exception as exc:  # noqa: BLE001 - recorded on the run; production is untouched
+        logger.exception("retraining run %s failed", run_id)
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+    finally:
+        done.set()
+        from .registry import _jsonable
+
+        with state.session() as session, session.begin():
+            run = session.get(runs.RetrainRun, run_id)
+            if run is not None and run.slot is not None:
+                runs.finish(session, run, status, result=_jsonable(result) if result is not None else None, error=error)
+        try:
+            from .metrics import record_retrain
+
+            record_retrain(state, name, trigger_name, outcome)
+        except Exception:  # noqa: BLE001 - metrics are best effort
+            logger.debug("could not record retrain metric", exc_info=True)
+
+
+def get_run(state: MLOpsState, run_id: int) -> dict[str, Any]:
+    """A run as a dict; an abandoned active run is found stale and reported failed."""
+    from .store import retraining as runs
+
+    runs.ensure_tables(state.engine)
+    with state.session() as session, session.begin():
+        run = session.get(runs.RetrainRun, run_id)
+        if run is None:
+            raise NotFoundError(f"no retraining run {run_id}", details={"run_id": run_id})
+        if run.slot is not None:
+            runs.reap_stale(session, _stale_after(state))
+        return run.to_dict()
+
+
+def list_runs(state: MLOpsState, *, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    from .store import retraining as runs
+
+    runs.ensure_tables(state.engine)
+    query = select(runs.RetrainRun).order_by(runs.RetrainRun.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(runs.RetrainRun.model_name == model)
+    with state.session() as session:
+        return [r.to_dict() for r in session.scalars(query)]
+
+
+def retrain_if_due(
+    state: MLOpsState, name: str, *, force: bool = False, actor: str = "system", background: bool = False, now: datetime | None = None
+) -> dict[str, Any]:
+    """Check, then run when due (or forced). Returns {"check", "run"} (run None when not due)."""
+    result = check(state, name, now=now, manual=force)
+    if not result.due:
+        return {"check": result.to_dict(), "run": None}
+    fired = [n for n, r in result.triggers.items() if r.fired]
+    trig = "manual" if force else (fired[0] if fired else "manual")
+    run = start(state, name, trigger=trig, reasons=result.reasons, actor=actor, background=background)
+    return {"check": result.to_dict(), "run": run}
+
+
+def scheduled_check(state: MLOpsState) -> dict[str, Any]:
+    """The scheduler's retrain job: for each declared model, retrain (here, synchronously) when due."""
+    out: dict[str, Any] = {}
+    for name in state.config.model_names:
+        try:
+            res = retrain_if_due(state, name, actor="scheduler", background=False)
+            run = res["run"]
+            out[name] = {"due": res["check"]["due"], "reasons": res["check"]["reasons"], "run": None if run is None else {"id": run["id"], "status": run["status"]}}
+        except ConflictError as exc:
+            out[name] = {"due": True, "skipped": exc.message}
+    return out
+
+
+def wait(state: MLOpsState, run_id: int, timeout: float | None = None) -> dict[str, Any]:
+    """Join a background run started in this process (tests, CLI) and return it."""
+    thread = state.extras.get("retrain_threads", {}).get(run_id)
+    if thread is not None:
+        thread.join(timeout)
+    return get_run(state, run_id)

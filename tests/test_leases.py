@@ -1,0 +1,128 @@
+"""The scheduler lease and job-run claims, on SQLite and PostgreSQL (`db_url` runs each test on both)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import Engine
+
+from flask_mlops.store import Base, leases
+from flask_mlops.store.base import utcnow
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    options = {"connect_args": {"timeout": 30}} if db_url.startswith("sqlite") else {}
+    engine = create_engine(db_url, **options)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_tables_exist(engine: Engine) -> None:
+    names = set(inspect(engine).get_table_names())
+    assert {"mlops_leases", "mlops_job_runs"} <= names
+
+
+def test_one_holder_until_it_expires_then_takeover(engine: Engine) -> None:
+    now = utcnow()
+    assert leases.acquire(engine, "scheduler", "a", 10, now=now) == now + timedelta(seconds=10)
+    assert leases.acquire(engine, "scheduler", "b", 10, now=now + timedelta(seconds=1)) is None
+    # the holder renews: the lease lives on past the first expiry
+    assert leases.acquire(engine, "scheduler", "a", 10, now=now + timedelta(seconds=5)) is not None
+    assert leases.acquire(engine, "scheduler", "b", 10, now=now + timedelta(seconds=11)) is None
+    first = leases.current(engine, "scheduler")
+    assert first is not None and first.holder == "a"
+    # a dead holder stops renewing: after its TTL anyone may take over, and the fence grows
+    taken = leases.acquire(engine, "scheduler", "b", 10, now=now + timedelta(seconds=16))
+    assert taken == now + timedelta(seconds=26)
+    second = leases.current(engine, "scheduler")
+    assert second is not None and second.holder == "b" and second.fence == first.fence + 1
+    assert leases.acquire(engine, "scheduler", "a", 10, now=now + timedelta(seconds=17)) is None
+
+
+def test_release_hands_over_at_once(engine: Engine) -> None:
+    assert leases.acquire(engine, "scheduler", "a", 60) is not None
+    assert not leases.release(engine, "scheduler", "b")  # only the holder can release
+    assert leases.acquire(engine, "scheduler", "b", 60) is None
+    assert leases.release(engine, "scheduler", "a")
+    assert leases.acquire(engine, "scheduler", "b", 60) is not None
+
+
+def test_leases_are_independent_by_name(engine: Engine) -> None:
+    assert leases.acquire(engine, "one", "a", 60) is not None
+    assert leases.acquire(engine, "two", "b", 60) is not None
+
+
+def test_concurrent_takers_get_one_winner(engine: Engine) -> None:
+    """Sixteen threads (own connections) race for an expired lease: exactly one wins each round."""
+    for round_ in range(3):
+        barrier = threading.Barrier(16)
+        wins: list[str] = []
+
+        def take(me: str) -> None:
+            barrier.wait()
+            if leases.acquire(engine, "race", me, 0.5 if round_ < 2 else 60) is not None:
+                wins.append(me)
+
+        threads = [threading.Thread(target=take, args=(f"r{round_}-t{i}",)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(wins) == 1, wins
+        leases.release(engine, "race", wins[0])
+
+
+def test_a_tick_is_claimed_once(engine: Engine) -> None:
+    tick = utcnow().replace(microsecond=0)
+    first = leases.claim_run(engine, "drift_check", tick, "a")
+    assert first is not None
+    assert leases.claim_run(engine, "drift_check", tick, "b") is None
+    assert leases.claim_run(engine, "log_retention", tick, "b") is not None  # other job, same tick
+    assert leases.has_run(engine, "drift_check", tick)
+    leases.finish_run(engine, first, "succeeded", result={"n": 1})
+    run = leases.get_run(engine, first)
+    assert run is not None and run.status == "succeeded" and run.result == {"n": 1}
+    assert run.finished_at is not None and run.duration_ms is not None and run.duration_ms >= 0
+    assert run.tick == tick  # round-trips as the same aware UTC datetime on both backends
+
+
+def test_concurrent_claims_of_one_tick(engine: Engine) -> None:
+    tick = utcnow()
+    barrier = threading.Barrier(8)
+    ids: list[int | None] = []
+
+    def claim(me: str) -> None:
+        barrier.wait()
+        ids.append(leases.claim_run(engine, "rollout_evaluation", tick, me))
+
+    threads = [threading.Thread(target=claim, args=(f"h{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([i for i in ids if i is not None]) == 1
+
+
+def test_unfinished_runs_of_a_lost_holder_are_abandoned(engine: Engine) -> None:
+    dead = leases.claim_run(engine, "retrain_check", utcnow(), "dead-holder")
+    manual = leases.claim_run(engine, "retrain_check", utcnow() + timedelta(seconds=1), "cli", trigger="manual")
+    mine = leases.claim_run(engine, "drift_check", utcnow(), "me")
+    assert leases.abandon_runs(engine, "me") == 1
+    statuses = {r.id: r.status for r in leases.list_runs(engine)}
+    assert statuses == {dead: "abandoned", manual: "running", mine: "running"}
+
+
+def test_list_runs_pages_newest_first(engine: Engine) -> None:
+    base = utcnow()
+    ids = [leases.claim_run(engine, "log_retention", base + timedelta(minutes=i), "a") for i in range(5)]
+    page = leases.list_runs(engine, limit=2)
+    assert [r.id for r in page] == ids[::-1][:2]
+    rest = leases.list_runs(engine, limit=10, before_id=page[-1].id)
+    assert [r.id for r in rest] == ids[::-1][2:]
+    assert set(leases.last_runs(engine)) == {"log_retention"}

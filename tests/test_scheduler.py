@@ -1,0 +1,219 @@
+"""Scheduler: job registry, schedules, runs stored, one runner among several processes' schedulers, CLI and API."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_mlops import scheduler as sched
+from flask_mlops.errors import ConfigError
+from flask_mlops.extension import get_state
+from flask_mlops.store import leases
+
+from .conftest import AUTH, READ_AUTH, base_config, build_app
+
+
+@pytest.fixture
+def probe_job() -> Iterator[list[tuple[str, int]]]:
+    """A registered test job (every MLOPS_ROLLOUT_INTERVAL_S) that records who ran it."""
+    calls: list[tuple[str, int]] = []
+
+    @sched.register_job("probe", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")
+    def probe(state: Any) -> dict[str, Any]:
+        """Test probe."""
+        calls.append((threading.current_thread().name, os.getpid()))
+        return {"calls": len(calls)}
+
+    yield calls
+    sched._JOBS.pop("probe", None)
+
+
+def test_registry_lists_names_on_unknown_job() -> None:
+    with pytest.raises(sched.UnknownJobError, match="drift_check, log_retention, retrain_check, rollout_evaluation"):
+        sched.get_job("nope")
+    assert {"drift_check", "retrain_check", "rollout_evaluation", "log_retention"} <= set(sched.job_names())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fires"),
+    [
+        ("MLOPS_DRIFT_CRON", "0 2 * * *", datetime(2026, 1, 2, 2, 0, tzinfo=timezone.utc)),
+        ("MLOPS_RETRAIN_CRON", "0 3 * * sun", datetime(2026, 1, 4, 3, 0, tzinfo=timezone.utc)),  # 2026-01-04 is a Sunday
+        ("MLOPS_RETENTION_CRON", "*/20 * * * * *", datetime(2026, 1, 1, 12, 0, 20, tzinfo=timezone.utc)),
+        ("MLOPS_ROLLOUT_INTERVAL_S", 300.0, datetime(2026, 1, 1, 12, 5, tzinfo=timezone.utc)),
+    ],
+)
+def test_schedules_are_utc_and_ticks_agree_everywhere(key: str, value: Any, fires: datetime) -> None:
+    trigger = sched.build_trigger(key, value)
+    now = datetime(2026, 1, 1, 12, 0, 1, tzinfo=timezone.utc)
+    assert sched.next_tick(trigger, now) == fires
+    # the tick of a fire time is itself, a moment later too: every process names it the same
+    assert sched.last_tick(trigger, fires) == fires
+    assert sched.last_tick(trigger, fires + timedelta(milliseconds=900)) == fires
+
+
+def test_interval_ticks_are_aligned_to_the_epoch() -> None:
+    trigger = sched.build_trigger("MLOPS_ROLLOUT_INTERVAL_S", 300)
+    assert sched.last_tick(trigger, datetime(2026, 3, 1, 10, 7, 13, tzinfo=timezone.utc)) == datetime(2026, 3, 1, 10, 5, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("bad", ["every day", "0 2 * *", "61 * * * *", "0 2 * * * * *"])
+def test_bad_schedule_fails_at_start_up_naming_the_key(instance: Path, tmp_path: Path, bad: str) -> None:
+    app = Flask("bad", instance_path=str(instance))
+    app.config.update(base_config(tmp_path, MLOPS_SCHEDULER_ENABLED=True, MLOPS_DRIFT_CRON=bad))
+    from flask_mlops import MLOps
+
+    with pytest.raises(ConfigError, match="MLOPS_DRIFT_CRON"):
+        MLOps(app)
+
+
+def test_disabled_by_default_and_nothing_started_in_init_app(app: Flask, instance: Path, tmp_path: Path) -> None:
+    assert "scheduler" not in get_state(app).extras
+    enabled = build_app(instance, base_config(tmp_path / "b", MLOPS_SCHEDULER_ENABLED=True), name="enabled")
+    runner = get_state(enabled).extras["scheduler"]
+    assert not runner.running  # lazily: in the serving process, not where init_app ran (gunicorn master)
+    assert not [t for t in threading.enumerate() if t.name == "mlops-scheduler-lease"]
+
+
+def test_runs_are_stored_with_their_outcome(app: Flask, tmp_path: Path) -> None:
+    state = get_state(app)
+    old = state.log_dir / "predictions" / f"{(date.today() - timedelta(days=90)).isoformat()}.jsonl"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text("{}\n")
+    with app.app_context():
+        run = sched.run_job(state, "log_retention", holder="test")
+        assert run is not None and run["status"] == "succeeded" and run["trigger"] == "manual"
+        assert run["result"] == {"retention_days": 30, "removed": [old.name]} and not old.exists()
+        retrain = sched.run_job(state, "retrain_check", holder="test")
+    assert retrain is not None and retrain["status"] in ("unavailable", "succeeded")
+    if retrain["status"] == "unavailable":  # until flask_mlops.retraining provides the entry point
+        assert retrain["result"]["reason"].startswith("not available: ")
+
+
+def test_a_failing_job_is_recorded_with_its_error(app: Flask) -> None:
+    @sched.register_job("boom", schedule_key="MLOPS_DRIFT_CRON")
+    def boom(state: Any) -> None:
+        raise RuntimeError("kaput")
+
+    try:
+        with app.app_context():
+            run = sched.run_job(get_state(app), "boom", holder="test")
+    finally:
+        sched._JOBS.pop("boom")
+    assert run is not None and run["status"] == "failed" and "RuntimeError: kaput" in run["error"]
+
+
+def _twin_apps(instance: Path, tmp_path: Path, n: int) -> list[Flask]:
+    """n apps on one database: what n gunicorn workers (or hosts) look like to the lease."""
+    config = base_config(tmp_path, MLOPS_SCHEDULER_ENABLED=True, MLOPS_ROLLOUT_INTERVAL_S=1, MLOPS_LEASE_TTL_S=2,
+                         MLOPS_DATABASE_URI=f"sqlite:///{instance / 'shared.db'}")
+    return [build_app(instance, config, name=f"worker{i}") for i in range(n)]
+
+
+def _probe_runs(app: Flask) -> list[leases.JobRun]:
+    return [r for r in leases.list_runs(get_state(app).engine, job="probe", limit=1000) if r.status != "running"]
+
+
+@pytest.mark.slow
+def test_one_runner_per_tick_and_takeover_when_the_holder_dies(instance: Path, tmp_path: Path, probe_job: list[Any]) -> None:
+    apps = _twin_apps(instance, tmp_path, 3)
+    runners = [get_state(a).extras["scheduler"] for a in apps]
+    try:
+        for r in runners:
+            r.start()
+        time.sleep(4.5)
+        leaders = [r for r in runners if r.is_leader()]
+        assert len(leaders) == 1
+        holder = leaders[0]
+        before = _probe_runs(apps[0])
+        assert len(before) >= 3 and {r.holder for r in before} == {holder.holder}
+        # the holder "dies": its threads stop, it never renews nor releases
+        holder._stop.set()
+        holder._scheduler.shutdown(wait=True)
+        holder._scheduler = None
+        holder._lease_until = None
+        died = leases.utcnow()
+        time.sleep(5)
+        after = _probe_runs(apps[0])
+        new = [r for r in after if r.holder != holder.holder]
+        assert new, "no other runner took over"
+        assert len({r.holder for r in new}) == 1
+        assert min(r.tick for r in new) - died <= timedelta(seconds=2 + 1.5)  # TTL + a tick
+    finally:
+        for r in runners:
+            r.stop()
+    runs = _probe_runs(apps[0])
+    ticks = [r.tick for r in runs]
+    assert len(ticks) == len(set(ticks))  # each tick once (the table would refuse a second claim)
+    assert len(probe_job) == len(runs)  # ... and the job body ran exactly once per stored run
+    assert all(r.status == "succeeded" for r in runs)
+
+
+def test_a_stopped_scheduler_releases_the_lease(instance: Path, tmp_path: Path) -> None:
+    first, second = (get_state(a).extras["scheduler"] for a in _twin_apps(instance, tmp_path, 2))
+    try:
+        first.start()
+        deadline = time.monotonic() + 5
+        while not first.is_leader() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.is_leader()
+        second.start()
+        assert not second.renew()
+        first.stop()
+        assert second.renew()  # no waiting for the TTL after a clean stop
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_cli_jobs_run_and_list(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["mlops", "jobs", "run", "log_retention"])
+    assert result.exit_code == 0, result.output
+    assert "log_retention: succeeded" in result.output
+    listed = runner.invoke(args=["mlops", "jobs"])
+    assert listed.exit_code == 0 and "log_retention" in listed.output and "manual" in listed.output
+    assert "scheduler lease: free" in listed.output
+    unknown = runner.invoke(args=["mlops", "jobs", "--job", "nope"])
+    assert unknown.exit_code == 1 and "registered jobs: " in unknown.output
+    listing = runner.invoke(args=["mlops", "scheduler", "--list"])
+    assert listing.exit_code == 0 and "rollout_evaluation" in listing.output
+
+
+def test_cli_retention(app: Flask) -> None:
+    folder = get_state(app).log_dir / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    old = folder / f"{(date.today() - timedelta(days=10)).isoformat()}.jsonl"
+    old.write_text("{}\n")
+    runner = app.test_cli_runner()
+    dry = runner.invoke(args=["mlops", "retention", "--days", "5", "--dry-run"])
+    assert dry.exit_code == 0 and old.name in dry.output and old.exists()
+    done = runner.invoke(args=["mlops", "retention", "--days", "5"])
+    assert done.exit_code == 0 and "deleted 1 file" in done.output and not old.exists()
+
+
+def test_api_jobs(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/mlops/api/jobs").status_code == 401
+    with app.app_context():
+        for _ in range(3):
+            sched.run_job(get_state(app), "log_retention", holder="test")
+    body = client.get("/mlops/api/jobs?limit=2", headers=READ_AUTH).get_json()
+    assert {j["name"] for j in body["jobs"]} >= {"drift_check", "retrain_check", "rollout_evaluation", "log_retention"}
+    retention = next(j for j in body["jobs"] if j["name"] == "log_retention")
+    assert retention["schedule"] == {"key": "MLOPS_RETENTION_CRON", "value": "30 1 * * *"}
+    assert retention["last_run"]["status"] == "succeeded" and retention["next_run"].endswith("Z")
+    assert body["enabled"] is False and body["running_here"] is False
+    assert len(body["runs"]) == 2 and body["next_cursor"]
+    rest = client.get(f"/mlops/api/jobs?limit=2&cursor={body['next_cursor']}", headers=AUTH).get_json()
+    assert len(rest["runs"]) == 1 and rest["next_cursor"] is None
+    missing = client.get("/mlops/api/jobs?job=nope", headers=READ_AUTH)
+    assert missing.status_code == 404 and "log_retention" in missing.get_json()["error"]["message"]
