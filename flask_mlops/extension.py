@@ -181,6 +181,6 @@ class MLOps:
 
     def train(self, name: str, data: Any = None, *, target: str | None = None, app: Flask | None = None, **kwargs: Any) -> Any:
         """Train (CV + selection), register and (if it passes the gates) promote a model."""
-        from .registry import train_and_register
+        from .lifecycle import train_and_register
 
         return train_and_register(get_state(app), name, data, target=target, **kwargs)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
 
-from .errors import ConflictError, NotFoundError, UnprocessableError
+from .errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
 from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
 from .serving import PRODUCTION
 from .store.models import Alias, AuditEvent, ModelVersion
@@ -391,6 +392,44 @@ def register_result(
         _set_status(state, name, {info.version: "rejected"})
         out.update(gates=exc.details, reason=exc.message)
     return out
+
+
+def train_and_register(
+    state: MLOpsState,
+    name: str,
+    data: Any = None,
+    *,
+    target: str | None = None,
+    csv: str | Path | None = None,
+    promote: bool = True,
+    actor: str = "system",
+    reason: str | None = "manual training",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[TrainingResult, dict[str, Any]]:
+    """Train `name` on a DataFrame or CSV, register the result, and promote it if it passes the gates.
+
+    `promote=False` registers only. Returns the training result and `register_result`'s answer.
+    """
+    from .training import TrainingSettings, load_training_data, run_training
+
+    spec = state.config.model(name)
+    if data is not None:
+        target = target or spec.target
+        if target is None or target not in data.columns:
+            raise ValidationError(f"target column {target!r} is not in the data; pass target=")
+        missing = [f for f in spec.feature_names if f not in data.columns]
+        if missing:
+            raise ValidationError(f"the data lacks declared features: {', '.join(missing)}", details={"missing": missing})
+        X = np.asarray(data[spec.feature_names].to_numpy())
+        y = np.asarray(data[target].to_numpy())
+    else:
+        X, y = load_training_data(spec, csv, target)
+    result = run_training(spec, X, y, TrainingSettings.from_config(state.config), progress=progress)
+    holdout = (result.X_holdout, result.y_holdout) if result.X_holdout is not None and result.y_holdout is not None else None
+    outcome = register_result(
+        state, name, result, trigger="manual", actor=actor, reason=reason, promote_if_passing=promote, holdout=holdout
+    )
+    return result, outcome
 
 
 # -- holdout rows and small helpers ---------------------------------------------------------------

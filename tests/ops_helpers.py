@@ -174,7 +174,7 @@ def check_ticks_once(runs: list[dict[str, Any]], probe_lines: int, interval_s: f
     done = [r for r in runs if r["status"] == "succeeded"]
     assert probe_lines == len(done), f"probe ran {probe_lines} times for {len(done)} succeeded runs"
     assert all(r["status"] in ("succeeded", "abandoned") for r in runs), Counter(r["status"] for r in runs)
-    for a, b in zip(ticks, ticks[1:]):
+    for a, b in zip(ticks, ticks[1:], strict=False):
         step = (b - a).total_seconds()
         assert abs(step / interval_s - round(step / interval_s)) < 1e-6, f"off-grid ticks {a} {b}"
     return {"runs": len(runs), "holders": list(dict.fromkeys(r["holder"] for r in runs))}
@@ -182,4 +182,4 @@ def check_ticks_once(runs: list[dict[str, Any]], probe_lines: int, interval_s: f
 
 def gaps(ticks: list[datetime], interval_s: float) -> list[tuple[datetime, float]]:
     """Places where ticks were skipped: (tick before the gap, gap in seconds)."""
-    return [(a, (b - a).total_seconds()) for a, b in zip(ticks, ticks[1:]) if (b - a).total_seconds() > interval_s * 1.5]
+    return [(a, (b - a).total_seconds()) for a, b in zip(ticks, ticks[1:], strict=False) if (b - a).total_seconds() > interval_s * 1.5]

@@ -224,13 +224,21 @@ def test_cli_experiment_and_rollout_commands(ab_app: Flask) -> None:
 def test_rollouts_under_gunicorn_with_two_workers(two_versions: Path, tmp_path: Path, gunicorn_factory: Any) -> None:
     """Complete a healthy rollout, then roll back a failing one; every worker follows within
     the reload interval (1 s here), and a unit keeps its variant whichever worker serves it."""
+    instance = tmp_path / "gunicorn-instance"
+    shutil.copytree(two_versions, instance)
+    server = gunicorn_factory(instance, workers=2, env={"MLOPS_RELOAD_INTERVAL": "1"})
+    try:
+        _gunicorn_rollouts(server)
+    except BaseException:
+        print(server.stop()[-6000:])  # the workers' log, shown with the failure
+        raise
+
+
+def _gunicorn_rollouts(server: Any) -> None:
     import time
 
     import requests
 
-    instance = tmp_path / "gunicorn-instance"
-    shutil.copytree(two_versions, instance)
-    server = gunicorn_factory(instance, workers=2, env={"MLOPS_RELOAD_INTERVAL": "1"})
     assert len(server.worker_pids()) == 2
     settle = 2.5  # > reload interval, with margin for a busy machine
     rng = np.random.default_rng(5)
@@ -245,7 +253,7 @@ def test_rollouts_under_gunicorn_with_two_workers(two_versions: Path, tmp_path: 
         return response.json()
 
     stages = [{"share": 0.5, "min_duration_s": 0, "min_samples": 30}, {"share": 1.0}]
-    guards = {"min_requests": 30}
+    guards = {"min_requests": 30, "max_p95_ratio": 5.0}  # a shared 2-core CI box makes p95 noisy; errors are the test
     # 1. healthy v2: every worker routes by the same hash; the rollout completes and promotes v2
     api("POST", "/rollouts", json={"treatment_version": 2, "stages": stages, "guardrails": guards})
     time.sleep(settle)

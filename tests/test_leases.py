@@ -64,9 +64,9 @@ def test_concurrent_takers_get_one_winner(engine: Engine) -> None:
         barrier = threading.Barrier(16)
         wins: list[str] = []
 
-        def take(me: str) -> None:
+        def take(me: str, barrier: threading.Barrier = barrier, wins: list[str] = wins, ttl: float = 0.5 if round_ < 2 else 60) -> None:
             barrier.wait()
-            if leases.acquire(engine, "race", me, 0.5 if round_ < 2 else 60) is not None:
+            if leases.acquire(engine, "race", me, ttl) is not None:
                 wins.append(me)
 
         threads = [threading.Thread(target=take, args=(f"r{round_}-t{i}",)) for i in range(16)]

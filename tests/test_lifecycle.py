@@ -19,7 +19,7 @@ from flask_mlops.extension import get_state
 from flask_mlops.registry import alias_version, get_version
 from flask_mlops.training.metrics import binary_metrics
 
-from .conftest import AUTH, FEATURE_NAMES, READ_AUTH, build_app, base_config, diabetes_frame, quick_model
+from .conftest import AUTH, FEATURE_NAMES, READ_AUTH, base_config, build_app, diabetes_frame, quick_model
 
 GOOD = {"accuracy": 0.77, "f1": 0.66, "roc_auc": 0.83}
 
@@ -125,6 +125,7 @@ def test_register_result_semver_lineage_and_gated_promotion(tmp_path: Path, inst
     X, y = load_training_data(spec)
     settings = TrainingSettings(candidates={"logistic_regression": {}}, cv_folds=3, importance_repeats=0, make_plots=False)
     result = run_training(spec, X, y, settings)
+    assert result.X_holdout is not None and result.y_holdout is not None
     first = lifecycle.register_result(state, "diabetes", result, trigger="manual", actor="test", holdout=(result.X_holdout, result.y_holdout))
     assert first["semver"] == "1.0.0" and first["promoted"] is True
     info = get_version(state, "diabetes", first["version"])

@@ -90,3 +90,11 @@ def test_all_missing_column_is_still_serialisable() -> None:
     prof = build_profile({"x": np.full(50, np.nan)})
     assert prof["features"]["x"]["proportions"] == [0.0, 1.0]
     profile_to_json(prof)
+
+
+def test_class_predictions_are_profiled_as_categories() -> None:
+    (spec,) = parse_models({"m": {"features": {"x": "numeric"}}})
+    x = np.arange(100, dtype=float)
+    prof = build_profile({"x": x}, spec, predictions=(x > 50).astype(float))
+    assert prof["prediction"]["type"] == "categorical" and prof["prediction"]["of"] == "prediction"
+    assert set(prof["prediction"]["categories"]) == {"0", "1"}

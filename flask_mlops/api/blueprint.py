@@ -265,9 +265,9 @@ def make_blueprint() -> Blueprint:
     """Import the area modules (which declare their routes on `bp`); return the blueprint."""
     import importlib
 
-    from . import health, openapi  # noqa: F401
     from .. import metrics  # noqa: F401
     from ..dashboard import views  # noqa: F401
+    from . import health, openapi  # noqa: F401
 
     # areas still being built: mounted when their module exists
     for name in ("models", "retrain", "monitoring", "experiments", "jobs", "feedback"):

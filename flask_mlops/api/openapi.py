@@ -137,7 +137,7 @@ def build_document(state: MLOpsState) -> dict[str, Any]:
     pairs = _models(docs)
     key_map, schema = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     defs: dict[str, Any] = schema.get("$defs", {})
-    refs = {pair: key_map[pair] for pair in pairs}
+    refs: dict[tuple[Any, str], Any] = {pair: key_map[pair] for pair in pairs}  # type: ignore[index]
     paths: dict[str, dict[str, Any]] = {}
     for doc in sorted(docs, key=lambda d: d.rule):
         path, path_params = openapi_path(state.config.url_prefix, doc.rule)

@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from ..extension import get_state
-from ..registry import alias_version, list_versions, train_and_register
+from ..training import format_comparison
+from ..lifecycle import train_and_register
+from ..registry import alias_version, list_versions
 from .group import cli, echo_table, mlops_errors
 
 
@@ -24,25 +26,28 @@ def init_db() -> None:
 @click.option("--name", required=True, help="Declared model name (MLOPS_MODELS).")
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training CSV (default: the model's `data`).")
 @click.option("--target", help="Target column (default: the model's `target`).")
-@click.option("--promote/--no-promote", default=None, help="Promote the new version (default: only if none is in production).")
+@click.option("--promote/--no-promote", default=True, help="Promote the new version if it passes the gates (default) or only register it.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when the model already has a production version.")
 @mlops_errors
-def train(name: str, data_path: Path | None, target: str | None, promote: bool | None, if_missing: bool) -> None:
+def train(name: str, data_path: Path | None, target: str | None, promote: bool, if_missing: bool) -> None:
     """Train, register and (when allowed) promote a model."""
     state = get_state()
     state.config.model(name)
     if if_missing and alias_version(state, name) is not None:
         click.echo(f"{name}: production is v{alias_version(state, name)}; nothing to do (--if-missing)")
         return
-    result, info = train_and_register(state, name, csv=data_path, target=target, promote=promote, actor="cli", progress=click.echo)
-    if result.comparison:
-        click.echo("")
-        echo_table(result.comparison)
+    result, outcome = train_and_register(state, name, csv=data_path, target=target, promote=promote, actor="cli", progress=click.echo)
     click.echo("")
-    click.echo(f"selected {result.candidate}; registered {name} v{info.version} (aliases: {', '.join(info.aliases) or 'none'})")
+    click.echo(format_comparison(result))
+    click.echo("")
+    click.echo(f"selected {result.candidate}; registered {name} v{outcome['version']} ({outcome['semver']})")
     for key in ("accuracy", "f1", "roc_auc"):
         if key in result.holdout:
             click.echo(f"  holdout {key}: {result.holdout[key]:.4f}")
+    if outcome["promoted"]:
+        click.echo(f"promoted {name} v{outcome['version']} to production")
+    elif promote:
+        raise click.ClickException(f"{name} v{outcome['version']} was registered but not promoted: {outcome['reason']}")
 
 
 @cli.command("versions")

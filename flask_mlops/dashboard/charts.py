@@ -74,9 +74,9 @@ def line(
     plot_h = H - PAD_B - PAD_T
     width = (W - PAD_L) / max(len(values), 1)
     body = []
-    for value, cls in thresholds:
-        y = PAD_T + plot_h * (1 - value / y_max)
-        body.append(f'<line class="threshold {escape(cls)}" x1="{PAD_L}" x2="{W}" y1="{y:.1f}" y2="{y:.1f}"><title>{escape(cls)}: {_fmt(value)}</title></line>')
+    for limit, cls in thresholds:
+        y = PAD_T + plot_h * (1 - limit / y_max)
+        body.append(f'<line class="threshold {escape(cls)}" x1="{PAD_L}" x2="{W}" y1="{y:.1f}" y2="{y:.1f}"><title>{escape(cls)}: {_fmt(limit)}</title></line>')
     segment: list[str] = []
     segments = []
     points = []
@@ -98,7 +98,7 @@ def line(
 
 def meter(value: float | None, thresholds: Sequence[float], *, title: str) -> Markup:
     """A horizontal bar of `value` against monitor/warning/critical marks (drift per feature)."""
-    top = max([*(thresholds or [1.0]), value or 0.0]) * 1.15 or 1.0
+    top: float = max([*(thresholds or [1.0]), value or 0.0]) * 1.15 or 1.0
     parts = [f'<svg class="meter" viewBox="0 0 200 14" role="img" aria-label="{escape(title)}" preserveAspectRatio="none"><title>{escape(title)}</title>']
     parts.append('<rect class="track" x="0" y="3" width="200" height="8" rx="2"/>')
     if value is not None and math.isfinite(value):

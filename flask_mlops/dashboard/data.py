@@ -83,7 +83,7 @@ def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: d
             latencies[slot].append(float(latency))
     labels = [(start + timedelta(hours=i)).strftime("%H:00") for i in range(hours)]
     p95 = [float(np.percentile(v, 95)) if v else None for v in latencies]
-    rate = [float(e / c) if c else None for e, c in zip(errors, counts)]
+    rate = [float(e / c) if c else None for e, c in zip(errors, counts, strict=True)]
     all_lat = [x for v in latencies for x in v]
     total_err = int(errors.sum())
     return {
@@ -136,11 +136,13 @@ def _num(value: Any) -> float:
 
 def drift_runs(state: MLOpsState, model: str) -> dict[str, Any]:
     """Stored drift runs (trend) and the latest HTML report, from the monitoring store when it exists."""
-    loader = optional("flask_mlops.monitoring.runs:list_runs") or optional("flask_mlops.store.monitoring:list_drift_runs")
+    loader = optional("flask_mlops.store.monitoring:list_drift_runs")
+    message = "no drift runs yet: the scheduled drift check (or GET /api/monitoring/drift) stores them"
     if loader is None:
-        return {"runs": [], "message": "no drift runs yet: the scheduled drift check stores them once it runs"}
-    runs = list(loader(state, model=model, limit=30))
-    return {"runs": [r if isinstance(r, dict) else r.to_dict() for r in runs]}
+        return {"runs": [], "message": message}
+    runs = [r if isinstance(r, dict) else r.to_dict() for r in loader(state, model=model, limit=30)]
+    runs.reverse()  # oldest first, for the trend
+    return {"runs": runs, "message": message if not runs else ""}
 
 
 # -- health -------------------------------------------------------------------------------------
@@ -169,39 +171,66 @@ def health(state: MLOpsState, drift: dict[str, Any] | None, window: list[dict[st
 
 # -- pages ------------------------------------------------------------------------------------------
 def overview(state: MLOpsState) -> list[dict[str, Any]]:
+    return [_model_overview(state, name) for name in state.config.model_names]
+
+
+def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
     from ..registry import alias_version
     from ..store.predictions import read_records
 
-    models = []
-    for name in state.config.model_names:
-        entry: dict[str, Any] = {"name": name}
-        entry["production"] = guarded("the registry", lambda: {"version": alias_version(state, name)})
-        entry["traffic"] = guarded("the prediction log", lambda: traffic(state, name))
-        version = entry["production"].get("version")
+    entry: dict[str, Any] = {"name": name}
+    entry["production"] = guarded("the registry", lambda: {"version": alias_version(state, name)})
+    entry["traffic"] = guarded("the prediction log", lambda: traffic(state, name))
+    version = entry["production"].get("version")
+    report_fn = optional("flask_mlops.monitoring.service:report")
+    if report_fn is not None:  # monitoring's own verdict: drift, decay and operations
+        report = guarded("monitoring", lambda: _service_report(state, report_fn, name))
+        entry["health"] = {"available": True, **report["health"]} if report.get("available") else report
+        entry["drift"] = {"available": True, **report["drift"]} if report.get("available") else report
+    else:
         drift = guarded("drift", lambda: live_drift(state, name, version))
         recent = list(read_records(state.log_dir, model=name, last=DRIFT_WINDOW))
         entry["health"] = guarded("health", lambda: health(state, drift, recent))
         entry["drift"] = drift
-        models.append(entry)
-    return models
+    return entry
+
+
+def _service_report(state: MLOpsState, report_fn: Callable[..., Any], model: str) -> dict[str, Any]:
+    from ..monitoring.service import WindowSpec
+
+    return dict(report_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False))
+
+
+def _live(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
+    """Drift of the recent window: monitoring's service when present, else the core calculator here."""
+    drift_fn = optional("flask_mlops.monitoring.service:drift")
+    if drift_fn is None:
+        return live_drift(state, model, version)
+    from ..errors import UnprocessableError
+    from ..monitoring.service import WindowSpec
+
+    try:
+        return dict(drift_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False).to_dict())
+    except UnprocessableError as exc:
+        return {"status": "no_reference", "level": None, "message": exc.message}
 
 
 def drift_page(state: MLOpsState) -> list[dict[str, Any]]:
+    return [_model_drift(state, name) for name in state.config.model_names]
+
+
+def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
     from ..registry import alias_version
 
-    cfg = state.config
-    models = []
-    for name in state.config.model_names:
-        version = alias_version(state, name)
-        models.append({
-            "name": name,
-            "version": version,
-            "live": guarded("drift", lambda: live_drift(state, name, version)),
-            "runs": guarded("drift runs", lambda: drift_runs(state, name)),
-            "psi_thresholds": list(cfg.drift_psi_thresholds),
-            "report_url": _report_url(state, name),
-        })
-    return models
+    version = alias_version(state, name)
+    return {
+        "name": name,
+        "version": version,
+        "live": guarded("drift", lambda: _live(state, name, version)),
+        "runs": guarded("drift runs", lambda: drift_runs(state, name)),
+        "psi_thresholds": list(state.config.drift_psi_thresholds),
+        "report_url": _report_url(state, name),
+    }
 
 
 def _report_url(state: MLOpsState, model: str) -> str | None:
@@ -211,16 +240,17 @@ def _report_url(state: MLOpsState, model: str) -> str | None:
 
 
 def models_page(state: MLOpsState) -> list[dict[str, Any]]:
+    return [_model_versions(state, name) for name in state.config.model_names]
+
+
+def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:
     from ..registry import list_versions
 
-    models = []
-    for name in state.config.model_names:
-        models.append({
-            "name": name,
-            "versions": guarded("the registry", lambda: {"items": [v.to_dict() for v in list_versions(state, name)]}),
-            "audit": guarded("the audit trail", lambda: {"items": audit_trail(state, name)}),
-        })
-    return models
+    return {
+        "name": name,
+        "versions": guarded("the registry", lambda: {"items": [v.to_dict() for v in list_versions(state, name)]}),
+        "audit": guarded("the audit trail", lambda: {"items": audit_trail(state, name)}),
+    }
 
 
 def audit_trail(state: MLOpsState, model: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -245,13 +275,17 @@ def experiments_page(state: MLOpsState) -> dict[str, Any]:
         results = optional("flask_mlops.experiments:experiment_results")
         items = []
         for exp in lister(state, limit=20):
-            entry = {"experiment": exp, "results": None}
+            entry: dict[str, Any] = {"experiment": exp, "results": None}
             if results is not None and exp.get("status") == "running":
-                entry["results"] = guarded("results", lambda exp=exp: results(state, exp["id"]))
+                entry["results"] = _results(state, results, exp["id"])
             items.append(entry)
         return {"items": items}
 
     return guarded("experiments", load)
+
+
+def _results(state: MLOpsState, results: Callable[..., Any], experiment_id: int) -> dict[str, Any]:
+    return guarded("results", lambda: dict(results(state, experiment_id)))
 
 
 def jobs_page(state: MLOpsState) -> dict[str, Any]:

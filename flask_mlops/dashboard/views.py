@@ -115,7 +115,8 @@ def promote(name: str, body: VersionForm) -> Any:
     state = get_state()
     if body.version is None:
         return _back(name, "choose a version to promote")
-    actor = f"dashboard:{auth.current_caller().via if auth.current_caller() else 'admin'}"
+    caller = auth.current_caller()
+    actor = f"dashboard:{caller.via if caller is not None else 'admin'}"
     try:
         action = data.optional("flask_mlops.lifecycle:promote")
         if action is not None:

@@ -188,7 +188,7 @@ def build_profile(
     }
     if predictions is not None:
         preds = np.asarray(predictions)
-        if is_numeric(preds) and not (spec is not None and spec.task == "classification" and preds.dtype.kind in "iub"):
+        if is_numeric(preds) and not (spec is not None and spec.task == "classification" and _looks_like_classes(preds)):
             prediction = numeric_profile(preds, bins=bins, sample_cap=sample_cap, seed=seed)
             prediction["of"] = "probability" if spec is not None and spec.task == "classification" else "prediction"
         else:
@@ -196,6 +196,15 @@ def build_profile(
             prediction["of"] = "prediction"
         profile["prediction"] = prediction
     return profile
+
+
+def _looks_like_classes(values: np.ndarray) -> bool:
+    """Class labels (a classifier without probabilities), not scores: few integer values."""
+    if values.dtype.kind in "iub":
+        return True
+    x = to_float_array(values)
+    x = x[np.isfinite(x)]
+    return bool(x.size) and bool(np.all(x == np.round(x))) and np.unique(x).size <= 20
 
 
 def profile_to_json(profile: Mapping[str, Any]) -> str:

@@ -135,13 +135,16 @@ def _served(win: Window) -> Window:
 
 
 # -- drift -------------------------------------------------------------------------------------
-def drift(state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigger: str = "api") -> DriftReport:
-    """Drift of the window against the reference version's profile; stored when `persist`."""
+def drift(state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigger: str = "api", win: Window | None = None) -> DriftReport:
+    """Drift of the window against the reference version's profile; stored when `persist`.
+
+    `win` is the window already read (with features), to read the log once per report.
+    """
     spec = resolve_model(state, window.model)
     window = replace(window, model=spec.name)
     reference = _reference_version(state, spec, window)
     profile, source = load_profile(state, spec, reference)
-    win = _served(read(state, spec, window))
+    win = _served(win if win is not None else read(state, spec, window))
     pred_prof = profile.get("prediction") or {}
     prediction: Any = win.probability if pred_prof.get("of") == "probability" else win.prediction
     info = {**window.to_dict(), "reference_version": reference, "reference": source, "skipped_lines": win.stats.skipped}
@@ -218,7 +221,7 @@ def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[
     return dict(info.metrics or {}), info.threshold
 
 
-def performance(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
+def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = None) -> dict[str, Any]:
     """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates."""
     from ..store.feedback import labelled
 
@@ -251,7 +254,7 @@ def performance(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
         rolling = rolling_mean(correct, ROLLING_WINDOW)
         out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
         result = decay("accuracy", realised_c.accuracy, _metric(baseline_metrics, "accuracy"), state.config.decay_thresholds)
-        out["estimated"] = estimated(state, spec, window, threshold)
+        out["estimated"] = estimated(state, spec, window, threshold, win=win)
     if len(data) < MIN_LABELS_FOR_DECAY:
         result = Decay(result.metric, result.baseline, result.current, None, "ok")
         out["decay_note"] = f"{len(data)} labelled predictions; decay is judged from {MIN_LABELS_FOR_DECAY}"
@@ -260,9 +263,9 @@ def performance(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
     return out
 
 
-def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold: float | None) -> dict[str, Any]:
+def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold: float | None, *, win: Window | None = None) -> dict[str, Any]:
     """CBPE over every served prediction of the window, labelled or not."""
-    win = _served(read(state, spec, window, features=False))
+    win = _served(win if win is not None else read(state, spec, window, features=False))
     est = estimate_performance(win.probability, threshold=0.5 if threshold is None else threshold)
     return {**est.to_dict(), "note": "expected metrics from the model's probabilities; valid when they are calibrated"}
 
@@ -297,8 +300,8 @@ def _thin(series: np.ndarray, points: int = 50) -> list[float]:
 
 
 # -- operations, health, report ----------------------------------------------------------------
-def _operational(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -> tuple[OperationalMetrics, int]:
-    win = read(state, spec, window, features=False)
+def _operational(state: MLOpsState, spec: ModelSpec, window: WindowSpec, win: Window | None = None) -> tuple[OperationalMetrics, int]:
+    win = win if win is not None else read(state, spec, window, features=False)
     ops = operational_metrics(
         win.status,
         win.latency_ms,
@@ -332,13 +335,14 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
     """Everything in one document: drift, performance, operations, health (and alerts when asked)."""
     spec = resolve_model(state, window.model)
     window = replace(window, model=spec.name)
+    win = read(state, spec, window)  # once, for drift, CBPE and operations
     try:
-        drift_report: DriftReport | None = drift(state, window, persist=persist, trigger=trigger)
+        drift_report: DriftReport | None = drift(state, window, persist=persist, trigger=trigger, win=win)
         drift_out: dict[str, Any] = drift_report.to_dict()  # type: ignore[union-attr]
     except UnprocessableError as exc:
         drift_report, drift_out = None, {"status": "no_reference", "level": None, "message": exc.message}
-    perf = performance(state, window)
-    ops, skipped = _operational(state, spec, window)
+    perf = performance(state, window, win=win)
+    ops, skipped = _operational(state, spec, window, win)
     health = health_from(drift_report, perf, ops)
     out: dict[str, Any] = {
         "model": spec.name,

@@ -5,7 +5,8 @@ with `pyarrow.json`), and a closed day file never changes. So each *closed* (pas
 day) file is compacted once into an Arrow IPC file under ``<log_dir>/cache/columnar/``,
 keyed by the source's size and mtime (a changed source is compacted again); later reads
 memory-map it and only filter and convert the requested window. Today's file, still
-being appended to, is parsed on every read and never cached.
+being appended to, is never cached on disk; each process parses it incrementally — only
+the lines appended since its previous read (the log is append-only).
 
 Torn or invalid lines (a worker killed mid-write, a partial last line being written
 right now, a line that is not a JSON object with `id` and `ts`) are skipped and counted,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -225,11 +227,15 @@ def _flatten(table: pa.Table) -> pa.Table:
 
 def parse_file(path: Path) -> tuple[pa.Table, int, int]:
     """(table, lines, skipped) of one JSONL file; torn and invalid lines are skipped and counted."""
+    return parse_bytes(path.read_bytes(), str(path))
+
+
+def parse_bytes(data: bytes, origin: str = "prediction log") -> tuple[pa.Table, int, int]:
+    """(table, lines, skipped) of JSONL bytes; a last line without newline counts as torn."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     lines = data.count(b"\n") + (1 if end < len(data) else 0)
     skipped = 0 if end == len(data) else 1  # a torn (or still being written) last line
@@ -242,7 +248,7 @@ def parse_file(path: Path) -> tuple[pa.Table, int, int]:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         good, bad = _valid_lines(data[:end])
         skipped += bad
-        logger.info("prediction log %s: %d invalid line(s) skipped", path, bad)
+        logger.info("%s: %d invalid line(s) skipped", origin, bad)
         try:
             table = pj.read_json(pa.BufferReader(pa.py_buffer(b"\n".join(good) + b"\n")), parse_options=options) if good else None
             table = _with_timestamps(table) if table is not None else None
@@ -321,6 +327,60 @@ def _write_cache(cache: Path, table: pa.Table, size: int, mtime_ns: int, lines: 
         return False
 
 
+@dataclass
+class _OpenParse:
+    ino: int
+    dev: int
+    end: int  # bytes parsed: up to the last complete line seen
+    lines: int
+    skipped: int
+    table: pa.Table
+
+
+#: today's files, parsed incrementally: the log is append-only, so a read parses only the
+#: lines added since the last one (per process; a replaced or truncated file starts over)
+_OPEN_FILES: dict[str, _OpenParse] = {}
+_OPEN_LOCK = threading.Lock()
+_OPEN_MAX = 8
+_MAX_CHUNKS = 64
+
+
+def _parse_open(path: Path) -> tuple[pa.Table, int, int]:
+    import pyarrow as pa
+
+    key = str(path.resolve())
+    with _OPEN_LOCK:
+        memo = _OPEN_FILES.get(key)
+    with open(path, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if memo is not None and (memo.ino != st.st_ino or memo.dev != st.st_dev or st.st_size < memo.end):
+            memo = None
+        start = memo.end if memo is not None else 0
+        handle.seek(start)
+        data = handle.read(st.st_size - start)
+    complete = data.rfind(b"\n") + 1
+    partial = 1 if complete < len(data) else 0  # being written right now, or torn
+    if memo is None or complete:
+        table, lines, skipped = parse_bytes(data[:complete], str(path))
+        if memo is not None:
+            try:
+                table = pa.concat_tables([memo.table, table], promote_options="permissive")
+                if table.column(0).num_chunks > _MAX_CHUNKS:
+                    table = table.combine_chunks()
+                lines, skipped = memo.lines + lines, memo.skipped + skipped
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                with _OPEN_LOCK:
+                    _OPEN_FILES.pop(key, None)
+                return _parse_open(path)  # types changed between the parts: parse it whole
+        memo = _OpenParse(st.st_ino, st.st_dev, start + complete, lines, skipped, table)
+        with _OPEN_LOCK:
+            _OPEN_FILES.pop(key, None)
+            _OPEN_FILES[key] = memo
+            while len(_OPEN_FILES) > _OPEN_MAX:
+                _OPEN_FILES.pop(next(iter(_OPEN_FILES)))
+    return memo.table, memo.lines + partial, memo.skipped + partial
+
+
 def load_day(log_dir: str | Path, path: Path, *, today: date | None = None, stats: ColumnarStats | None = None) -> pa.Table:
     """One day file as a table: from its cache when fresh, else parsed (and cached if closed)."""
     stats = stats if stats is not None else ColumnarStats()
@@ -333,9 +393,12 @@ def load_day(log_dir: str | Path, path: Path, *, today: date | None = None, stat
     if hit is not None:
         table, lines, skipped = hit
         stats.cached += 1
+    elif not closed:
+        table, lines, skipped = _parse_open(path)
+        stats.parsed += 1
     else:
         table, lines, skipped = parse_file(path)
-        if closed and _write_cache(cache, table, st.st_size, st.st_mtime_ns, lines, skipped):
+        if _write_cache(cache, table, st.st_size, st.st_mtime_ns, lines, skipped):
             stats.compacted += 1
         else:
             stats.parsed += 1

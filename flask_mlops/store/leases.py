@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Index, String, Text, UniqueConstraint, case, func, insert, literal, select, text, update
+from sqlalchemy import Index, String, Table, Text, UniqueConstraint, case, func, insert, literal, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -134,7 +134,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: dateti
     _ensure_row(engine, name)
     now = now or utcnow()
     expires = now + timedelta(seconds=ttl_s)
-    table = Lease.__table__
+    table = cast(Table, Lease.__table__)
     same = table.c.holder == holder
     with engine.begin() as conn:
         taken = conn.execute(
@@ -154,7 +154,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: dateti
 
 def release(engine: Engine, name: str, holder: str) -> bool:
     """Give the lease up now (on clean shutdown) so the next holder need not wait for the TTL."""
-    table = Lease.__table__
+    table = cast(Table, Lease.__table__)
     with engine.begin() as conn:
         done = conn.execute(update(table).where(table.c.name == name, table.c.holder == holder).values(expires_at=EPOCH)).rowcount
     return done == 1
@@ -174,7 +174,9 @@ def claim_run(engine: Engine, job: str, tick: datetime, holder: str, *, trigger:
             result = conn.execute(
                 insert(JobRun).values(job=job, tick=tick, trigger=trigger, holder=holder, status="running", started_at=utcnow())
             )
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
     except IntegrityError:
         return None
 
@@ -185,7 +187,7 @@ def has_run(engine: Engine, job: str, tick: datetime) -> bool:
 
 
 def finish_run(engine: Engine, run_id: int, status: str, *, result: Any = None, error: str | None = None) -> None:
-    table = JobRun.__table__
+    table = cast(Table, JobRun.__table__)
     end = utcnow()
     with engine.begin() as conn:
         started = conn.scalar(select(table.c.started_at).where(table.c.id == run_id))
@@ -199,7 +201,7 @@ def finish_run(engine: Engine, run_id: int, status: str, *, result: Any = None, 
 
 def abandon_runs(engine: Engine, holder: str) -> int:
     """Mark scheduled runs still 'running' under another holder as abandoned (it lost the lease)."""
-    table = JobRun.__table__
+    table = cast(Table, JobRun.__table__)
     with engine.begin() as conn:
         return int(
             conn.execute(
