@@ -226,7 +226,7 @@ def test_rollouts_under_gunicorn_with_two_workers(two_versions: Path, tmp_path: 
     the reload interval (1 s here), and a unit keeps its variant whichever worker serves it."""
     instance = tmp_path / "gunicorn-instance"
     shutil.copytree(two_versions, instance)
-    server = gunicorn_factory(instance, workers=2, env={"MLOPS_RELOAD_INTERVAL": "1"})
+    server = gunicorn_factory(instance, workers=2, env={"MLOPS_RELOAD_INTERVAL": "1", "PYTHONFAULTHANDLER": "1"})
     try:
         _gunicorn_rollouts(server)
     except BaseException:
@@ -245,7 +245,7 @@ def _gunicorn_rollouts(server: Any) -> None:
 
     def predict(user: str | None) -> requests.Response:
         body = {**_row(rng), **({"user_id": user} if user else {})}
-        return requests.post(f"{server.url}/predict", json=body, timeout=30)
+        return requests.post(f"{server.url}/predict", json=body, timeout=60)
 
     def api(method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(method, f"{server.url}/mlops/api{path}", headers=AUTH, timeout=120, **kwargs)
