@@ -87,3 +87,22 @@ def test_unknown_model_name(served_app: Flask) -> None:
         mlops.predict("nope", SAMPLE_ROW)
     err: Any = info.value
     assert err.code == 404 and err.details == {"known_models": ["diabetes"]}
+
+
+def test_a_worker_serves_without_importing_mlflow_or_torch(served_instance: Path, tmp_path: Path) -> None:
+    """Start-up and the request path of a worker stay lean: no MLflow, no torch."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, json
+from example_app import create_app
+app = create_app({{"MLOPS_LOG_DIR": {str(tmp_path / "logs")!r}, "MLOPS_RELOAD_INTERVAL": 0}}, instance_path={str(served_instance)!r})
+r = app.test_client().post("/predict", json={SAMPLE_ROW!r})
+print(json.dumps({{"status": r.status_code, "mlflow": "mlflow" in sys.modules, "torch": "torch" in sys.modules}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"status": 200, "mlflow": False, "torch": False}

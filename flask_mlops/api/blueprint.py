@@ -34,6 +34,7 @@ JSON = "application/json"
 HTML = "text/html"
 FORM = "application/x-www-form-urlencoded"
 _ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MAX_ID = 2**63 - 1  # the largest integer a database id column holds
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ def route(
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for value in kwargs.values():  # `<int:id>` matches any size; no database row has such an id
+                if isinstance(value, int) and value > MAX_ID:
+                    raise NotFoundError(f"nothing at {request.path}", code="no_such_resource")
             if role is not None:
                 try:
                     require(get_state(), role)

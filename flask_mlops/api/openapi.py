@@ -22,7 +22,7 @@ from .schemas import ErrorBody
 
 _PARAM = re.compile(r"<(?:(?P<conv>[a-zA-Z_]+)(?:\([^>]*\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 # werkzeug's int/float converters match unsigned values only (`-1` is no route at all: 404)
-_CONVERTERS = {"int": {"type": "integer", "minimum": 0}, "float": {"type": "number", "minimum": 0}, "uuid": {"type": "string", "format": "uuid"}}
+_CONVERTERS = {"int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "float": {"type": "number", "minimum": 0}, "uuid": {"type": "string", "format": "uuid"}}
 _REF = "#/components/schemas/{model}"
 _ERROR_STATUSES = {
     400: "Invalid parameters or body",

@@ -10,11 +10,14 @@ and into the OpenAPI document (see `api/openapi.py` and DEVELOPERS.md).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 T = TypeVar("T")
+
+#: a database id in a query or body: bounded, so a huge number is a 400, not a database overflow
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class APIModel(BaseModel):
