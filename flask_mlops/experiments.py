@@ -394,7 +394,7 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
                   "observed": {CONTROL: control.to_dict(), TREATMENT: treatment.to_dict()}}
         if decision.action == HOLD:
             with state.session() as session, session.begin():
-                row = session.get(Rollout, rollout.id)
+                row = session.get_one(Rollout, rollout.id)
                 row.last_decision = record
         elif decision.action == ROLLBACK:
             _rollback(state, rollout, exp, record, actor="scheduler")
@@ -403,7 +403,7 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
         else:
             nxt = apply(current, decision, now)
             with state.session() as session, session.begin():
-                row, erow = session.get(Rollout, rollout.id), session.get(Experiment, exp.id)
+                row, erow = session.get_one(Rollout, rollout.id), session.get_one(Experiment, exp.id)
                 row.stage, row.stage_started_at, row.last_decision = nxt.stage, nxt.stage_started_at, record
                 row.history = [*row.history, record]
                 erow.share = decision.new_share
@@ -419,7 +419,7 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
 def _rollback(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict[str, Any], *, actor: str) -> None:
     reason = "; ".join(record["reasons"])
     with state.session() as session, session.begin():
-        row, erow = session.get(Rollout, rollout.id), session.get(Experiment, exp.id)
+        row, erow = session.get_one(Rollout, rollout.id), session.get_one(Experiment, exp.id)
         row.status, row.last_decision, row.history = ROLLED_BACK, record, [*row.history, record]
         erow.status, erow.share, erow.running_model, erow.ended_at, erow.outcome = ROLLED_BACK, 0.0, None, _now(), reason
         if row.on_breach == "archive":
@@ -439,7 +439,7 @@ def _complete(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict
     from .serving import PRODUCTION
 
     with state.session() as session, session.begin():
-        row, erow = session.get(Rollout, rollout.id), session.get(Experiment, exp.id)
+        row, erow = session.get_one(Rollout, rollout.id), session.get_one(Experiment, exp.id)
         row.status, row.last_decision, row.history = COMPLETED, record, [*row.history, record]
         erow.status, erow.share, erow.running_model, erow.ended_at = COMPLETED, 1.0, None, _now()
         erow.outcome = "; ".join(record["reasons"])

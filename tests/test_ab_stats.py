@@ -277,3 +277,13 @@ def test_real_effect_is_found_with_the_planned_power() -> None:
     rate, _ = _simulate(plan, 0.7, 0.75, range(100, 108), per_seed=250, looks=2)
     # 2,000 runs: SE ≈ 0.9 pt; allow ±4 points around the planned 80 %
     assert abs(rate - 0.8) <= 0.04
+
+
+def test_srm_counts_units_not_requests_when_known() -> None:
+    """Three requests per user inflate request counts; the check uses distinct units."""
+    plan = Plan(baseline=0.7, mde=0.05, share=0.3)
+    control = VariantSummary(2100, units=700)
+    treatment = VariantSummary(840, units=300)  # 28.6 % of requests, 30 % of units
+    assert stats.srm_counts(control, treatment, plan).counts == (700, 300)
+    assert not stats.srm_counts(control, treatment, plan).mismatch
+    assert stats.srm_counts(VariantSummary(2100), VariantSummary(840), plan).counts == (2100, 840)

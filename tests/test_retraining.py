@@ -219,3 +219,12 @@ def test_a_killed_retrain_leaves_production_serving(fast_app: Flask, served_inst
     assert failed["status"] == "failed" and "abandoned" in failed["error"]
     assert np.isfinite(float(response.get_json()["probability"]))
     assert retraining.start(state, "diabetes", background=False)["status"] in ("succeeded", "rejected")  # slot free again
+
+
+def test_cli_retrain_exits_non_zero_when_the_gates_reject(served_instance: Path, tmp_path: Path) -> None:
+    """A scheduled job (mlops-training.yml) relies on the exit code to fail on a gate failure."""
+    app = build_app(served_instance, base_config(tmp_path, **FAST, MLOPS_PROMOTION_GATES={"accuracy": 0.99}))
+    result = app.test_cli_runner().invoke(args=["mlops", "retrain", "--name", "diabetes", "--force"])
+    assert result.exit_code == 1, result.output
+    assert "rejected" in result.output and "failed the promotion gates" in result.output
+    assert get_state(app).models.production_versions() == {"diabetes": 1}

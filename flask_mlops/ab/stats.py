@@ -297,7 +297,7 @@ def srm_check(control_n: int, treatment_n: int, share: float, *, threshold: floa
     expected = (total * (1 - share), total * share)
     if total == 0 or share in (0.0, 1.0):
         return SRMResult((control_n, treatment_n), expected, 0.0, 1.0, threshold, False)
-    stat = sum((o - e) ** 2 / e for o, e in zip((control_n, treatment_n), expected))
+    stat = sum((o - e) ** 2 / e for o, e in zip((control_n, treatment_n), expected, strict=True))
     p = float(chi2_dist.sf(stat, 1))
     return SRMResult((control_n, treatment_n), expected, stat, p, threshold, p < threshold)
 

@@ -115,3 +115,5 @@ def retrain(name: str | None, force: bool, check_only: bool) -> None:
         raise click.ClickException(current["error"].splitlines()[0])
     res = current["result"] or {}
     click.echo(json.dumps({k: res.get(k) for k in ("version", "semver", "promoted", "candidate", "reason")}))
+    if current["status"] == "rejected":  # gates failed: a scheduled job must see it
+        raise click.ClickException(f"v{res.get('version')} failed the promotion gates: {res.get('reason')}")
