@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import threading
-import urllib.request
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -169,21 +168,13 @@ def get_experiment(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
 
 
 def _labels(state: MLOpsState, ids: np.ndarray) -> dict[str, Any]:
-    """Feedback labels by prediction id (store/feedback.py; none until it exists)."""
-    try:
-        from .store import feedback
-    except ImportError:
+    """Feedback labels by prediction id (from store/feedback.py)."""
+    from .store.feedback import labels_for
+
+    if not len(ids):
         return {}
-    table = getattr(feedback, "Feedback", None)
-    if table is None or not len(ids):
-        return {}
-    out: dict[str, Any] = {}
-    id_list = [str(i) for i in ids]
     with state.session() as session:
-        for start in range(0, len(id_list), 500):
-            chunk = id_list[start : start + 500]
-            out.update(session.execute(select(table.prediction_id, table.label).where(table.prediction_id.in_(chunk))).all())
-    return out
+        return labels_for(session, [str(i) for i in ids])
 
 
 def observations(
@@ -448,18 +439,12 @@ def _complete(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict
 
 
 def send_alert(state: MLOpsState, text: str, details: dict[str, Any]) -> None:
-    """Log a warning and POST `{"text", "details"}` to MLOPS_ALERT_WEBHOOK (in the background)."""
+    """Log a warning and POST `{"text", "details"}` to MLOPS_ALERT_WEBHOOK (in the background,
+    because a rollback may be evaluated inside a request: `POST /rollouts/evaluate`)."""
+    from .monitoring.alerts import post_webhook
+
     logger.warning("ALERT: %s", text)
     url = state.config.alert_webhook
-    if not url:
-        return
-
-    def post() -> None:
-        body = json.dumps({"text": text, "details": details}, default=str).encode()
-        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 (configured URL)
-        except OSError as exc:
-            logger.warning("alert webhook failed: %s", exc)
-
-    threading.Thread(target=post, name="mlops-alert", daemon=True).start()
+    if url:
+        payload = json.loads(json.dumps({"text": text, "details": details}, default=str))
+        threading.Thread(target=post_webhook, args=(url, payload), name="mlops-alert", daemon=True).start()

@@ -140,8 +140,11 @@ def summarize(
     if latency is not None:
         values = np.asarray(latency, dtype=np.float64)
         lat = [_latency(values[~is_t]), _latency(values[is_t])]
+    def count(key: str, i: int) -> int:
+        return counts.get(key, (0, 0))[i]
+
     parts = [
-        VariantSummary(*(counts.get(key, (0, 0))[i] for key in ("n", "errors", "labelled", "successes")), *lat[i])
+        VariantSummary(count("n", i), count("errors", i), count("labelled", i), count("successes", i), *lat[i])
         for i in (0, 1)
     ]
     return parts[0], parts[1]
