@@ -168,13 +168,18 @@ def get_experiment(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
 
 
 def _labels(state: MLOpsState, ids: np.ndarray) -> dict[str, Any]:
-    """Feedback labels by prediction id (from store/feedback.py)."""
-    from .store.feedback import labels_for
+    """Feedback labels by prediction id (the `Feedback` table of store/feedback.py)."""
+    from .store.feedback import Feedback
 
-    if not len(ids):
-        return {}
+    out: dict[str, Any] = {}
+    id_list = [str(i) for i in ids]
     with state.session() as session:
-        return labels_for(session, [str(i) for i in ids])
+        for start in range(0, len(id_list), 500):
+            chunk = id_list[start : start + 500]
+            out.update((pid, label) for pid, label in session.execute(
+                select(Feedback.prediction_id, Feedback.label).where(Feedback.prediction_id.in_(chunk))
+            ))
+    return out
 
 
 def observations(

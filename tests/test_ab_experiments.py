@@ -291,3 +291,18 @@ def _gunicorn_rollouts(server: Any) -> None:
     assert {r.headers["X-Model-Version"] for r in final} == {"2"}
     assert not any("X-MLOps-Variant" in r.headers for r in final)
     assert api("GET", f"/rollouts/{rollout['id']}")["status"] == "rolled_back"
+
+
+def test_results_count_feedback_labels_per_variant(ab_app: Flask) -> None:
+    client = ab_app.test_client()
+    exp = client.post("/mlops/api/experiments", json={"treatment_version": 2, "share": 0.5}, headers=AUTH).json
+    rng = np.random.default_rng(9)
+    ids = [client.post("/predict", json=_row(rng), headers={"X-User": f"fb-{i}"}).headers["X-Prediction-ID"] for i in range(60)]
+    for pid in ids[:40]:
+        sent = client.post("/mlops/api/feedback", json={"prediction_id": pid, "label": 1}, headers=AUTH)
+        assert sent.status_code < 300, sent.json
+    body = client.get(f"/mlops/api/experiments/{exp['id']}/results", headers=READ_AUTH).json
+    assert body["control"]["labelled"] + body["treatment"]["labelled"] == 40
+    records = {r["id"]: r for r in _records(ab_app)}
+    positives = sum(records[pid]["prediction"] == 1 for pid in ids[:40])
+    assert body["control"]["successes"] + body["treatment"]["successes"] == positives  # accuracy: prediction == label

@@ -13,7 +13,7 @@ from ..extension import get_state
 from ..registry import alias_version, list_versions
 from ..serving import PRODUCTION
 from .blueprint import route
-from .schemas import QueryModel, RequestModel, _utc
+from .schemas import Id, QueryModel, RequestModel, _utc
 
 
 def _actor() -> str:
@@ -22,18 +22,18 @@ def _actor() -> str:
 
 
 class PromoteBody(RequestModel):
-    version: int = Field(ge=1, description="Version to put in production.")
+    version: Id = Field(description="Version to put in production.")
     reason: str | None = Field(default=None, max_length=2000, description="Why (kept in the audit log).")
     force: bool = Field(default=False, description="Promote even if a gate fails (audited as forced).")
 
 
 class RollbackBody(RequestModel):
-    version: int | None = Field(default=None, ge=1, description="Target version (default: the previous production).")
+    version: Id | None = Field(default=None, description="Target version (default: the previous production).")
     reason: str | None = Field(default=None, max_length=2000)
 
 
 class ArchiveBody(RequestModel):
-    version: int = Field(ge=1)
+    version: Id
     reason: str | None = Field(default=None, max_length=2000)
 
 

@@ -18,7 +18,7 @@ from ..monitoring import service
 from ..monitoring.feedback import record_feedback
 from ..monitoring.html import render_drift_html
 from .blueprint import route
-from .schemas import WindowQuery
+from .schemas import Id, WindowQuery
 
 
 class PageWindowQuery(WindowQuery):
@@ -35,7 +35,7 @@ class AlertsQuery(PageWindowQuery):
 
 
 class DriftReportQuery(WindowQuery):
-    run: int | None = Field(default=None, ge=1, description="Show a stored drift run instead of computing one now.")
+    run: Id | None = Field(default=None, description="Show a stored drift run instead of computing one now.")
 
 
 def _window(query: WindowQuery) -> service.WindowSpec:
