@@ -5,8 +5,10 @@ hosts behind a load balancer with the `mlops` database and MLflow on PostgreSQL 
 docs/deployment.md). The hooks at the bottom are what flask-mlops needs after a fork.
 """
 
+import glob
 import multiprocessing
 import os
+import tempfile
 
 
 def _env(name, default):
@@ -43,6 +45,26 @@ loglevel = _env("GUNICORN_LOGLEVEL", "info")
 # each worker builds its own app (own DB connections, log descriptor, model copy, scheduler);
 # with preload_app=True the hooks below still keep workers independent
 preload_app = _env("GUNICORN_PRELOAD", "0") in ("1", "true", "yes")
+
+
+# -- Prometheus ---------------------------------------------------------------------------
+# multiprocess mode, so /mlops/metrics adds up every worker's counters: a folder per master,
+# set here (before any worker imports prometheus_client) unless the deployment chose one
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlops-prometheus-")
+
+
+def on_starting(server):
+    """The multiprocess folder must start empty: counters from an earlier run would add up."""
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.unlink(stale)
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges leave the multiprocess totals."""
+    from flask_mlops.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)
 
 
 # -- hooks --------------------------------------------------------------------------------

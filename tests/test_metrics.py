@@ -108,3 +108,20 @@ def test_gunicorn_workers_add_up(gunicorn_factory: Any, served_instance: Path, t
         assert sample(text, "mlops_predictions_total", model="diabetes", version="1", variant="", status="200") == n
         assert sample(text, "mlops_prediction_latency_seconds_count", model="diabetes", version="1") == n
         assert sample(text, "mlops_production_version", model="diabetes") == 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_gunicorn_conf_turns_multiprocess_mode_on_by_default(gunicorn_factory: Any, served_instance: Path, monkeypatch: Any) -> None:
+    """With no PROMETHEUS_MULTIPROC_DIR set, example_app/gunicorn.conf.py picks one, so counts still add up."""
+    import requests
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    server = gunicorn_factory(served_instance, workers=2)
+    n = 60
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = set(pool.map(lambda i: requests.post(f"{server.url}/predict", json=SAMPLE_ROW, headers={"Connection": "close"}, timeout=30).status_code, range(n)))
+    assert statuses == {200}
+    for _ in range(4):
+        text = requests.get(f"{server.url}/mlops/metrics", headers={**READ_AUTH, "Connection": "close"}, timeout=30).text
+        assert sample(text, "mlops_predictions_total", model="diabetes", version="1", variant="", status="200") == n
