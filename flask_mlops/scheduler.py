@@ -12,9 +12,8 @@ process takes over, marks the dead holder's unfinished runs ``abandoned`` and ca
 the latest tick if it was missed.
 
 Jobs live in a registry (`register_job`); each reads its schedule from one config key.
-The drift, retrain and rollout jobs call functions that other packages provide; while
-those are missing the run is recorded as ``unavailable`` with a ``not available: ...``
-reason instead of failing. Starting is lazy and fork-safe: nothing starts in `init_app`
+The drift, retrain and rollout jobs call the monitoring, retraining and experiments
+entry points; this module holds only the scheduling. Starting is lazy and fork-safe: nothing starts in `init_app`
 (which may run in gunicorn's master with ``preload_app``); the scheduler starts in the
 process that serves — from gunicorn's ``post_worker_init`` hook or on the first request.
 """
@@ -22,7 +21,6 @@ process that serves — from gunicorn's ``post_worker_init`` hook or on the firs
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import math
 import os
@@ -56,10 +54,6 @@ ANCHOR = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 class UnknownJobError(NotFoundError):
     code_name = "unknown_job"
-
-
-class JobUnavailable(Exception):
-    """Raised by a job whose implementation is not there (yet); recorded, not an error."""
 
 
 @dataclass(frozen=True)
@@ -179,8 +173,6 @@ def run_job(state: MLOpsState, name: str, *, holder: str, tick: datetime | None 
     started = time.perf_counter()
     try:
         result = _jsonable(spec.func(state))
-    except JobUnavailable as exc:
-        status, result = "unavailable", {"available": False, "reason": str(exc)}
     except Exception as exc:
         status, error = "failed", "".join(traceback.format_exception(exc))[-4000:]
         logger.exception("job %s (tick %s) failed", name, tick.isoformat())
@@ -190,49 +182,28 @@ def run_job(state: MLOpsState, name: str, *, holder: str, tick: datetime | None 
     return None if run is None else run.to_dict()
 
 
-def _call(candidates: tuple[str, ...], state: MLOpsState) -> Any:
-    """Call the first `module:function` that exists; else raise JobUnavailable saying why."""
-    reasons = []
-    for target in candidates:
-        module_name, func_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):  # the module itself is missing, not a bug inside it
-                reason = f"no module {exc.name}"
-                reasons += [reason] if reason not in reasons else []
-                continue
-            raise
-        func = getattr(module, func_name, None)
-        if func is None:
-            reasons.append(f"{module_name} has no {func_name}()")
-            continue
-        return func(state)
-    raise JobUnavailable(f"not available: {'; '.join(reasons)}")
-
-
-#: where the jobs find the other packages' entry points: `function(state) -> result`
-DRIFT_TARGETS = ("flask_mlops.monitoring.jobs:drift_check", "flask_mlops.monitoring:scheduled_drift_check")
-RETRAIN_TARGETS = ("flask_mlops.retraining:scheduled_check", "flask_mlops.retraining:check_and_retrain")
-ROLLOUT_TARGETS = ("flask_mlops.experiments:evaluate_rollouts", "flask_mlops.ab.jobs:evaluate_rollouts")
-
-
 @register_job("drift_check", schedule_key="MLOPS_DRIFT_CRON")
 def drift_check(state: MLOpsState) -> Any:
     """Drift check of every declared model's recent window; alerts on warning/critical."""
-    return _call(DRIFT_TARGETS, state)
+    from .monitoring.jobs import drift_check as run
+
+    return run(state)
 
 
 @register_job("retrain_check", schedule_key="MLOPS_RETRAIN_CRON")
 def retrain_check(state: MLOpsState) -> Any:
     """Retrain when a trigger fires (drift, decay, new labels, schedule)."""
-    return _call(RETRAIN_TARGETS, state)
+    from .retraining import scheduled_check
+
+    return scheduled_check(state)
 
 
 @register_job("rollout_evaluation", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")
 def rollout_evaluation(state: MLOpsState) -> Any:
     """Advance, hold or roll back running gradual rollouts."""
-    decisions = _call(ROLLOUT_TARGETS, state)
+    from .experiments import evaluate_rollouts
+
+    decisions = evaluate_rollouts(state)
     return {"rollouts": decisions} if isinstance(decisions, list) else decisions
 
 

@@ -194,12 +194,15 @@ class Gunicorn:
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.output = log_dir.parent / f"gunicorn-{self.port}.out"  # a file, not a pipe: a chatty server never blocks
 
     def start(self) -> Gunicorn:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "example_app/gunicorn.conf.py", "example_app.wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "example_app/gunicorn.conf.py", "example_app.wsgi:app"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )
         wait_http(f"{self.url}/mlops/api/health")
         return self
 
@@ -213,11 +216,11 @@ class Gunicorn:
             return ""
         self.proc.terminate()
         try:
-            out, _ = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out.decode(errors="replace")
+            self.proc.wait()
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
 
 
 @pytest.fixture

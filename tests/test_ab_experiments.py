@@ -226,18 +226,11 @@ def test_rollouts_under_gunicorn_with_two_workers(two_versions: Path, tmp_path: 
     the reload interval (1 s here), and a unit keeps its variant whichever worker serves it."""
     instance = tmp_path / "gunicorn-instance"
     shutil.copytree(two_versions, instance)
-    import threading
-
     server = gunicorn_factory(instance, workers=2, env={"MLOPS_RELOAD_INTERVAL": "1"})
-    # the failing version makes Flask log a traceback per request; drain the pipe so a full
-    # pipe buffer cannot block the workers (the fixture only reads it at stop())
-    log: list[bytes] = []
-    drain = threading.Thread(target=lambda: log.extend(iter(server.proc.stdout.readline, b"")), daemon=True)
-    drain.start()
     try:
         _gunicorn_rollouts(server)
     except BaseException:
-        print(b"".join(log)[-8000:].decode(errors="replace"))  # the workers' log, shown with the failure
+        print(server.output.read_text(errors="replace")[-8000:])  # the workers' log, shown with the failure
         raise
 
 

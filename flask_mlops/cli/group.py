@@ -54,6 +54,7 @@ def _fmt(value: Any) -> str:
 def load_commands() -> AppGroup:
     """Import the area modules (which add their commands); return the group."""
     from . import core  # noqa: F401
+    from . import experiments  # noqa: F401  (experiment, rollout)
     from . import models  # noqa: F401  (promote, rollback, archive, history, retrain)
     from . import monitoring  # noqa: F401  (drift, report)
     from . import ops  # noqa: F401  (scheduler, jobs, retention)

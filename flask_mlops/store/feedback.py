@@ -139,7 +139,8 @@ def labels_for(session: Session, ids: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for start in range(0, len(id_list), 500):
         chunk = id_list[start : start + 500]
-        out.update(session.execute(select(Feedback.prediction_id, Feedback.label).where(Feedback.prediction_id.in_(chunk))).tuples().all())
+        rows = session.execute(select(Feedback.prediction_id, Feedback.label).where(Feedback.prediction_id.in_(chunk)))
+        out.update((pid, label) for pid, label in rows)
     return out
 
 
