@@ -76,9 +76,11 @@ def in_process(app, rounds: int) -> dict[str, float]:
     tracked, untracked = [], []
     for i in range(rounds):
         if i % 2:
-            tracked.append(call("/tracked")); untracked.append(call("/untracked"))
+            tracked.append(call("/tracked"))
+            untracked.append(call("/untracked"))
         else:
-            untracked.append(call("/untracked")); tracked.append(call("/tracked"))
+            untracked.append(call("/untracked"))
+            tracked.append(call("/tracked"))
     assert all(s.startswith("200") for s in statuses), set(statuses)
     mt, mu = statistics.median(tracked), statistics.median(untracked)
     return {"median_tracked_us": mt, "median_untracked_us": mu, "added_us": mt - mu, "rounds": rounds}

@@ -82,19 +82,22 @@ def _gates(key: str, value: Any) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
+def _token_role(part: str) -> tuple[str, str]:
+    """`token:role` -> (token, role); a part without a known role suffix is an admin token."""
+    token, sep, role = part.rpartition(":")
+    return (token, role) if sep and role in ("read", "admin") else (part, "admin")
+
+
 def _tokens(key: str, value: Any) -> tuple[tuple[str, str], ...]:
     """A token, a comma list of `token[:role]`, or a mapping token -> role."""
     if value is None or value == "":
         return ()
     pairs: list[tuple[str, str]] = []
+    items: list[tuple[Any, Any]]
     if isinstance(value, Mapping):
         items = list(value.items())
     elif isinstance(value, str):
-        items = [
-            tuple(part.rsplit(":", 1)) if part.rsplit(":", 1)[-1] in ("read", "admin") else (part, "admin")
-            for part in (p.strip() for p in value.split(","))
-            if part
-        ]
+        items = [_token_role(part) for part in (p.strip() for p in value.split(",")) if part]
     elif isinstance(value, (list, tuple)):
         items = [(v, "admin") if isinstance(v, str) else tuple(v) for v in value]
     else:
@@ -138,13 +141,13 @@ def _default(f: Any) -> Any:
 class MLOpsConfig:
     """The validated configuration of one app (read once, never mutated)."""
 
-    # storage and servers
-    database_uri: str | None = _key(None, "SQLAlchemy URI of the `mlops` bind. Default: sqlite:///<instance>/mlops.db.")
-    tracking_uri: str | None = _key(None, "MLflow tracking/registry URI. Default: sqlite:///<instance>/mlflow.db.")
-    artifact_root: str | None = _key(None, "MLflow artifact root for new experiments. Default: <instance>/mlartifacts.")
+    # storage and servers (the None defaults are resolved against the instance folder by `load_config`)
+    database_uri: str = _key(None, "SQLAlchemy URI of the `mlops` bind. Default: sqlite:///<instance>/mlops.db.")
+    tracking_uri: str = _key(None, "MLflow tracking/registry URI. Default: sqlite:///<instance>/mlflow.db.")
+    artifact_root: str = _key(None, "MLflow artifact root for new experiments. Default: <instance>/mlartifacts.")
     experiment_name: str = _key("flask-mlops", "MLflow experiment that training runs are logged under.")
     log_dir: str = _key("logs", "Folder for the JSONL prediction log, drift reports and caches (relative to the working directory).")
-    model_cache_dir: str | None = _key(None, "Local copies of registered artifacts, sha256-checked. Default: <instance>/mlops_models.")
+    model_cache_dir: str = _key(None, "Local copies of registered artifacts, sha256-checked. Default: <instance>/mlops_models.")
     models: tuple[ModelSpec, ...] = _key((), "Declared models: {name: {task, features, target, data, ...}} (see README).", _models)
     url_prefix: str = _key("/mlops", "Where the blueprint (API, dashboard, metrics) is mounted.", _prefix)
     # serving

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from werkzeug.wrappers import Response
-
 from werkzeug.exceptions import (
     BadRequest,
     Conflict,
@@ -19,6 +17,7 @@ from werkzeug.exceptions import (
     Unauthorized,
     UnprocessableEntity,
 )
+from werkzeug.wrappers import Response
 
 
 class MLOpsError(Exception):

@@ -85,11 +85,24 @@ class Metrics:
             "mlops_rollout_events", "Experiment and rollout steps by action.", ["model", "experiment", "action"], registry=None
         )
         self._own = [self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts]
+        # labelled children of the per-request metrics, cached: `labels()` costs more than `inc()`
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         if not self.multiprocess:
             for metric in self._own:
                 self.registry.register(metric)
         self.registry.register(StateCollector(state))
+
+    def observe(self, model: str, version: str, variant: str, status: int, seconds: float) -> None:
+        key = (model, version, variant, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.predictions.labels(model, version, variant, str(status)),
+                self.latency.labels(model, version, variant),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         if not self.multiprocess:
@@ -161,9 +174,7 @@ def observe_prediction(state: MLOpsState, model: str, result: Prediction | None,
             variant = result.variant or ""
         else:
             version, variant = state.models.production_versions().get(model), ""
-        v = "" if version is None else str(version)
-        metrics.predictions.labels(model, v, variant, str(status)).inc()
-        metrics.latency.labels(model, v, variant).observe(seconds)
+        metrics.observe(model, "" if version is None else str(version), variant, status, seconds)
     except Exception:  # metrics must never break a prediction
         logger.exception("metrics: could not record a prediction")
 

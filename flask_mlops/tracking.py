@@ -8,6 +8,7 @@ else from the view's JSON response (`prediction`, `probability`, `model_version`
 from __future__ import annotations
 
 import functools
+from contextvars import ContextVar
 import logging
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
@@ -15,7 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from flask import current_app, g, has_request_context, request
+from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .extension import get_state
@@ -28,12 +29,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_G_KEY = "_mlops_track"
 MAX_LOGGED_FIELDS = 256
 
 
 class TrackContext:
-    """Per-request scratch space on `flask.g`, filled by `mlops.predict()`."""
+    """Per-request scratch space (in `_CURRENT`), filled by `mlops.predict()`."""
 
     __slots__ = ("model", "prediction_id", "result", "features")
 
@@ -48,11 +48,13 @@ class TrackContext:
         self.features = features
 
 
+#: the tracked request being served in this thread/task (a ContextVar: cheaper than flask.g)
+_CURRENT: ContextVar[TrackContext | None] = ContextVar("mlops_track", default=None)
+
+
 def current_context(model: str) -> TrackContext | None:
     """The tracking context of this request if its tracked model is `model`."""
-    if not has_request_context():
-        return None
-    ctx = g.get(_G_KEY)
+    ctx = _CURRENT.get()
     return ctx if ctx is not None and ctx.model == model else None
 
 
@@ -141,16 +143,17 @@ def track(
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if g.get(_G_KEY) is not None:  # nested tracked views: the outer one logs
+            if _CURRENT.get() is not None:  # nested tracked views: the outer one logs
                 return view(*args, **kwargs)
-            state = get_state()
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            state = get_state(app)
             started = perf_counter()
             ctx = TrackContext(model, new_prediction_id())
-            setattr(g, _G_KEY, ctx)
+            token = _CURRENT.set(ctx)
             response = None
             status, error = 500, None
             try:
-                response = current_app.make_response(view(*args, **kwargs))
+                response = app.make_response(view(*args, **kwargs))
                 status = response.status_code
                 return _stamp(response, ctx, state, model)
             except HTTPException as exc:
@@ -160,7 +163,7 @@ def track(
                 status, error = 500, f"{type(exc).__name__}: {exc}"
                 raise
             finally:
-                g.pop(_G_KEY, None)
+                _CURRENT.reset(token)
                 observe_prediction(state, model, ctx.result, status, perf_counter() - started)
                 if (status < 400 or state.config.log_errors) and _sampled(ctx.prediction_id, state.config.log_sample_rate):
                     _log(state, model, ctx, features, response, started, status, error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 
@@ -37,6 +38,19 @@ def test_every_rule_under_the_prefix_is_documented(app: Flask) -> None:
         path = re.sub(r"<(?:[^>:]+:)?([^>]+)>", r"{\1}", rule.rule)
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, f"{method} {rule.rule} ({rule.endpoint}) is not in openapi.json"
+
+
+def test_every_json_route_declares_its_response_schema(app: Flask) -> None:
+    """Issue 6: one response model per JSON endpoint, so the fuzz test checks every answer."""
+    missing = [d.endpoint for d in ROUTES.values() if d.include_in_schema and d.produces == "application/json" and d.response_model is None]
+    assert not missing, f"JSON routes without response_model: {missing}"
+    doc = _doc(app)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if schema is not None:
+                    assert "$ref" in schema, f"{method.upper()} {path} {status}: bare JSON schema {schema}"
 
 
 def test_operations_carry_security_errors_and_schemas(app: Flask) -> None:
@@ -129,3 +143,17 @@ def test_consistent_json_errors_404_405_413(app: Flask) -> None:
     assert root.status_code == 405 and root.is_json
     big = client.post("/mlops/login", data={"token": "x" * 2_000_000})
     assert big.status_code == 413 and big.json["error"]["code"] == "request_entity_too_large"
+
+
+@pytest.mark.parametrize("query", [
+    "alerts?cursor=%C2%B2",  # "²".isdigit() is True, int("²") raises
+    "alerts?cursor=99999999999999999999999",  # past 64 bits: the database driver overflows
+    "jobs?cursor=99999999999999999999999",
+    "jobs?cursor=%C2%B2",
+    "monitoring/drift/runs?cursor=%C2%B2",
+    "experiments?limit=%C2%B2",
+    "stats/summary?hours=%C2%B2",
+])
+def test_odd_numbers_in_queries_are_400_not_500(app: Flask, query: str) -> None:
+    r = app.test_client().get(f"/mlops/api/{query}", headers=READ_AUTH)
+    assert r.status_code == 400 and r.json["error"]["code"] in ("invalid_query", "validation_error"), (r.status_code, r.json)

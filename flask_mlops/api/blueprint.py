@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from ..auth import require, unauthorised_page
 from ..errors import AuthenticationError, MLOpsError, NotFoundError, PermissionDenied, ValidationError, error_body
 from ..extension import get_state
+from .schemas import MAX_ID
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ JSON = "application/json"
 HTML = "text/html"
 FORM = "application/x-www-form-urlencoded"
 _ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-MAX_ID = 2**63 - 1  # the largest integer a database id column holds
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class RouteDoc:
     query_model: type[BaseModel] | None = None
     request_model: type[BaseModel] | None = None
     request_type: str = JSON
+    body_required: bool = True
     response_model: Any = None  # a pydantic model class (or a parametrised generic such as Page[X])
     status: int = 200
     produces: str = JSON
@@ -74,6 +75,7 @@ def route(
     query_model: type[BaseModel] | None = None,
     request_model: type[BaseModel] | None = None,
     request_type: str = JSON,
+    body_required: bool = True,
     response_model: Any = None,
     status: int | None = None,
     produces: str | None = None,
@@ -87,7 +89,8 @@ def route(
 
     `role` None makes it public, else it is enforced (`read` < `admin`). With `query_model`
     the view gets `query=` (the parsed query string); with `request_model` it gets `body=`
-    (the parsed JSON body, or form with `request_type=FORM`). A view may return a pydantic
+    (the parsed JSON body, or form with `request_type=FORM`; with `body_required=False` an
+    empty body counts as `{}`, for bodies whose fields are all optional). A view may return a pydantic
     model (rendered as JSON with `status`) or any Flask response value. `blueprint` (tests)
     declares the route on another blueprint than the extension's.
     """
@@ -111,7 +114,7 @@ def route(
             if query_model is not None:
                 kwargs["query"] = parse_query(query_model)
             if request_model is not None:
-                kwargs["body"] = parse_body(request_model, request_type)
+                kwargs["body"] = parse_body(request_model, request_type, required=body_required)
             result = view(*args, **kwargs)
             if isinstance(result, BaseModel):
                 response = jsonify(result.model_dump(mode="json"))
@@ -135,6 +138,7 @@ def route(
             query_model=query_model,
             request_model=request_model,
             request_type=request_type,
+            body_required=body_required,
             response_model=response_model,
             status=success,
             produces=produces or (JSON if api else HTML),
@@ -166,9 +170,11 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
         raise ValidationError("invalid query parameters", code="invalid_query", details=_errors(exc)) from exc
 
 
-def parse_body(model: type[BaseModel], kind: str = JSON) -> BaseModel:
+def parse_body(model: type[BaseModel], kind: str = JSON, *, required: bool = True) -> BaseModel:
     if kind == FORM:
         data: Any = request.form.to_dict()
+    elif not required and not request.get_data():
+        data = {}
     else:
         data = request.get_json(silent=True)
         if data is None:

@@ -2,150 +2,264 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from flask import jsonify, request
+from flask import jsonify
+from pydantic import ConfigDict, Field
 
 from .. import experiments as core
 from ..errors import ValidationError
 from ..extension import get_state
 from .blueprint import route
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
+
+TAGS = ("experiments",)
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and not request.get_data():
-        return {}
-    if not isinstance(body, dict):
-        raise ValidationError("request body must be a JSON object", code="malformed_json")
-    return body
+# -- inputs ------------------------------------------------------------------------------------
+class _StrictBody(RequestModel):
+    """JSON bodies here are strict: `"2"` is not a version and `"true"` is not a boolean."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _int(body: dict[str, Any], key: str, *, required: bool = False) -> int | None:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise ValidationError(f"{key} is required", details={"fields": {key: "missing"}})
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{key} must be an integer", details={"fields": {key: "invalid"}})
-    return value
+class ExperimentsQuery(QueryModel):
+    model: str | None = Field(default=None, max_length=200, description="Only experiments of this model.")
+    status: str | None = Field(default=None, max_length=20, description="Only experiments in this status (running, stopped, promoted, ...).")
+    limit: int = Field(default=50, ge=1, le=1000, description="Most experiments, newest first.")
 
 
-def _number(body: dict[str, Any], key: str, default: float) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{key} must be a number", details={"fields": {key: "invalid"}})
-    return float(value)
+class RolloutsQuery(QueryModel):
+    model: str | None = Field(default=None, max_length=200, description="Only rollouts of this model.")
 
 
-def _obj(body: dict[str, Any], key: str) -> dict[str, Any] | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise ValidationError(f"{key} must be an object", details={"fields": {key: "invalid"}})
-    return value
+class ExperimentIn(_StrictBody):
+    model: str | None = Field(default=None, max_length=200, description="Required when more than one model is declared.")
+    treatment_version: Id = Field(description="The version to test against the control.")
+    control_version: Id | None = Field(default=None, description="Default: the production version.")
+    share: float = Field(default=0.5, gt=0, lt=1, description="Share of units served the treatment.")
+    name: str | None = Field(default=None, max_length=200)
+    metric: str = Field(default="accuracy", max_length=50, description=f"Primary metric: {', '.join(core.METRICS)}.")
+    plan: dict[str, Any] | None = Field(default=None, description="alpha, power, baseline, mde, planned_control, planned_treatment, srm_threshold.")
+    guardrails: dict[str, Any] | None = Field(default=None, description="Overrides of the guardrail limits (unknown names are refused).")
+    actor: str | None = Field(default=None, max_length=200, description="Who (kept in the audit log); default `api`.")
 
 
-def _model(body: dict[str, Any]) -> str:
-    model = body.get("model")
+class EndIn(_StrictBody):
+    reason: str | None = Field(default=None, max_length=2000, description="Why (kept in the audit log).")
+    actor: str | None = Field(default=None, max_length=200)
+
+
+class StageIn(_StrictBody):
+    share: float = Field(gt=0, le=1, description="Treatment share during the stage.")
+    min_duration_s: float = Field(default=3600.0, ge=0, le=10**9)
+    min_samples: int = Field(default=500, ge=0, le=2**31 - 1, description="Treatment requests observed before moving on.")
+
+
+class RolloutIn(_StrictBody):
+    model: str | None = Field(default=None, max_length=200, description="Required when more than one model is declared.")
+    treatment_version: Id
+    stages: list[StageIn | float] | None = Field(default=None, max_length=100, description="Stages (or bare shares), increasing, ending at 1.0.")
+    guardrails: dict[str, Any] | None = None
+    on_breach: Literal["keep", "archive"] = Field(default="keep", description="What happens to the treatment version on a rollback.")
+    require_accuracy: bool = False
+    actor: str | None = Field(default=None, max_length=200)
+
+
+# -- outputs -----------------------------------------------------------------------------------
+class ExperimentOut(APIModel):
+    id: Id
+    model: str
+    name: str | None
+    kind: Literal["experiment", "rollout"]
+    status: str
+    control_version: Id
+    treatment_version: Id
+    share: float
+    unit_key: str
+    metric: str
+    plan: dict[str, Any]
+    guardrails: dict[str, Any]
+    outcome: str | None
+    actor: str
+    created_at: datetime | None
+    ended_at: datetime | None
+    rollout_id: Id | None = Field(default=None, description="Only on a rollout's experiment (`GET /experiments/<id>`).")
+
+
+class ExperimentList(APIModel):
+    experiments: list[ExperimentOut]
+
+
+class VariantOut(APIModel):
+    """What one variant saw (null where there is no data yet)."""
+
+    n: int
+    errors: int
+    error_rate: float | None
+    labelled: int
+    successes: int
+    rate: float | None
+    latency_mean_ms: float | None
+    latency_var_ms2: float | None
+    latency_p95_ms: float | None
+    units: int | None
+
+
+class GuardrailCheckOut(APIModel):
+    name: str
+    ok: bool | None = Field(description="null while there is too little data to judge.")
+    control: float | None
+    treatment: float | None
+    limit: float | None
+    message: str
+
+
+class VerdictOut(APIModel):
+    action: Literal["continue", "promote_treatment", "keep_control", "stop_guardrail"]
+    reasons: list[str]
+
+
+class ResultsOut(APIModel):
+    """Every statistic of an experiment and its verdict (see docs/ab-testing.md)."""
+
+    experiment: ExperimentOut
+    control: VariantOut
+    treatment: VariantOut
+    plan: dict[str, Any]
+    bayes: dict[str, Any]
+    ztest: dict[str, Any]
+    latency_welch: dict[str, Any]
+    srm: dict[str, Any]
+    guardrails: list[GuardrailCheckOut]
+    verdict: VerdictOut
+
+
+class StageOut(APIModel):
+    share: float
+    min_duration_s: float
+    min_samples: int
+
+
+class RolloutOut(APIModel):
+    id: Id
+    experiment_id: Id
+    model: str
+    status: str
+    stage: int = Field(ge=0, description="Index of the current stage in `stages`.")
+    stages: list[StageOut]
+    share: float
+    control_version: Id
+    treatment_version: Id
+    stage_started_at: datetime
+    on_breach: Literal["keep", "archive"]
+    require_accuracy: bool
+    guardrails: dict[str, Any]
+    last_decision: dict[str, Any] | None
+    history: list[dict[str, Any]]
+
+
+class RolloutList(APIModel):
+    rollouts: list[RolloutOut]
+
+
+class DecisionOut(APIModel):
+    rollout_id: Id
+    action: Literal["advance", "hold", "rollback", "complete"]
+    new_share: float
+    stage: int
+    reasons: list[str]
+    checks: list[GuardrailCheckOut]
+
+
+class DecisionList(APIModel):
+    decisions: list[DecisionOut]
+
+
+CONFLICT = {409: ErrorBody}
+
+
+# -- routes ------------------------------------------------------------------------------------
+def _model(name: str | None) -> str:
     names = get_state().config.model_names
-    if model is None and len(names) == 1:
-        return names[0]
-    if not isinstance(model, str):
-        raise ValidationError("model is required", details={"fields": {"model": "missing"}, "known_models": names})
-    return model
+    if name is None:
+        if len(names) != 1:
+            raise ValidationError("model is required", details={"fields": {"model": "missing"}, "known_models": names})
+        return str(names[0])
+    return name
 
 
-def _actor(body: dict[str, Any]) -> str:
-    actor = body.get("actor")
-    return actor[:200] if isinstance(actor, str) and actor else "api"
-
-
-@route("/experiments", methods=("GET",), tags=("experiments",))
-def list_experiments() -> Any:
-    limit = request.args.get("limit", "50")
-    if not limit.isdigit():
-        raise ValidationError("limit must be a positive integer", details={"fields": {"limit": "invalid"}})
-    items = core.list_experiments(
-        get_state(), model=request.args.get("model"), status=request.args.get("status"), limit=int(limit)
-    )
+@route("/experiments", query_model=ExperimentsQuery, response_model=ExperimentList, tags=TAGS)
+def list_experiments(query: ExperimentsQuery) -> Any:
+    """Experiments and rollouts' experiments, newest first."""
+    items = core.list_experiments(get_state(), model=query.model, status=query.status, limit=query.limit)
     return jsonify({"experiments": items})
 
 
-@route("/experiments", methods=("POST",), role="admin", tags=("experiments",))
-def create_experiment() -> Any:
-    body = _body()
-    metric = body.get("metric", "accuracy")
+@route("/experiments", methods=("POST",), role="admin", request_model=ExperimentIn, response_model=ExperimentOut,
+       status=201, responses=CONFLICT, tags=TAGS)
+def create_experiment(body: ExperimentIn) -> Any:
+    """Start an A/B test of `treatment_version` against production (409 while one is running)."""
     created = core.create_experiment(
-        get_state(),
-        _model(body),
-        _int(body, "treatment_version", required=True),  # type: ignore[arg-type]
-        control_version=_int(body, "control_version"),
-        share=_number(body, "share", 0.5),
-        name=body.get("name") if isinstance(body.get("name"), str) else None,
-        metric=metric if isinstance(metric, str) else "accuracy",
-        plan=_obj(body, "plan"),
-        guardrails=_obj(body, "guardrails"),
-        actor=_actor(body),
+        get_state(), _model(body.model), body.treatment_version, control_version=body.control_version,
+        share=body.share, name=body.name, metric=body.metric, plan=body.plan, guardrails=body.guardrails,
+        actor=body.actor or "api",
     )
     return jsonify(created), 201
 
 
-@route("/experiments/<int:experiment_id>", methods=("GET",), tags=("experiments",))
+@route("/experiments/<int:experiment_id>", response_model=ExperimentOut, tags=TAGS)
 def get_experiment(experiment_id: int) -> Any:
+    """One experiment (with `rollout_id` when a rollout drives it)."""
     return jsonify(core.get_experiment(get_state(), experiment_id))
 
 
-@route("/experiments/<int:experiment_id>/results", methods=("GET",), tags=("experiments",))
+@route("/experiments/<int:experiment_id>/results", response_model=ResultsOut, tags=TAGS)
 def experiment_results(experiment_id: int) -> Any:
+    """Per-variant outcomes, Bayesian and frequentist statistics, SRM, guardrails and the verdict."""
     return jsonify(core.experiment_results(get_state(), experiment_id))
 
 
-@route("/experiments/<int:experiment_id>/stop", methods=("POST",), role="admin", tags=("experiments",))
-def stop_experiment(experiment_id: int) -> Any:
-    body = _body()
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
-    return jsonify(core.stop_experiment(get_state(), experiment_id, actor=_actor(body), reason=reason))
+@route("/experiments/<int:experiment_id>/stop", methods=("POST",), role="admin", request_model=EndIn, body_required=False,
+       response_model=ExperimentOut, responses=CONFLICT, tags=TAGS)
+def stop_experiment(experiment_id: int, body: EndIn) -> Any:
+    """End a running experiment; everyone is served production again (409 if it is not running)."""
+    return jsonify(core.stop_experiment(get_state(), experiment_id, actor=body.actor or "api", reason=body.reason))
 
 
-@route("/experiments/<int:experiment_id>/promote", methods=("POST",), role="admin", tags=("experiments",))
-def promote_experiment(experiment_id: int) -> Any:
-    body = _body()
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
-    return jsonify(core.promote_experiment(get_state(), experiment_id, actor=_actor(body), reason=reason))
+@route("/experiments/<int:experiment_id>/promote", methods=("POST",), role="admin", request_model=EndIn, body_required=False,
+       response_model=ExperimentOut, responses=CONFLICT, tags=TAGS)
+def promote_experiment(experiment_id: int, body: EndIn) -> Any:
+    """Make the treatment production and end the experiment (409 if it is not running)."""
+    return jsonify(core.promote_experiment(get_state(), experiment_id, actor=body.actor or "api", reason=body.reason))
 
 
-@route("/rollouts", methods=("GET",), tags=("experiments",))
-def list_rollouts() -> Any:
-    return jsonify({"rollouts": core.list_rollouts(get_state(), model=request.args.get("model"))})
+@route("/rollouts", query_model=RolloutsQuery, response_model=RolloutList, tags=TAGS)
+def list_rollouts(query: RolloutsQuery) -> Any:
+    """Gradual rollouts, newest first."""
+    return jsonify({"rollouts": core.list_rollouts(get_state(), model=query.model)})
 
 
-@route("/rollouts", methods=("POST",), role="admin", tags=("experiments",))
-def start_rollout() -> Any:
-    body = _body()
-    stages = body.get("stages")
-    if stages is not None and not isinstance(stages, list):
-        raise ValidationError("stages must be a list", details={"fields": {"stages": "invalid"}})
-    on_breach = body.get("on_breach", "keep")
+@route("/rollouts", methods=("POST",), role="admin", request_model=RolloutIn, response_model=RolloutOut,
+       status=201, responses=CONFLICT, tags=TAGS)
+def start_rollout(body: RolloutIn) -> Any:
+    """Start a gradual rollout of `treatment_version` at its first stage's share (409 while an experiment runs)."""
+    stages = None if body.stages is None else [s if isinstance(s, float) else s.model_dump() for s in body.stages]
     created = core.start_rollout(
-        get_state(),
-        _model(body),
-        _int(body, "treatment_version", required=True),  # type: ignore[arg-type]
-        stages=stages,
-        guardrails=_obj(body, "guardrails"),
-        on_breach=on_breach if isinstance(on_breach, str) else "",
-        require_accuracy=bool(body.get("require_accuracy", False)),
-        actor=_actor(body),
+        get_state(), _model(body.model), body.treatment_version, stages=stages, guardrails=body.guardrails,
+        on_breach=body.on_breach, require_accuracy=body.require_accuracy, actor=body.actor or "api",
     )
     return jsonify(created), 201
 
 
-@route("/rollouts/<int:rollout_id>", methods=("GET",), tags=("experiments",))
+@route("/rollouts/<int:rollout_id>", response_model=RolloutOut, tags=TAGS)
 def get_rollout(rollout_id: int) -> Any:
+    """One rollout: stage, share, guardrails, the last decision and the history."""
     return jsonify(core.get_rollout(get_state(), rollout_id))
 
 
-@route("/rollouts/evaluate", methods=("POST",), role="admin", tags=("experiments",))
+@route("/rollouts/evaluate", methods=("POST",), role="admin", response_model=DecisionList, tags=TAGS)
 def evaluate_rollouts() -> Any:
     """Run one rollout evaluation now (what the scheduler does on its interval)."""
     return jsonify({"decisions": core.evaluate_rollouts(get_state())})

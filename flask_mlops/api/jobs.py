@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import jsonify
@@ -11,7 +12,7 @@ from ..extension import get_state
 from ..scheduler import get_job, overview
 from ..store import leases
 from .blueprint import route
-from .schemas import QueryModel
+from .schemas import APIModel, Id, QueryModel, id_cursor
 
 
 class JobsQuery(QueryModel):
@@ -20,20 +21,57 @@ class JobsQuery(QueryModel):
     cursor: str | None = Field(default=None, max_length=500, description="`next_cursor` of the previous page.")
 
 
-@route("/jobs", query_model=JobsQuery, tags=("jobs",))
+class JobRunOut(APIModel):
+    id: Id
+    job: str
+    tick: datetime = Field(description="The scheduled fire time (manual runs: the start time).")
+    trigger: str = Field(description="`schedule` or `manual`.")
+    holder: str
+    status: str = Field(description="running, succeeded, failed or unavailable.")
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class ScheduleOut(APIModel):
+    key: str = Field(description="The config key that sets it (MLOPS_..._CRON or MLOPS_..._INTERVAL_S).")
+    value: str | float | None
+
+
+class JobOut(APIModel):
+    name: str
+    description: str
+    schedule: ScheduleOut
+    next_run: datetime | None
+    last_run: JobRunOut | None
+
+
+class LeaseOut(APIModel):
+    name: str
+    holder: str | None
+    expires_at: datetime
+    fence: int
+    active: bool
+
+
+class JobsOut(APIModel):
+    enabled: bool
+    running_here: bool = Field(description="Whether this process runs the scheduler.")
+    lease: LeaseOut | None
+    jobs: list[JobOut]
+    runs: list[JobRunOut]
+    next_cursor: str | None
+
+
+@route("/jobs", query_model=JobsQuery, response_model=JobsOut, tags=("jobs",))
 def list_jobs(query: JobsQuery) -> Any:
     """Scheduled jobs (schedule, next and last run), the lease holder, and recent runs, newest first."""
-    from ..errors import ValidationError
-
     state = get_state()
     if query.job is not None:
         get_job(query.job)  # 404 listing the registered jobs
-    before = None
-    if query.cursor is not None:
-        if not query.cursor.isdigit():
-            raise ValidationError("cursor must be the next_cursor of a previous page", details={"fields": {"cursor": "invalid"}})
-        before = int(query.cursor)
-    runs = leases.list_runs(state.engine, job=query.job, limit=query.limit + 1, before_id=before)
+    runs = leases.list_runs(state.engine, job=query.job, limit=query.limit + 1, before_id=id_cursor(query.cursor))
     page, more = runs[: query.limit], len(runs) > query.limit
     return jsonify(
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import jsonify
@@ -13,7 +14,7 @@ from ..extension import get_state
 from ..registry import alias_version, list_versions
 from ..serving import PRODUCTION
 from .blueprint import route
-from .schemas import Id, QueryModel, RequestModel, _utc
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc
 
 
 def _actor() -> str:
@@ -38,10 +39,91 @@ class ArchiveBody(RequestModel):
 
 
 class HistoryQuery(QueryModel):
-    since: Any = Field(default=None, description="ISO-8601 UTC; events at or after.")
-    until: Any = Field(default=None, description="ISO-8601 UTC; events at or before.")
-    at: Any = Field(default=None, description="ISO-8601 UTC: also answer which version was in production then.")
+    since: str | None = Field(default=None, max_length=64, description="ISO-8601 UTC; events at or after.")
+    until: str | None = Field(default=None, max_length=64, description="ISO-8601 UTC; events at or before.")
+    at: str | None = Field(default=None, max_length=64, description="ISO-8601 UTC: also answer which version was in production then.")
     limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class VersionOut(APIModel):
+    model: str
+    version: Id
+    run_id: str | None = Field(description="The MLflow run that logged it.")
+    sha256: str = Field(description="Digest of the serving artifact.")
+    threshold: float | None
+    metrics: dict[str, Any]
+    status: str = Field(description="production, candidate, superseded, rolled_back, archived, ...")
+    aliases: list[str]
+    created_at: str | None
+    semver: str | None
+    tags: dict[str, Any] | None
+
+
+class ModelOut(APIModel):
+    name: str
+    production: Id | None = Field(description="The version in production (null before the first promotion).")
+    versions: list[VersionOut] = Field(description="Newest first.")
+
+
+class ModelsOut(APIModel):
+    models: list[ModelOut]
+
+
+class GateCheckOut(APIModel):
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    detail: str
+
+
+class GatesOut(APIModel):
+    passed: bool
+    checks: list[GateCheckOut]
+
+
+class PromoteOut(APIModel):
+    model: str
+    version: Id
+    previous: Id | None
+    changed: bool = Field(description="False when the version already was in production.")
+    gates: GatesOut | None
+
+
+class RollbackOut(APIModel):
+    model: str
+    version: Id
+    previous: Id | None
+    changed: bool
+
+
+class ArchiveOut(APIModel):
+    model: str
+    version: Id
+    changed: bool = Field(description="False when the version already was archived.")
+    removed_aliases: list[str] | None = Field(default=None, description="Only when `changed`.")
+
+
+class EventOut(APIModel):
+    id: Id
+    ts: datetime
+    action: str
+    version: Id | None
+    previous_version: Id | None
+    actor: str
+    reason: str | None
+    details: dict[str, Any]
+
+
+class HistoryOut(APIModel):
+    model: str
+    production: Id | None
+    events: list[EventOut] = Field(description="Newest first.")
+    at: datetime | None = Field(default=None, description="Only with `at`: the moment asked about.")
+    production_at: Id | None = Field(default=None, description="Only with `at`: the version in production then.")
+
+
+CHANGES = {404: ErrorBody, 409: ErrorBody}
 
 
 def _model_dict(state: Any, name: str) -> dict[str, Any]:
@@ -52,14 +134,14 @@ def _model_dict(state: Any, name: str) -> dict[str, Any]:
     }
 
 
-@route("/models", tags=("models",))
+@route("/models", response_model=ModelsOut, tags=("models",))
 def list_models() -> Any:
     """Every declared model with its versions (newest first), aliases, status, semver and metrics."""
     state = get_state()
     return jsonify({"models": [_model_dict(state, name) for name in state.config.model_names]})
 
 
-@route("/models/<name>", tags=("models",))
+@route("/models/<name>", response_model=ModelOut, tags=("models",))
 def get_model(name: str) -> Any:
     """One model's versions and its production version."""
     state = get_state()
@@ -67,8 +149,8 @@ def get_model(name: str) -> Any:
     return jsonify(_model_dict(state, name))
 
 
-@route("/models/<name>/promote", methods=("POST",), role="admin", request_model=PromoteBody, tags=("models",),
-       responses={422: None, 404: None, 409: None})
+@route("/models/<name>/promote", methods=("POST",), role="admin", request_model=PromoteBody, response_model=PromoteOut,
+       tags=("models",), responses={**CHANGES, 422: ErrorBody})
 def promote_model(name: str, body: PromoteBody) -> Any:
     """Point production at a version if it passes the promotion gates (422 with every check otherwise)."""
     state = get_state()
@@ -76,8 +158,8 @@ def promote_model(name: str, body: PromoteBody) -> Any:
     return jsonify(lifecycle.promote(state, name, body.version, actor=_actor(), reason=body.reason, force=body.force))
 
 
-@route("/models/<name>/rollback", methods=("POST",), role="admin", request_model=RollbackBody, tags=("models",),
-       responses={404: None, 409: None})
+@route("/models/<name>/rollback", methods=("POST",), role="admin", request_model=RollbackBody, response_model=RollbackOut,
+       tags=("models",), responses=CHANGES)
 def rollback_model(name: str, body: RollbackBody) -> Any:
     """Production back to the previous production version, or to `version`."""
     state = get_state()
@@ -85,8 +167,8 @@ def rollback_model(name: str, body: RollbackBody) -> Any:
     return jsonify(lifecycle.rollback(state, name, body.version, actor=_actor(), reason=body.reason))
 
 
-@route("/models/<name>/archive", methods=("POST",), role="admin", request_model=ArchiveBody, tags=("models",),
-       responses={404: None, 409: None})
+@route("/models/<name>/archive", methods=("POST",), role="admin", request_model=ArchiveBody, response_model=ArchiveOut,
+       tags=("models",), responses=CHANGES)
 def archive_model(name: str, body: ArchiveBody) -> Any:
     """Archive a version that is not in production (its other aliases are removed)."""
     state = get_state()
@@ -94,7 +176,7 @@ def archive_model(name: str, body: ArchiveBody) -> Any:
     return jsonify(lifecycle.archive(state, name, body.version, actor=_actor(), reason=body.reason))
 
 
-@route("/models/<name>/history", query_model=HistoryQuery, tags=("models",))
+@route("/models/<name>/history", query_model=HistoryQuery, response_model=HistoryOut, tags=("models",))
 def model_history(name: str, query: HistoryQuery) -> Any:
     """Audit events (who, what, when, why), newest first; with `at`, the version in production then."""
     from datetime import datetime

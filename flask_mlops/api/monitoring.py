@@ -7,10 +7,11 @@ as one offline HTML page.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from flask import Response, jsonify, request
-from pydantic import Field
+from flask import Response, jsonify
+from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
 from ..extension import get_state
@@ -18,7 +19,7 @@ from ..monitoring import service
 from ..monitoring.feedback import record_feedback
 from ..monitoring.html import render_drift_html
 from .blueprint import route
-from .schemas import Id, WindowQuery
+from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor
 
 
 class PageWindowQuery(WindowQuery):
@@ -38,69 +39,235 @@ class DriftReportQuery(WindowQuery):
     run: Id | None = Field(default=None, description="Show a stored drift run instead of computing one now.")
 
 
+class SummaryQuery(QueryModel):
+    hours: int = Field(default=24, ge=1, le=24 * 90, description="How far back the traffic counts go.")
+
+
+# -- feedback bodies -----------------------------------------------------------------------------
+Label = Annotated[bool | int | float | str, Field(description="The true label (class) or value (regression).")]
+
+
+class FeedbackItem(RequestModel):
+    prediction_id: str = Field(min_length=1, max_length=64, description="The `X-Prediction-ID` of the prediction.")
+    label: Label
+
+
+class FeedbackOne(FeedbackItem):
+    overwrite: bool = Field(default=False, description="Replace feedback the prediction already has (else 409).")
+
+
+class FeedbackBatch(RequestModel):
+    items: list[FeedbackItem]
+    overwrite: bool = False
+
+
+class FeedbackIn(RootModel[FeedbackOne | list[FeedbackItem] | FeedbackBatch]):
+    """One `{prediction_id, label}`, a list of them, or `{items, overwrite}`."""
+
+    def items_and_overwrite(self) -> tuple[list[tuple[str, Any]], bool]:
+        body = self.root
+        if isinstance(body, FeedbackOne):
+            return [(body.prediction_id, body.label)], body.overwrite
+        if isinstance(body, FeedbackBatch):
+            return [(i.prediction_id, i.label) for i in body.items], body.overwrite
+        return [(i.prediction_id, i.label) for i in body], False
+
+
+# -- answers -----------------------------------------------------------------------------------
+class FeedbackOut(APIModel):
+    created: int
+    updated: int
+    prediction_ids: list[str] = Field(description="The ids stored (at most 100).")
+
+
+class PredictionRecord(APIModel):
+    """One logged prediction (the JSON line of DEVELOPERS.md)."""
+
+    id: str
+    ts: datetime
+    model: str
+    model_version: str | None
+    variant: str | None
+    unit_id: str | None
+    features: dict[str, Any] | None
+    prediction: Any
+    probability: float | None
+    latency_ms: float
+    status: int
+    error: str | None = Field(default=None, description="Only on failures.")
+    experiment: Id | None = Field(default=None, description="Only during an experiment.")
+    assignment: Literal["hash", "random"] | None = Field(default=None, description="Only during an experiment.")
+
+
+class DriftOut(APIModel):
+    """A drift report: per feature and for the prediction, against the reference profile."""
+
+    status: str = Field(description="ok, insufficient_data, ...")
+    level: str | None
+    window: dict[str, Any]
+    features: dict[str, dict[str, Any]]
+    prediction: dict[str, Any] | None
+    n_features: int
+    n_drifted: int
+    drifted_features: list[str]
+    share_drifted: float | None
+    message: str | None
+    computed_ms: float
+
+
+class NoReferenceOut(APIModel):
+    """In a report, the drift part when no reference profile exists."""
+
+    status: Literal["no_reference"]
+    level: None
+    message: str
+
+
+class DriftRunOut(APIModel):
+    id: Id
+    created_at: datetime
+    model: str
+    version: str | None
+    status: str
+    level: str | None
+    share_drifted: float | None
+    n_rows: int
+    window: dict[str, Any]
+    features: dict[str, Any]
+    report_path: str | None
+    trigger: str
+
+
+class WindowOut(APIModel):
+    model: str | None
+    version: str | None
+    since: datetime | None
+    until: datetime | None
+    last: int | None
+
+
+class DecayOut(APIModel):
+    metric: str
+    baseline: float | None
+    current: float | None
+    relative_drop: float | None
+    level: str
+
+
+class PerformanceOut(APIModel):
+    """Realised metrics (the fields depend on the task: accuracy, f1, ... or mae, rmse, ...),
+    per version and variant, decay against the registered baseline and, for classifiers, CBPE."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    window: WindowOut
+    reference_version: Id | None
+    task: str
+    by_version: dict[str, dict[str, Any]]
+    by_variant: dict[str, dict[str, Any]]
+    baseline: dict[str, float]
+    decay: DecayOut
+    rolling_accuracy: dict[str, Any] | None = Field(default=None, description="Classifiers only.")
+    estimated: dict[str, Any] | None = Field(default=None, description="Classifiers only: CBPE estimates.")
+    decay_note: str | None = Field(default=None, description="Only when too few labels to judge decay.")
+
+
+class OperationsOut(APIModel):
+    n_requests: int
+    n_errors: int
+    error_rate: float | None
+    client_error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_mean_ms: float | None
+    requests_per_hour: float | None
+    error_level: str
+    latency_level: str
+    skipped_lines: int = Field(description="Log lines that could not be read.")
+
+
+class HealthReason(APIModel):
+    source: str
+    level: str | None
+    message: str
+    value: float | None
+
+
+class HealthReport(APIModel):
+    status: str = Field(description="healthy, warning or critical.")
+    level: str
+    reasons: list[HealthReason]
+    components: dict[str, str | None]
+
+
+class ReportOut(APIModel):
+    model: str
+    window: WindowOut
+    health: HealthReport
+    drift: DriftOut | NoReferenceOut
+    performance: PerformanceOut
+    operations: OperationsOut
+
+
+class LastDrift(APIModel):
+    created_at: datetime
+    level: str | None
+    share_drifted: float | None
+    status: str
+
+
+class ModelSummary(APIModel):
+    production_version: Id | None
+    requests: int
+    error_rate: float | None
+    latency_p95_ms: float | None
+    labelled: int
+    last_drift: LastDrift | None
+
+
+class SummaryOut(APIModel):
+    hours: int
+    until: datetime
+    models: dict[str, ModelSummary]
+
+
+class AlertOut(APIModel):
+    id: Id
+    created_at: datetime
+    key: str
+    model: str
+    source: str
+    level: str
+    message: str
+    reason: str
+    sent: bool = Field(description="False: suppressed by the cool-down.")
+    delivered: bool | None = Field(description="The webhook's outcome; null without a webhook.")
+    delivery_error: str | None
+
+
 def _window(query: WindowQuery) -> service.WindowSpec:
     return service.WindowSpec(query.model, query.version, query.since, query.until, query.last)
 
 
-def _int_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise ValidationError("cursor must be the next_cursor of a previous page", details={"fields": {"cursor": "invalid"}})
-    return int(cursor)
-
-
 # -- feedback ----------------------------------------------------------------------------------
-def _feedback_items(body: Any) -> tuple[list[tuple[str, Any]], bool]:
-    overwrite = False
-    if isinstance(body, dict) and "items" in body:
-        overwrite, raw = body.get("overwrite", False), body["items"]
-        unknown = set(body) - {"items", "overwrite"}
-    elif isinstance(body, dict):
-        overwrite, raw = body.get("overwrite", False), [{k: v for k, v in body.items() if k != "overwrite"}]
-        unknown = set()
-    elif isinstance(body, list):
-        raw, unknown = body, set()
-    else:
-        raise ValidationError("body must be {prediction_id, label}, a list of them, or {items: [...]}", code="malformed_json")
-    if unknown:
-        raise ValidationError(f"unexpected field(s): {', '.join(sorted(unknown))}", details={"fields": dict.fromkeys(sorted(unknown), "unexpected field")})
-    if not isinstance(overwrite, bool):
-        raise ValidationError("overwrite must be true or false", details={"fields": {"overwrite": "invalid"}})
-    if not isinstance(raw, list):
-        raise ValidationError("items must be a list", details={"fields": {"items": "invalid"}})
-    items: list[tuple[str, Any]] = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) - {"prediction_id", "label"}:
-            raise ValidationError(f"item {i} must be an object with prediction_id and label only", details={"index": i})
-        pid, label = item.get("prediction_id"), item.get("label")
-        if not isinstance(pid, str) or not pid or len(pid) > 64:
-            raise ValidationError(f"item {i}: prediction_id must be a non-empty string (the X-Prediction-ID header)", details={"index": i})
-        if label is None:
-            raise ValidationError(f"item {i}: label is required", details={"index": i, "fields": {"label": "missing"}})
-        items.append((pid, label))
-    return items, overwrite
-
-
-@route("/feedback", methods=("POST",), role="admin", status=201, tags=("monitoring",))
-def post_feedback() -> Any:
+@route("/feedback", methods=("POST",), role="admin", request_model=FeedbackIn, response_model=FeedbackOut, status=201,
+       responses={409: ErrorBody}, tags=("monitoring",))
+def post_feedback(body: FeedbackIn) -> Any:
     """Record ground truth for logged predictions: one `{prediction_id, label}`, a list, or `{items, overwrite}`.
 
     Unknown ids answer 404, ids that already have feedback 409 (unless `overwrite`); nothing
-    is stored when any item is refused. At most MLOPS_FEEDBACK_BATCH_MAX items per request.
+    is stored when any item is refused. At most MLOPS_FEEDBACK_BATCH_MAX items per request (413).
     """
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ValidationError("the request body must be JSON (Content-Type: application/json)", code="malformed_json")
-    items, overwrite = _feedback_items(body)
-    result = record_feedback(get_state(), items, overwrite=overwrite)
-    response = jsonify(result)
+    items, overwrite = body.items_and_overwrite()
+    response = jsonify(record_feedback(get_state(), items, overwrite=overwrite))
     response.status_code = 201
     return response
 
 
 # -- predictions -------------------------------------------------------------------------------
-@route("/monitoring/predictions", query_model=PredictionsQuery, tags=("monitoring",))
+@route("/monitoring/predictions", query_model=PredictionsQuery, response_model=Page[PredictionRecord], tags=("monitoring",))
 def list_predictions(query: PredictionsQuery) -> Any:
     """Logged predictions of the window, newest first; `next_cursor` pages further back in time."""
     from ..store.predictions import format_ts, parse_ts, read_records
@@ -134,54 +301,51 @@ def list_predictions(query: PredictionsQuery) -> Any:
 
 
 # -- drift, performance, report ----------------------------------------------------------------
-@route("/monitoring/drift", query_model=WindowQuery, tags=("monitoring",))
+@route("/monitoring/drift", query_model=WindowQuery, response_model=DriftOut, tags=("monitoring",))
 def get_drift(query: WindowQuery) -> Any:
     """Data and prediction drift of the window against the reference profile (stored as a run)."""
     report = service.drift(get_state(), _window(query), persist=True, trigger="api")
     return jsonify(report.to_dict())
 
 
-@route("/monitoring/drift/runs", query_model=PageWindowQuery, tags=("monitoring",))
+@route("/monitoring/drift/runs", query_model=PageWindowQuery, response_model=Page[DriftRunOut], tags=("monitoring",))
 def list_drift_runs(query: PageWindowQuery) -> Any:
     """Stored drift runs, newest first (the trend)."""
     from ..store.monitoring import list_drift_runs as runs
 
     state = get_state()
     model = service.resolve_model(state, query.model).name
-    rows = runs(state, model=model, limit=query.limit + 1, before_id=_int_cursor(query.cursor))
+    rows = runs(state, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor))
     page = rows[: query.limit]
     return jsonify({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
 
 
-@route("/monitoring/performance", query_model=WindowQuery, tags=("monitoring",))
+@route("/monitoring/performance", query_model=WindowQuery, response_model=PerformanceOut, tags=("monitoring",))
 def get_performance(query: WindowQuery) -> Any:
     """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates."""
     return jsonify(service.performance(get_state(), _window(query)))
 
 
-@route("/monitoring/report", query_model=WindowQuery, tags=("monitoring",))
+@route("/monitoring/report", query_model=WindowQuery, response_model=ReportOut, tags=("monitoring",))
 def get_report(query: WindowQuery) -> Any:
     """Drift, performance, operations and health in one document."""
     return jsonify(service.report(get_state(), _window(query), persist=True))
 
 
-@route("/stats/summary", tags=("monitoring",))
-def stats_summary() -> Any:
-    """Per model: the last 24 hours of traffic, labels received, production version, last drift run."""
-    hours = request.args.get("hours", "24")
-    if not hours.isdigit() or not 1 <= int(hours) <= 24 * 90:
-        raise ValidationError("hours must be an integer between 1 and 2160", details={"fields": {"hours": "invalid"}})
-    return jsonify(service.summary(get_state(), hours=int(hours)))
+@route("/stats/summary", query_model=SummaryQuery, response_model=SummaryOut, tags=("monitoring",))
+def stats_summary(query: SummaryQuery) -> Any:
+    """Per model: the last `hours` (24) of traffic, labels received, production version, last drift run."""
+    return jsonify(service.summary(get_state(), hours=query.hours))
 
 
-@route("/alerts", query_model=AlertsQuery, tags=("monitoring",))
+@route("/alerts", query_model=AlertsQuery, response_model=Page[AlertOut], tags=("monitoring",))
 def list_alerts(query: AlertsQuery) -> Any:
     """Alerts raised by the drift check and the report command, newest first."""
     from ..store.monitoring import list_alerts as alerts
 
     state = get_state()
     model = service.resolve_model(state, query.model).name if query.model is not None else None
-    rows = alerts(state, model=model, limit=query.limit + 1, before_id=_int_cursor(query.cursor), sent_only=query.sent_only)
+    rows = alerts(state, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor), sent_only=query.sent_only)
     page = rows[: query.limit]
     return jsonify({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
 

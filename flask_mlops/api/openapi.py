@@ -18,11 +18,11 @@ from pydantic.json_schema import models_json_schema
 
 from ..extension import MLOpsState, get_state
 from .blueprint import FORM, HTML, JSON, ROUTES, RouteDoc, route
-from .schemas import ErrorBody
+from .schemas import ErrorBody, OpenAPIDocument
 
 _PARAM = re.compile(r"<(?:(?P<conv>[a-zA-Z_]+)(?:\([^>]*\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 # werkzeug's int/float converters match unsigned values only (`-1` is no route at all: 404)
-_CONVERTERS = {"int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "float": {"type": "number", "minimum": 0}, "uuid": {"type": "string", "format": "uuid"}}
+_CONVERTERS: dict[str, dict[str, Any]] = {"int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "float": {"type": "number", "minimum": 0}, "uuid": {"type": "string", "format": "uuid"}}
 _REF = "#/components/schemas/{model}"
 _ERROR_STATUSES = {
     400: "Invalid parameters or body",
@@ -104,7 +104,7 @@ def _operation(doc: RouteDoc, method: str, path_params: list[dict[str, Any]], re
         op["parameters"] = params
     if doc.request_model is not None and method not in ("GET", "HEAD", "DELETE"):
         media = FORM if doc.request_type == FORM else JSON
-        op["requestBody"] = {"required": True, "content": {media: {"schema": refs[(doc.request_model, "validation")]}}}
+        op["requestBody"] = {"required": doc.body_required, "content": {media: {"schema": refs[(doc.request_model, "validation")]}}}
     if doc.response_model is not None:
         body: dict[str, Any] = {"schema": refs[(doc.response_model, "serialization")]}
     elif doc.produces == JSON:
@@ -173,7 +173,7 @@ def document(state: MLOpsState) -> dict[str, Any]:
     return cached  # type: ignore[no-any-return]
 
 
-@route("/openapi.json", role="read", summary="This OpenAPI document", tags=("meta",))
+@route("/openapi.json", role="read", response_model=OpenAPIDocument, summary="This OpenAPI document", tags=("meta",))
 def openapi_json() -> Any:
     """The OpenAPI 3.1 document of every `/mlops` route, generated from their pydantic models."""
     return jsonify(document(get_state()))

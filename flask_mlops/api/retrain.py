@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from flask import jsonify, url_for
 from pydantic import Field
@@ -12,7 +13,7 @@ from ..auth import current_caller
 from ..errors import ValidationError
 from ..extension import get_state
 from .blueprint import route
-from .schemas import QueryModel, RequestModel
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 
 
 class CheckQuery(QueryModel):
@@ -30,6 +31,59 @@ class RunsQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=1000)
 
 
+class TriggerOut(APIModel):
+    name: str
+    fired: bool
+    value: Any = Field(description="What the trigger measured (a count, a level, a time, ...); null when unavailable.")
+    threshold: Any
+    detail: str
+    available: bool
+
+
+class CheckOut(APIModel):
+    model: str
+    due: bool
+    reasons: list[str]
+    last_trained_at: datetime | None
+    triggers: dict[str, TriggerOut]
+
+
+class StartedOut(APIModel):
+    run_id: Id
+    status: str
+    url: str = Field(description="Where to follow the run (also in `Location`).")
+    started: Literal[True]
+
+
+class NotStartedOut(APIModel):
+    """`only_if_due` and nothing fired: no run, and the check that says why."""
+
+    started: Literal[False]
+    check: CheckOut
+
+
+class RunOut(APIModel):
+    id: Id
+    model: str
+    status: Literal["queued", "running", "succeeded", "rejected", "failed"]
+    trigger: str
+    reasons: list[str]
+    actor: str
+    holder: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    progress: str | None
+    log: list[str]
+    result: dict[str, Any] = Field(description="Candidate, cross-validation, holdout, data and comparison once trained.")
+    error: str | None
+
+
+class RunsOut(APIModel):
+    runs: list[RunOut]
+
+
 def _model(state: Any, name: str | None) -> str:
     names = state.config.model_names
     if name is None:
@@ -40,15 +94,15 @@ def _model(state: Any, name: str | None) -> str:
     return name
 
 
-@route("/retrain/check", query_model=CheckQuery, tags=("retraining",))
+@route("/retrain/check", query_model=CheckQuery, response_model=CheckOut, tags=("retraining",))
 def retrain_check(query: CheckQuery) -> Any:
     """Whether retraining is due, with every trigger's value and threshold."""
     state = get_state()
     return jsonify(retraining.check(state, _model(state, query.model)).to_dict())
 
 
-@route("/retrain/trigger", methods=("POST",), role="admin", request_model=TriggerBody, status=202, tags=("retraining",),
-       responses={200: None, 409: None})
+@route("/retrain/trigger", methods=("POST",), role="admin", request_model=TriggerBody, response_model=StartedOut,
+       status=202, tags=("retraining",), responses={200: NotStartedOut, 409: ErrorBody})
 def retrain_trigger(body: TriggerBody) -> Any:
     """Start a retraining run in the background: 202 with its id and URL; 409 while one is running."""
     state = get_state()
@@ -70,7 +124,7 @@ def retrain_trigger(body: TriggerBody) -> Any:
     return response
 
 
-@route("/retrain/runs", query_model=RunsQuery, tags=("retraining",))
+@route("/retrain/runs", query_model=RunsQuery, response_model=RunsOut, tags=("retraining",))
 def retrain_runs(query: RunsQuery) -> Any:
     """Recent retraining runs, newest first."""
     state = get_state()
@@ -79,7 +133,7 @@ def retrain_runs(query: RunsQuery) -> Any:
     return jsonify({"runs": retraining.list_runs(state, model=query.model, limit=query.limit)})
 
 
-@route("/retrain/runs/<int:run_id>", tags=("retraining",), responses={404: None})
+@route("/retrain/runs/<int:run_id>", response_model=RunOut, tags=("retraining",))
 def retrain_run(run_id: int) -> Any:
     """One run: status (queued, running, succeeded, rejected, failed), progress, log and result."""
     return jsonify(retraining.get_run(get_state(), run_id))

@@ -14,10 +14,13 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..errors import ValidationError
+
 T = TypeVar("T")
 
+MAX_ID = 2**63 - 1  # the largest integer a database id column holds
 #: a database id in a query or body: bounded, so a huge number is a 400, not a database overflow
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class APIModel(BaseModel):
@@ -86,6 +89,15 @@ class PageQuery(QueryModel):
     cursor: str | None = Field(default=None, max_length=500, description="`next_cursor` of the previous page.")
 
 
+def id_cursor(cursor: str | None) -> int | None:
+    """The id in a list's `next_cursor` (pages of database rows); anything else is a 400."""
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_ID:  # "²".isdigit() is True
+        raise ValidationError("cursor must be the next_cursor of a previous page", details={"fields": {"cursor": "invalid"}})
+    return int(cursor)
+
+
 class Page(APIModel, Generic[T]):
     """One page of a list; `next_cursor` is null on the last page."""
 
@@ -104,6 +116,18 @@ class HealthOut(APIModel):
     status: Literal["ok", "degraded"]
     models: dict[str, ModelHealth]
     uptime_s: float
+
+
+# -- meta ----------------------------------------------------------------------------------------
+class OpenAPIDocument(BaseModel):
+    """`GET /api/openapi.json`: an OpenAPI 3.1 document (its own schema is the OpenAPI specification)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
 
 
 # -- auth ----------------------------------------------------------------------------------------

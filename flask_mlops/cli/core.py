@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from ..extension import get_state
-from ..training import format_comparison
 from ..lifecycle import train_and_register
 from ..registry import alias_version, list_versions
+from ..training import format_comparison
 from .group import cli, echo_table, mlops_errors
 
 

@@ -35,10 +35,10 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> 
     columns = columns or list(rows[0])
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     click.echo("  ".join("-" * w for w in widths))
     for r in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
 def _fmt(value: Any) -> str:
@@ -53,10 +53,8 @@ def _fmt(value: Any) -> str:
 
 def load_commands() -> AppGroup:
     """Import the area modules (which add their commands); return the group."""
-    from . import core  # noqa: F401
-    from . import experiments  # noqa: F401  (experiment, rollout)
-    from . import models  # noqa: F401  (promote, rollback, archive, history, retrain)
-    from . import monitoring  # noqa: F401  (drift, report)
-    from . import ops  # noqa: F401  (scheduler, jobs, retention)
+    # core: train, versions, init-db; experiments: experiment, rollout; models: promote, rollback,
+    # archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention
+    from . import core, experiments, models, monitoring, ops  # noqa: F401
 
     return cli
