@@ -8,9 +8,9 @@ else from the view's JSON response (`prediction`, `probability`, `model_version`
 from __future__ import annotations
 
 import functools
-from contextvars import ContextVar
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import date, datetime, timezone
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
