@@ -193,7 +193,7 @@ def observations(
     from .ab.summary import summarize
     from .store.columnar import read_window
 
-    window = read_window(state.log_dir, model=model, since=since, until=until, with_ids=True, features=())
+    window = read_window(state.log_dir, model=model, since=since, until=until, with_ids=True, features=(), open_days=state.open_days)
     cats = window.variant.categories
     codes = window.variant.codes
     c_code = cats.index(CONTROL) if CONTROL in cats else -2

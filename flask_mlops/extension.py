@@ -33,6 +33,7 @@ class MLOpsState:
 
     def __init__(self, ext: MLOps, app: Flask, config: MLOpsConfig, engine: Engine, db: SQLAlchemy) -> None:
         from .serving import ModelStore, Router
+        from .store.day_cache import OpenDayCache
 
         self.ext = ext
         self.app_name = app.import_name
@@ -42,6 +43,7 @@ class MLOpsState:
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self.log_dir = Path(config.log_dir).resolve()
         self.log_writer = PredictionLogWriter(self.log_dir)
+        self.open_days = OpenDayCache()  # today's log files, parsed incrementally by reads
         self.models: ModelStore = ModelStore(self)
         self.router: Router = Router(self)
         self.started_at = time.time()

@@ -102,7 +102,7 @@ def _drift(state: MLOpsState, ctx: _Context) -> TriggerResult:
     if profile is None:
         return TriggerResult("drift", False, None, critical, "the production version has no reference profile", available=False)
     spec = state.config.model(ctx.name)
-    window = read_window(state.log_dir, model=ctx.name, since=ctx.now - DRIFT_WINDOW, until=ctx.now, spec=spec)
+    window = read_window(state.log_dir, model=ctx.name, since=ctx.now - DRIFT_WINDOW, until=ctx.now, spec=spec, open_days=state.open_days)
     ok = window.status < 400 if window.n else np.zeros(0, dtype=bool)
     columns = {k: np.asarray(v)[ok] for k, v in window.features.items()}
     report = DriftCalculator.from_config(profile, state.config).calculate(columns, n_rows=int(ok.sum()))

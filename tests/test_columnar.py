@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from flask_mlops.specs import parse_models
-from flask_mlops.store.columnar import CodedColumn, ColumnarStats, cache_path, compact, read_window
+from flask_mlops.store.columnar import CodedColumn, ColumnarStats, OpenDayCache, cache_path, compact, read_window
 from flask_mlops.store.predictions import PredictionLogWriter, ReadStats, day_file, format_ts, read_records
 
 DAY = date(2026, 11, 20)
@@ -165,22 +165,25 @@ def test_blank_lines_and_timestamps_python_accepts(tmp_path: Path) -> None:
 
 
 def test_todays_file_is_parsed_incrementally(tmp_path: Path) -> None:
+    open_days = OpenDayCache()
     write(tmp_path, TODAY, 100)
-    assert read_window(tmp_path, today=TODAY).n == 100
+    assert read_window(tmp_path, today=TODAY, open_days=open_days).n == 100
     write(tmp_path, TODAY, 50, start=100)
     path = day_file(tmp_path, TODAY)
     line = b'{"id":"late","ts":"2026-11-22T05:00:00.000000Z","model":"m","features":{"x":1.0},"status":200}\n'
     with open(path, "ab") as handle:
         handle.write(line[:30])  # a record being written right now
     stats = ColumnarStats()
-    window = read_window(tmp_path, today=TODAY, stats=stats)
+    window = read_window(tmp_path, today=TODAY, stats=stats, open_days=open_days)
     assert window.n == 150 and stats.skipped == 1 and stats.lines == 151
     with open(path, "ab") as handle:
         handle.write(line[30:])
-    window = read_window(tmp_path, today=TODAY, with_ids=True)
+    window = read_window(tmp_path, today=TODAY, with_ids=True, open_days=open_days)
     assert window.n == 151 and window.ids is not None and window.ids[-1] == "late"
     np.testing.assert_array_equal(window.features["x"][:3], [np.nan, 0.5, 1.0])
+    whole = read_window(tmp_path, today=TODAY, with_ids=True)  # no cache: parsed whole, same records
+    assert whole.ids is not None and whole.ids.tolist() == window.ids.tolist()
     # a replaced (shorter) file starts over
     path.unlink()
     write(tmp_path, TODAY, 10, start=500)
-    assert read_window(tmp_path, today=TODAY).n == 10
+    assert read_window(tmp_path, today=TODAY, open_days=open_days).n == 10

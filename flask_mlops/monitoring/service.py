@@ -125,6 +125,7 @@ def read(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, features: bo
         spec=spec if features else None,
         features=None if features else (),
         with_ids=with_ids,
+        open_days=state.open_days,
     )
 
 
