@@ -194,13 +194,14 @@ class Gunicorn:
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.app_module = "example_app.wsgi:app"
         self.output = log_dir.parent / f"gunicorn-{self.port}.out"  # a file, not a pipe: a chatty server never blocks
 
     def start(self) -> Gunicorn:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "example_app/gunicorn.conf.py", "example_app.wsgi:app"],
+                [sys.executable, "-m", "gunicorn", "-c", "example_app/gunicorn.conf.py", self.app_module],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )
         wait_http(f"{self.url}/mlops/api/health")

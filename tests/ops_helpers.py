@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -14,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .conftest import ROOT, SAMPLE_ROW, Gunicorn, wait_http
+from .conftest import SAMPLE_ROW, Gunicorn
 
 
 class AppGunicorn(Gunicorn):
@@ -23,14 +21,6 @@ class AppGunicorn(Gunicorn):
     def __init__(self, *args: Any, app_module: str = "example_app.wsgi:app", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.app_module = app_module
-
-    def start(self) -> AppGunicorn:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "example_app/gunicorn.conf.py", self.app_module],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        wait_http(f"{self.url}/mlops/api/health")
-        return self
 
 
 @dataclass

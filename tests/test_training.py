@@ -274,3 +274,21 @@ def test_quality_bar_on_the_example_data(spec: Any, xy: Any, tmp_path: Path) -> 
     assert result.cv["f1"]["mean"] >= 0.67  # at the threshold chosen without the fold's labels
     assert len(result.comparison) == 5
     assert result.holdout["roc_auc"] > 0.78 and result.holdout["f1"] > 0.6  # reported, never tuned on
+
+
+def test_mlp_fits_in_parallel_threads_stay_reproducible(xy: Any) -> None:
+    """torch's RNG and thread count are process-global: concurrent fits must not disturb each other."""
+    import threading
+
+    from flask_mlops.training.torch_mlp import TorchMLPClassifier
+
+    X, y = np.asarray(xy[0][:300], dtype=float), xy[1][:300]
+    alone = TorchMLPClassifier(epochs=8, random_state=3).fit(X, y)
+    fits = [TorchMLPClassifier(epochs=8, random_state=3) for _ in range(3)]
+    threads = [threading.Thread(target=m.fit, args=(X, y)) for m in fits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for m in fits:
+        np.testing.assert_array_equal(m.predict_proba(X), alone.predict_proba(X))

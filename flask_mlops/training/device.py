@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +41,22 @@ def torch_cuda_available() -> bool:
         return False
 
 
+def gpu_visible() -> bool:
+    """An NVIDIA device node (or torch seeing CUDA): cheap, and silent on CPU-only machines."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*")) or torch_cuda_available()
+
+
 @functools.lru_cache(maxsize=1)
 def xgboost_cuda_available() -> bool:
-    """True when this xgboost build has CUDA and a tiny fit on the GPU succeeds."""
+    """True when a GPU is visible, this xgboost build has CUDA, and a tiny fit on the GPU succeeds.
+
+    The probe fit only runs when a GPU is visible: without one xgboost warns from a C
+    callback (in whatever thread trains), which is noise at best.
+    """
+    if not gpu_visible():
+        return False
     try:
         import numpy as np
         import xgboost as xgb

@@ -8,12 +8,18 @@ in a process without torch (or without a GPU).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 logger = logging.getLogger(__name__)
+
+# torch's thread count and default RNG (dropout masks) are process-global: two fits in
+# parallel threads (a background retrain beside another training) would make each other
+# non-reproducible, so fits take turns
+_FIT_LOCK = threading.Lock()
 
 
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -49,6 +55,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         if device == "cuda" and not torch.cuda.is_available():
             logger.warning("MLP: CUDA requested but not available; training on CPU")
             device = "cpu"
+        with _FIT_LOCK:
+            return self._fit(torch, nn, X, y, device)
+
+    def _fit(self, torch: Any, nn: Any, X: np.ndarray, y: np.ndarray, device: str) -> TorchMLPClassifier:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny matrices: one thread is fastest and deterministic
         try:
