@@ -87,9 +87,9 @@ def build_record(
     features: Any,
     output: Mapping[str, Any],
     error: str | None,
+    now: datetime,
 ) -> dict[str, Any]:
     result = ctx.result
-    now = datetime.now(timezone.utc)
     if result is not None:
         version: Any = result.version
         prediction, probability = result.prediction, result.probability
@@ -117,9 +117,8 @@ def build_record(
     return record
 
 
-def write_record(state: MLOpsState, record: dict[str, Any]) -> None:
+def write_record(state: MLOpsState, record: dict[str, Any], day: date) -> None:
     """Append; a record that cannot be serialised is logged without its features, never lost."""
-    day = date(int(record["ts"][:4]), int(record["ts"][5:7]), int(record["ts"][8:10]))
     try:
         state.log_writer.write(record, day)
     except (TypeError, orjson.JSONEncodeError):
@@ -207,6 +206,8 @@ def _log(
             err = body.get("error")
             error = (err.get("message") if isinstance(err, dict) else err) or f"HTTP {status}"
             error = str(error)
-        write_record(state, build_record(state, model, ctx, started=started, status=status, features=feats, output=output, error=error))
+        now = datetime.now(timezone.utc)
+        record = build_record(state, model, ctx, started=started, status=status, features=feats, output=output, error=error, now=now)
+        write_record(state, record, now.date())
     except Exception:  # logging must never break the host's response
         logger.exception("could not write the prediction record %s", ctx.prediction_id)

@@ -52,3 +52,30 @@ def test_retention_removes_old_daily_files(tmp_path: Path) -> None:
     assert sorted(p.stem for p in removed) == ["2026-10-14", "2026-10-23"]
     assert sorted(p.stem for p in (tmp_path / "predictions").glob("*.jsonl")) == ["2026-11-18", "2026-11-23"]
     assert purge_older_than(tmp_path, 0, today=today) == []
+
+
+def test_day_rollover_keeps_each_record_in_its_days_file(tmp_path: Path) -> None:
+    import threading
+
+    writer = PredictionLogWriter(tmp_path)
+    d1, d2 = date(2026, 11, 22), date(2026, 11, 23)
+    errors: list[BaseException] = []
+
+    def burst(offset: int) -> None:
+        try:
+            for i in range(200):
+                day = d1 if i < 100 else d2  # every thread crosses midnight
+                writer.write({"id": f"{offset}-{i}", "ts": f"{day.isoformat()}T00:00:00.000000Z", "day": day.isoformat()}, day)
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=burst, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    assert errors == []
+    for day in (d1, d2):
+        lines = (tmp_path / "predictions" / f"{day.isoformat()}.jsonl").read_text().splitlines()
+        assert len(lines) == 400 and all(f'"day":"{day.isoformat()}"' in line for line in lines)

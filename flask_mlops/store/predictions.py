@@ -45,24 +45,34 @@ class PredictionLogWriter:
     def __init__(self, log_dir: str | Path) -> None:
         self.directory = Path(log_dir) / SUBDIR
         self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._day: date | None = None
-        self._pid = 0
+        self._current: tuple[date, int, int] | None = None  # (day, pid, fd), replaced as a whole
+        self._retired: int | None = None  # the previous day's fd: closed one rollover later
 
     def _descriptor(self, day: date) -> int:
+        current = self._current
+        if current is not None and current[0] == day and current[1] == os.getpid():
+            return current[2]  # the common case: no lock
         with self._lock:
-            if self._fd is None or self._day != day or self._pid != os.getpid():
-                self.directory.mkdir(parents=True, exist_ok=True)
-                fd = os.open(
-                    self.directory / f"{day.isoformat()}.jsonl",
-                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                    0o640,
-                )
-                old, pid = self._fd, self._pid
-                self._fd, self._day, self._pid = fd, day, os.getpid()
-                if old is not None and pid == os.getpid():
-                    os.close(old)
-            return self._fd
+            current = self._current
+            pid = os.getpid()
+            if current is not None and current[0] == day and current[1] == pid:
+                return current[2]
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(
+                self.directory / f"{day.isoformat()}.jsonl",
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                0o640,
+            )
+            if current is not None and current[1] == pid:
+                # a thread may still be about to write with yesterday's fd: keep it open
+                # until the next rollover instead of closing it under that thread
+                if self._retired is not None:
+                    os.close(self._retired)
+                self._retired = current[2]
+            elif current is not None:  # forked: the parent's descriptors are the parent's
+                self._retired = None
+            self._current = (day, pid, fd)
+            return fd
 
     def write(self, record: dict[str, Any], day: date) -> None:
         """Write one record as one line with exactly one `os.write`."""
@@ -74,9 +84,12 @@ class PredictionLogWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is not None and self._pid == os.getpid():
-                os.close(self._fd)
-            self._fd = None
+            current, self._current = self._current, None
+            if current is not None and current[1] == os.getpid():
+                os.close(current[2])
+                if self._retired is not None:
+                    os.close(self._retired)
+            self._retired = None
 
 
 @dataclass
