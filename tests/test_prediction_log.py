@@ -79,3 +79,16 @@ def test_day_rollover_keeps_each_record_in_its_days_file(tmp_path: Path) -> None
     for day in (d1, d2):
         lines = (tmp_path / "predictions" / f"{day.isoformat()}.jsonl").read_text().splitlines()
         assert len(lines) == 400 and all(f'"day":"{day.isoformat()}"' in line for line in lines)
+
+
+def test_old_days_descriptors_are_closed(tmp_path: Path) -> None:
+    import os
+
+    writer = PredictionLogWriter(tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+    for offset in range(10):  # ten days of traffic: at most today's and yesterday's stay open
+        day = date(2026, 11, 1) + timedelta(days=offset)
+        writer.write({"id": str(offset), "ts": f"{day.isoformat()}T12:00:00.000000Z"}, day)
+    assert len(os.listdir("/proc/self/fd")) - before == 2
+    writer.close()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -45,33 +45,34 @@ class PredictionLogWriter:
     def __init__(self, log_dir: str | Path) -> None:
         self.directory = Path(log_dir) / SUBDIR
         self._lock = threading.Lock()
-        self._current: tuple[date, int, int] | None = None  # (day, pid, fd), replaced as a whole
-        self._retired: int | None = None  # the previous day's fd: closed one rollover later
+        self._pid = 0
+        # day -> fd of this process; replaced as a whole, so readers need no lock. Around
+        # midnight threads may still write to yesterday for a moment: a day's fd is closed
+        # only once it is two days older than the newest.
+        self._fds: dict[date, int] = {}
 
     def _descriptor(self, day: date) -> int:
-        current = self._current
-        if current is not None and current[0] == day and current[1] == os.getpid():
-            return current[2]  # the common case: no lock
+        if self._pid == os.getpid():
+            fd = self._fds.get(day)
+            if fd is not None:
+                return fd  # the common case: no lock
         with self._lock:
-            current = self._current
             pid = os.getpid()
-            if current is not None and current[0] == day and current[1] == pid:
-                return current[2]
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(
-                self.directory / f"{day.isoformat()}.jsonl",
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                0o640,
-            )
-            if current is not None and current[1] == pid:
-                # a thread may still be about to write with yesterday's fd: keep it open
-                # until the next rollover instead of closing it under that thread
-                if self._retired is not None:
-                    os.close(self._retired)
-                self._retired = current[2]
-            elif current is not None:  # forked: the parent's descriptors are the parent's
-                self._retired = None
-            self._current = (day, pid, fd)
+            if self._pid != pid:  # first use, or forked: the parent's descriptors are the parent's
+                self._pid, self._fds = pid, {}
+            fd = self._fds.get(day)
+            if fd is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(
+                    self.directory / f"{day.isoformat()}.jsonl",
+                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                    0o640,
+                )
+                fds = {**self._fds, day: fd}
+                newest = max(fds)
+                for old in [d for d in fds if (newest - d).days >= 2]:
+                    os.close(fds.pop(old))
+                self._fds = fds
             return fd
 
     def write(self, record: dict[str, Any], day: date) -> None:
@@ -84,12 +85,10 @@ class PredictionLogWriter:
 
     def close(self) -> None:
         with self._lock:
-            current, self._current = self._current, None
-            if current is not None and current[1] == os.getpid():
-                os.close(current[2])
-                if self._retired is not None:
-                    os.close(self._retired)
-            self._retired = None
+            fds, self._fds = self._fds, {}
+            if self._pid == os.getpid():
+                for fd in fds.values():
+                    os.close(fd)
 
 
 @dataclass
