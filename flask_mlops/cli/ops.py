@@ -45,8 +45,8 @@ def scheduler(list_only: bool) -> None:
     for name, when in runner.next_fire_times().items():
         click.echo(f"  {name}: next {when.isoformat() if when else '-'}")
     try:
-        while not done.wait(1.0):
-            pass
+        while not done.wait(1.0):  # wake up every second, so signals are handled promptly
+            continue
     finally:
         runner.stop()
     click.echo("scheduler stopped; lease released")

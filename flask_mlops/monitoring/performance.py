@@ -18,6 +18,7 @@ Pure functions over numpy arrays that return dataclasses (no Flask, no database)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -50,11 +51,9 @@ def _positive(values: Any, positive: Any) -> np.ndarray:
             return arr.astype(str) == str(positive)
     text = np.asarray([str(v) for v in arr.tolist()], dtype=object)
     options = {str(positive)}
-    try:
+    with contextlib.suppress(TypeError, ValueError):  # a non-numeric label matches as text only
         number = float(positive)
         options |= {str(int(number)) if number.is_integer() else str(number), repr(number)}
-    except (TypeError, ValueError):
-        pass
     return np.isin(text, list(options))
 
 

@@ -9,6 +9,7 @@ its previous read (the log is append-only).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -77,10 +78,8 @@ def _write_cache(cache: Path, table: pa.Table, size: int, mtime_ns: int, lines: 
         return True
     except OSError as exc:
         logger.warning("could not write the columnar cache %s: %s", cache, exc)
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         return False
 
 

@@ -17,6 +17,7 @@ moment (a paused process waking up after its lease expired) cannot both run a ti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,12 +122,9 @@ def _ensure_row(engine: Engine, name: str) -> None:
     with engine.connect() as conn:
         if conn.scalar(select(Lease.name).where(Lease.name == name)) is not None:
             return
-    try:
-        with engine.begin() as conn:
-            now = utcnow()
-            conn.execute(insert(Lease).values(name=name, holder="", acquired_at=now, renewed_at=now, expires_at=EPOCH, fence=0))
-    except IntegrityError:
-        pass  # another process created it first
+    with contextlib.suppress(IntegrityError), engine.begin() as conn:  # another process may create it first
+        now = utcnow()
+        conn.execute(insert(Lease).values(name=name, holder="", acquired_at=now, renewed_at=now, expires_at=EPOCH, fence=0))
 
 
 def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: datetime | None = None) -> datetime | None:

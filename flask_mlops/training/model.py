@@ -89,7 +89,7 @@ class TrainedModel(ClassifierMixin, BaseEstimator):
         return self.pipeline is not None
 
     def fit(self, X: Any, y: Any) -> TrainedModel:  # pragma: no cover - built by run_training
-        raise NotImplementedError("TrainedModel is assembled by flask_mlops.training.run_training")
+        raise TypeError("a TrainedModel is assembled by flask_mlops.training.run_training, not refitted")
 
     def raw_proba(self, X: Any) -> np.ndarray:
         """Uncalibrated positive-class score of the underlying estimator."""
