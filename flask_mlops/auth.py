@@ -133,12 +133,6 @@ def identify(state: MLOpsState, req: Request) -> Caller | None:
     return Caller(role, "session") if role is not None else None
 
 
-def authenticate(state: MLOpsState, req: Request) -> str | None:
-    """The caller's role, or None when the credentials are missing or wrong."""
-    caller = identify(state, req)
-    return caller.role if caller is not None else None
-
-
 def require(state: MLOpsState, role: str) -> str:
     """Enforce `role` for the current request; return the caller's role."""
     if state.config.auth_disabled:

@@ -214,9 +214,6 @@ class MLOpsConfig:
             f"unknown model {name!r}", details={"known_models": self.model_names}
         )
 
-    def tokens(self) -> tuple[tuple[str, str], ...]:
-        return self.api_token
-
 
 def config_keys() -> list[tuple[str, Any, str]]:
     """(KEY, default, doc) for every key: the single source for the README table."""

@@ -408,8 +408,19 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
             state.models.refresh()
         logger.info("rollout %s of %s v%s: %s (share %s)", rollout.id, exp.model_name, exp.treatment_version,
                     decision.action, decision.new_share)
+        _count_rollout_step(state, exp.model_name, exp.id, decision.action)
         out.append({"rollout_id": rollout.id, **decision.to_dict()})
     return out
+
+
+def _count_rollout_step(state: MLOpsState, model: str, experiment_id: int, action: str) -> None:
+    """The Prometheus rollout-events counter; metrics never break an evaluation."""
+    try:
+        from .metrics import record_rollout
+
+        record_rollout(state, model, experiment_id, action)
+    except Exception:  # noqa: BLE001 - best effort, like the retrain counter
+        logger.debug("could not record the rollout metric", exc_info=True)
 
 
 def _rollback(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict[str, Any], *, actor: str) -> None:

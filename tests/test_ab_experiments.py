@@ -168,6 +168,9 @@ def test_rollout_advances_on_healthy_traffic_and_promotes_at_the_end(ab_app: Fla
     final = client.get(f"/mlops/api/rollouts/{rollout['id']}", headers=READ_AUTH).json
     assert final["status"] == "completed" and len(final["history"]) == 2
     assert alias_version(ab_app.extensions["mlops"], "diabetes") == 2
+    exposition = client.get("/mlops/metrics", headers=READ_AUTH).text  # the rollout-events counter moved
+    for action in ("advance", "complete"):
+        assert f'mlops_rollout_events_total{{action="{action}",experiment="{rollout["experiment_id"]}",model="diabetes"}} 1.0' in exposition
 
 
 def test_rollout_rolls_back_on_an_injected_error_rate_breach(ab_app: Flask, caplog: pytest.LogCaptureFixture) -> None:

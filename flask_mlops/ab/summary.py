@@ -89,29 +89,6 @@ def _latency(values: np.ndarray) -> tuple[float, float, float]:
     return mean, var, _p95(values)
 
 
-def summarize_variant(
-    outcome: ArrayLike | None = None,
-    latency: ArrayLike | None = None,
-    error: ArrayLike | None = None,
-    *,
-    n: int | None = None,
-) -> VariantSummary:
-    """Summarise one variant. `outcome` is 1/0 with NaN where no label arrived yet."""
-    arrays = [np.asarray(a) for a in (outcome, latency, error) if a is not None]
-    count = n if n is not None else (len(arrays[0]) if arrays else 0)
-    labelled = successes = errors = 0
-    if outcome is not None:
-        out = np.asarray(outcome, dtype=np.float64)
-        labelled = int(np.count_nonzero(~np.isnan(out)))
-        successes = int(np.count_nonzero(out > 0.5))  # NaN compares False
-    if error is not None:
-        errors = int(np.count_nonzero(np.asarray(error)))
-    mean = var = p95 = math.nan
-    if latency is not None:
-        mean, var, p95 = _latency(np.asarray(latency, dtype=np.float64))
-    return VariantSummary(count, errors, labelled, successes, mean, var, p95)
-
-
 def summarize(
     variant: ArrayLike,
     outcome: ArrayLike | None = None,
