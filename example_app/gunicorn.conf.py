@@ -62,7 +62,7 @@ def on_starting(server):
 
 def child_exit(server, worker):
     """A dead worker's live gauges leave the multiprocess totals."""
-    from flask_mlops.metrics import mark_worker_dead
+    from flask_mlops.services.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
 
@@ -82,14 +82,14 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     """Start the MLOps scheduler in the worker (never in the master), when MLOPS_SCHEDULER_ENABLED."""
-    from flask_mlops.scheduler import start_in_worker
+    from flask_mlops.services.scheduler import start_in_worker
 
     start_in_worker(getattr(worker, "wsgi", None))
 
 
 def worker_exit(server, worker):
     """On a clean exit hand the scheduler lease back at once (a killed worker's lease expires)."""
-    from flask_mlops.scheduler import stop_in_worker
+    from flask_mlops.services.scheduler import stop_in_worker
 
     app = getattr(worker, "wsgi", None)  # unset when the worker died while booting
     if app is not None:

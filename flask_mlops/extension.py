@@ -21,7 +21,7 @@ from .errors import MLOpsError
 from .store import BIND_KEY, Base, PredictionLogWriter
 
 if TYPE_CHECKING:
-    from .serving import ModelStore, Prediction, Router
+    from .services.serving import ModelStore, Prediction, Router
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class MLOpsState:
     """Everything one app's MLOps owns. Lives in `app.extensions["mlops"]`, never in globals."""
 
     def __init__(self, ext: MLOps, app: Flask, config: MLOpsConfig, engine: Engine, db: SQLAlchemy) -> None:
-        from .serving import ModelStore, Router
+        from .services.serving import ModelStore, Router
         from .store.day_cache import OpenDayCache
 
         self.ext = ext
@@ -145,6 +145,7 @@ class MLOps:
         app.extensions[EXTENSION_KEY] = state
         state.create_tables()
 
+        from . import jobs  # noqa: F401  (registers the built-in scheduled jobs)
         from .api.blueprint import make_blueprint
         from .cli.group import load_commands
 
@@ -153,7 +154,7 @@ class MLOps:
         if config.load_on_start:
             state.models.refresh()
         if config.scheduler_enabled:  # built (schedules validated) now; started in the serving process
-            from .scheduler import install
+            from .services.scheduler import install
 
             install(app, state)
 
@@ -163,7 +164,7 @@ class MLOps:
 
     def track(self, model: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator for a prediction view: logs one record per request (see tracking.py)."""
-        from .tracking import track
+        from .services.tracking import track
 
         return track(self, model, **options)
 
@@ -171,18 +172,18 @@ class MLOps:
         self, name: str, features: Mapping[str, Any], *, unit_id: str | None = None, app: Flask | None = None
     ) -> Prediction:
         """Predict with the version this unit is routed to (production or an A/B variant)."""
-        from .serving import predict
+        from .services.serving import predict
 
         return predict(get_state(app), name, features, unit_id=unit_id)
 
     def register(self, name: str, estimator: Any, *, app: Flask | None = None, **kwargs: Any) -> Any:
         """Register a fitted estimator as a new version (see registry.register)."""
-        from .registry import register
+        from .services.registry import register
 
         return register(get_state(app), name, estimator, **kwargs)
 
     def train(self, name: str, data: Any = None, *, target: str | None = None, app: Flask | None = None, **kwargs: Any) -> Any:
         """Train (CV + selection), register and (if it passes the gates) promote a model."""
-        from .lifecycle import train_and_register
+        from .services.lifecycle import train_and_register
 
         return train_and_register(get_state(app), name, data, target=target, **kwargs)

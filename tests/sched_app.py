@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask_mlops.scheduler import register_job
+from flask_mlops.services.scheduler import register_job
 
 
 @register_job("probe", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")

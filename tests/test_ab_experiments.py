@@ -129,7 +129,7 @@ def test_two_app_instances_assign_every_unit_the_same_way(ab_app: Flask, tmp_pat
 
 
 def test_promote_makes_the_treatment_production(ab_app: Flask) -> None:
-    from flask_mlops.registry import alias_version
+    from flask_mlops.services.registry import alias_version
 
     client = ab_app.test_client()
     exp = client.post("/mlops/api/experiments", json={"treatment_version": 2}, headers=AUTH).json
@@ -151,7 +151,7 @@ def _traffic(client: Any, n: int, seed: int) -> None:
 
 
 def test_rollout_advances_on_healthy_traffic_and_promotes_at_the_end(ab_app: Flask) -> None:
-    from flask_mlops.registry import alias_version
+    from flask_mlops.services.registry import alias_version
 
     client = ab_app.test_client()
     started = client.post("/mlops/api/rollouts", json={"treatment_version": 2, "stages": STAGES, "guardrails": GUARDS}, headers=AUTH)

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask, Request
 
 from flask_mlops.api.blueprint import ROUTE_ROLES
-from flask_mlops.auth import CSRF_COOKIE, SESSION_COOKIE
+from flask_mlops.services.auth import CSRF_COOKIE, SESSION_COOKIE
 
 from .conftest import AUTH, READ_AUTH, READ_TOKEN, TOKEN, base_config, build_app
 
@@ -69,7 +69,7 @@ def test_every_protected_route_rejects_missing_and_wrong_credentials(app: Flask,
     client = app.test_client()
     routes = protected_routes(app)
     assert len(routes) >= 8  # overview, drift, models, experiments, jobs, metrics, openapi, ...
-    caplog.set_level(logging.WARNING, logger="flask_mlops.auth")
+    caplog.set_level(logging.WARNING, logger="flask_mlops.services.auth")
     for endpoint, method, url, role in routes:
         missing = _call(client, method, url)
         assert missing.status_code == 401, (endpoint, method, url, missing.status_code)

@@ -60,7 +60,7 @@ def live(gunicorn_factory: Any, served_instance: Path, tmp_path: Path) -> Any:
     assert codes.count(200) == N_OK and codes.count(400) == N_BAD
     try:  # one stored drift run, for the trend and the HTML report (monitoring's service)
         from flask_mlops import get_state
-        from flask_mlops.monitoring.service import WindowSpec, drift
+        from flask_mlops.services.monitoring import WindowSpec, drift
 
         with app.app_context():
             drift(get_state(app), WindowSpec(model="diabetes", last=1000), persist=True, trigger="test")

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from flask_mlops import get_state
-from flask_mlops.lifecycle import rollback
-from flask_mlops.registry import set_alias
+from flask_mlops.services.lifecycle import rollback
+from flask_mlops.services.registry import set_alias
 
 from .conftest import SAMPLE_ROW, base_config, build_app, quick_model
 

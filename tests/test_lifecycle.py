@@ -13,10 +13,10 @@ from flask import Flask
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from flask_mlops import lifecycle
 from flask_mlops.errors import ConflictError
 from flask_mlops.extension import get_state
-from flask_mlops.registry import alias_version, get_version
+from flask_mlops.services import lifecycle
+from flask_mlops.services.registry import alias_version, get_version
 from flask_mlops.training.metrics import binary_metrics
 
 from .conftest import AUTH, FEATURE_NAMES, READ_AUTH, base_config, build_app, diabetes_frame, quick_model

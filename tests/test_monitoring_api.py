@@ -222,7 +222,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def test_alerts_are_posted_once_per_condition_until_the_cooldown(served_instance: Path, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> None:
     from flask_mlops.extension import get_state
-    from flask_mlops.monitoring.jobs import drift_check
+    from flask_mlops.jobs.monitoring import drift_check
 
     url, received = webhook
     app = build_app(served_instance, base_config(tmp_path, MLOPS_ALERT_WEBHOOK=url, MLOPS_ALERT_COOLDOWN_S=3600))
@@ -250,7 +250,7 @@ def test_alerts_are_posted_once_per_condition_until_the_cooldown(served_instance
 
 def test_webhook_failure_is_recorded(served_instance: Path, tmp_path: Path) -> None:
     from flask_mlops.extension import get_state
-    from flask_mlops.monitoring.jobs import drift_check
+    from flask_mlops.jobs.monitoring import drift_check
 
     app = build_app(served_instance, base_config(tmp_path, MLOPS_ALERT_WEBHOOK="http://127.0.0.1:9/nothing-listens"))
     write_shifted(app, 300, glucose_shift=60.0)

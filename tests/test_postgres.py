@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import inspect, select
 
 from flask_mlops.extension import get_state
-from flask_mlops.registry import alias_version, list_versions, register, set_alias
+from flask_mlops.services.registry import alias_version, list_versions, register, set_alias
 from flask_mlops.store import Base
 from flask_mlops.store.models import AuditEvent
 

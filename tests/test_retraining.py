@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from flask_mlops import retraining
 from flask_mlops.errors import ConflictError
 from flask_mlops.extension import get_state
-from flask_mlops.registry import alias_version
+from flask_mlops.services import retraining
+from flask_mlops.services.registry import alias_version
 from flask_mlops.store import retraining as runs
 from flask_mlops.store.feedback import Feedback
 

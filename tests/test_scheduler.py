@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_mlops import scheduler as sched
 from flask_mlops.errors import ConfigError
 from flask_mlops.extension import get_state
+from flask_mlops.services import scheduler as sched
 from flask_mlops.store import leases
 
 from .conftest import AUTH, READ_AUTH, base_config, build_app

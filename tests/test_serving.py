@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from flask_mlops import get_state
 from flask_mlops.errors import ModelIntegrityError
-from flask_mlops.registry import list_versions, set_alias
-from flask_mlops.serving import cache_path, load_version
+from flask_mlops.services.registry import list_versions, set_alias
+from flask_mlops.services.serving import cache_path, load_version
 from flask_mlops.store.models import AuditEvent
 
 from .conftest import SAMPLE_ROW, base_config, build_app, quick_model

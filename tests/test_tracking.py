@@ -114,7 +114,7 @@ def test_two_models_in_one_app_log_separately(served_instance: Path, tmp_path: P
 
 
 def test_sampling_is_deterministic_by_prediction_id(served_instance: Path, tmp_path: Path) -> None:
-    from flask_mlops.tracking import _sampled
+    from flask_mlops.services.tracking import _sampled
 
     app = build_app(served_instance, base_config(tmp_path, MLOPS_LOG_SAMPLE_RATE=0.25))
     c = app.test_client()
@@ -150,7 +150,7 @@ def test_log_lines_are_single_json_objects(client: Any, served_app: Flask) -> No
 def test_prediction_ids_differ_across_forked_workers() -> None:
     import os
 
-    from flask_mlops.serving import new_prediction_id
+    from flask_mlops.services.serving import new_prediction_id
 
     read, write = os.pipe()
     pid = os.fork()

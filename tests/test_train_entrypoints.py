@@ -16,7 +16,7 @@ from flask import Flask
 
 from flask_mlops import get_state
 from flask_mlops.errors import ValidationError
-from flask_mlops.registry import list_versions
+from flask_mlops.services.registry import list_versions
 
 from .conftest import DATA, SAMPLE_ROW, base_config, build_app
 

@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from ..auth import require, unauthorised_page
 from ..errors import AuthenticationError, MLOpsError, NotFoundError, PermissionDenied, ValidationError, error_body
 from ..extension import get_state
+from ..services.auth import require, unauthorised_page
 from .schemas import MAX_ID
 
 logger = logging.getLogger(__name__)
@@ -273,17 +273,7 @@ _CATCH_ALL = {"mlops.api_not_found", "mlops.page_not_found", "mlops.root_method_
 
 def make_blueprint() -> Blueprint:
     """Import the area modules (which declare their routes on `bp`); return the blueprint."""
-    import importlib
-
-    from .. import metrics  # noqa: F401
     from ..dashboard import views  # noqa: F401
-    from . import health, openapi  # noqa: F401
+    from . import experiments, health, jobs, metrics, models, monitoring, openapi, retrain  # noqa: F401
 
-    # areas still being built: mounted when their module exists
-    for name in ("models", "retrain", "monitoring", "experiments", "jobs", "feedback"):
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{name}":
-                raise
     return bp

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from flask import jsonify
 from pydantic import ConfigDict, Field
 
-from .. import experiments as core
 from ..errors import ValidationError
 from ..extension import get_state
+from ..services import experiments as core
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 

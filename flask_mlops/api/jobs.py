@@ -9,7 +9,7 @@ from flask import jsonify
 from pydantic import Field
 
 from ..extension import get_state
-from ..scheduler import get_job, overview
+from ..services.scheduler import get_job, overview
 from ..store import leases
 from .blueprint import route
 from .schemas import APIModel, Id, QueryModel, id_cursor

@@ -8,11 +8,11 @@ from typing import Any
 from flask import jsonify
 from pydantic import Field
 
-from .. import lifecycle
-from ..auth import current_caller
 from ..extension import get_state
-from ..registry import alias_version, list_versions
-from ..serving import PRODUCTION
+from ..services import lifecycle
+from ..services.auth import current_caller
+from ..services.registry import alias_version, list_versions
+from ..services.serving import PRODUCTION
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc
 

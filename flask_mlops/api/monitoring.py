@@ -15,9 +15,9 @@ from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
 from ..extension import get_state
-from ..monitoring import service
-from ..monitoring.feedback import record_feedback
 from ..monitoring.html import render_drift_html
+from ..services import monitoring as service
+from ..services.feedback import record_feedback
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor
 

@@ -8,10 +8,10 @@ from typing import Any, Literal
 from flask import jsonify, url_for
 from pydantic import Field
 
-from .. import retraining
-from ..auth import current_caller
 from ..errors import ValidationError
 from ..extension import get_state
+from ..services import retraining
+from ..services.auth import current_caller
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..extension import get_state
-from ..lifecycle import train_and_register
-from ..registry import alias_version, list_versions
+from ..services.lifecycle import train_and_register
+from ..services.registry import alias_version, list_versions
 from ..training import format_comparison
 from .group import cli, echo_table, mlops_errors
 

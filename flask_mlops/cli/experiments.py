@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .. import experiments as core
 from ..extension import get_state
+from ..services import experiments as core
 from .group import cli, echo_table, mlops_errors
 
 

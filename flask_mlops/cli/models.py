@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import click
 
-from .. import lifecycle, retraining
 from ..extension import get_state
+from ..services import lifecycle, retraining
 from .group import cli, echo_table, mlops_errors
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..extension import get_state
-from ..monitoring import service
+from ..services import monitoring as service
 from .group import cli, echo_table, mlops_errors
 
 CRITICAL_EXIT = 2

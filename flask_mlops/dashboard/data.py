@@ -104,7 +104,7 @@ def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: d
 def live_drift(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
     """Drift of the last DRIFT_WINDOW records of the production version against its reference."""
     from ..monitoring import DriftCalculator
-    from ..registry import version_profile
+    from ..services.registry import version_profile
     from ..store.predictions import read_records
 
     if version is None:
@@ -175,14 +175,14 @@ def overview(state: MLOpsState) -> list[dict[str, Any]]:
 
 
 def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
-    from ..registry import alias_version
+    from ..services.registry import alias_version
     from ..store.predictions import read_records
 
     entry: dict[str, Any] = {"name": name}
     entry["production"] = guarded("the registry", lambda: {"version": alias_version(state, name)})
     entry["traffic"] = guarded("the prediction log", lambda: traffic(state, name))
     version = entry["production"].get("version")
-    report_fn = optional("flask_mlops.monitoring.service:report")
+    report_fn = optional("flask_mlops.services.monitoring:report")
     if report_fn is not None:  # monitoring's own verdict: drift, decay and operations
         report = guarded("monitoring", lambda: _service_report(state, report_fn, name))
         entry["health"] = {"available": True, **report["health"]} if report.get("available") else report
@@ -196,18 +196,18 @@ def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
 
 
 def _service_report(state: MLOpsState, report_fn: Callable[..., Any], model: str) -> dict[str, Any]:
-    from ..monitoring.service import WindowSpec
+    from ..services.monitoring import WindowSpec
 
     return dict(report_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False))
 
 
 def _live(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
     """Drift of the recent window: monitoring's service when present, else the core calculator here."""
-    drift_fn = optional("flask_mlops.monitoring.service:drift")
+    drift_fn = optional("flask_mlops.services.monitoring:drift")
     if drift_fn is None:
         return live_drift(state, model, version)
     from ..errors import UnprocessableError
-    from ..monitoring.service import WindowSpec
+    from ..services.monitoring import WindowSpec
 
     try:
         return dict(drift_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False).to_dict())
@@ -220,7 +220,7 @@ def drift_page(state: MLOpsState) -> list[dict[str, Any]]:
 
 
 def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
-    from ..registry import alias_version
+    from ..services.registry import alias_version
 
     version = alias_version(state, name)
     return {
@@ -244,7 +244,7 @@ def models_page(state: MLOpsState) -> list[dict[str, Any]]:
 
 
 def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:
-    from ..registry import list_versions
+    from ..services.registry import list_versions
 
     return {
         "name": name,
@@ -269,10 +269,10 @@ def audit_trail(state: MLOpsState, model: str, limit: int = 20) -> list[dict[str
 
 def experiments_page(state: MLOpsState) -> dict[str, Any]:
     def load() -> dict[str, Any]:
-        lister = optional("flask_mlops.experiments:list_experiments")
+        lister = optional("flask_mlops.services.experiments:list_experiments")
         if lister is None:
             return {"items": [], "message": "experiments are not set up in this installation"}
-        results = optional("flask_mlops.experiments:experiment_results")
+        results = optional("flask_mlops.services.experiments:experiment_results")
         items = []
         for exp in lister(state, limit=20):
             entry: dict[str, Any] = {"experiment": exp, "results": None}
@@ -290,7 +290,7 @@ def _results(state: MLOpsState, results: Callable[..., Any], experiment_id: int)
 
 def jobs_page(state: MLOpsState) -> dict[str, Any]:
     def load() -> dict[str, Any]:
-        overview_fn = optional("flask_mlops.scheduler:overview")
+        overview_fn = optional("flask_mlops.services.scheduler:overview")
         if overview_fn is None:
             return {"jobs": [], "message": "the scheduler is not available in this installation"}
         return dict(overview_fn(state))

@@ -15,11 +15,11 @@ from flask import redirect, render_template, request, send_from_directory, url_f
 from pydantic import BaseModel, Field
 from werkzeug.wrappers import Response
 
-from .. import auth
 from ..api.blueprint import FORM, bp, route
 from ..api.schemas import LoginForm
 from ..errors import MLOpsError
 from ..extension import get_state
+from ..services import auth
 from . import charts, data
 
 logger = logging.getLogger(__name__)
@@ -118,12 +118,12 @@ def promote(name: str, body: VersionForm) -> Any:
     caller = auth.current_caller()
     actor = f"dashboard:{caller.via if caller is not None else 'admin'}"
     try:
-        action = data.optional("flask_mlops.lifecycle:promote")
+        action = data.optional("flask_mlops.services.lifecycle:promote")
         if action is not None:
             action(state, name, body.version, actor=actor, reason=body.reason or "promoted from the dashboard")
         else:
-            from ..registry import set_alias
-            from ..serving import PRODUCTION
+            from ..services.registry import set_alias
+            from ..services.serving import PRODUCTION
 
             set_alias(state, name, PRODUCTION, body.version, actor=actor, reason=body.reason or "promoted from the dashboard", action="promote")
     except MLOpsError as exc:
@@ -136,7 +136,7 @@ def promote(name: str, body: VersionForm) -> Any:
 def rollback(name: str, body: VersionForm) -> Any:
     """Point production back at the previous version (admin; CSRF-protected form)."""
     state = get_state()
-    action = data.optional("flask_mlops.lifecycle:rollback")
+    action = data.optional("flask_mlops.services.lifecycle:rollback")
     if action is None:
         return _back(name, "rollback is not available in this installation yet")
     try:

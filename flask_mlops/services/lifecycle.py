@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from .errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
+from ..errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
+from ..store.models import Alias, AuditEvent, ModelVersion
 from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
 from .serving import PRODUCTION
-from .store.models import Alias, AuditEvent, ModelVersion
 
 if TYPE_CHECKING:
-    from .extension import MLOpsState
-    from .training import TrainingResult
+    from ..extension import MLOpsState
+    from ..training import TrainingResult
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def _gates(state: MLOpsState, override: Mapping[str, Any] | None) -> dict[str, A
 
 def holdout_metrics(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Metrics of a registered version on given rows, at that version's stored threshold."""
+    from ..training.metrics import binary_metrics
     from .serving import load_version
-    from .training.metrics import binary_metrics
 
     served = load_version(state, name, version)
     proba = np.asarray(served.estimator.predict_proba(X))[:, -1]
@@ -410,7 +410,7 @@ def train_and_register(
 
     `promote=False` registers only. Returns the training result and `register_result`'s answer.
     """
-    from .training import TrainingSettings, load_training_data, run_training
+    from ..training import TrainingSettings, load_training_data, run_training
 
     spec = state.config.model(name)
     if data is not None:
@@ -434,7 +434,7 @@ def train_and_register(
 
 # -- holdout rows and small helpers ---------------------------------------------------------------
 def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
-    from .store.retraining import ModelHoldout, ensure_tables
+    from ..store.retraining import ModelHoldout, ensure_tables
 
     ensure_tables(state.engine)
     if len(y) > HOLDOUT_CAP:
@@ -446,7 +446,7 @@ def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: n
 
 
 def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
-    from .store.retraining import ModelHoldout, ensure_tables
+    from ..store.retraining import ModelHoldout, ensure_tables
 
     ensure_tables(state.engine)
     with state.session() as session:

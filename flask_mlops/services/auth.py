@@ -33,10 +33,10 @@ from flask import Request, current_app, g, render_template, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
-from .errors import AuthenticationError, MLOpsError, PermissionDenied
+from ..errors import AuthenticationError, MLOpsError, PermissionDenied
 
 if TYPE_CHECKING:
-    from .extension import MLOpsState
+    from ..extension import MLOpsState
 
 logger = logging.getLogger(__name__)
 

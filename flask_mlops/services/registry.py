@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from .errors import MLOpsError, NotFoundError
+from ..errors import MLOpsError, NotFoundError
+from ..store.models import Alias, AuditEvent, ModelVersion
 from .serving import PRODUCTION, cache_path, file_sha256
-from .store.models import Alias, AuditEvent, ModelVersion
 
 if TYPE_CHECKING:
-    from .extension import MLOpsState
+    from ..extension import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _as_matrix(state: MLOpsState, name: str, data: Any) -> np.ndarray:
 
 def reference_profile(state: MLOpsState, name: str, estimator: Any, reference: Any) -> str:
     """The drift reference profile (JSON) of the training data and the model's scores on it."""
-    from .monitoring.profile import build_profile, profile_to_json
+    from ..monitoring.profile import build_profile, profile_to_json
 
     spec = state.config.model(name)
     matrix = _as_matrix(state, name, reference)
@@ -204,7 +204,7 @@ def register(
 
 def _skops_trusted_types(estimator: Any) -> list[str]:
     """Our own classes (and the candidates' libraries) for MLflow's skops format (added by training)."""
-    from .training.model import skops_trusted_types
+    from ..training.model import skops_trusted_types
 
     return skops_trusted_types(estimator)
 

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from .ab.assign import TREATMENT, Assigner
-from .errors import ModelIntegrityError, ModelNotReady, NotFoundError
-from .specs import validate_row
-from .store.models import Alias, ModelVersion
+from ..ab.assign import TREATMENT, Assigner
+from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError
+from ..specs import validate_row
+from ..store.models import Alias, ModelVersion
 
 if TYPE_CHECKING:
-    from .extension import MLOpsState
+    from ..extension import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Router:
 
     def refresh(self) -> None:
         """Re-read the running experiments from the database (called by the reload loop)."""
-        from .store.experiments import RUNNING, Experiment
+        from ..store.experiments import RUNNING, Experiment
 
         with self._state.session() as session:
             rows = session.execute(

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from .errors import ConflictError, MLOpsError, NotFoundError
+from ..errors import ConflictError, MLOpsError, NotFoundError
 
 if TYPE_CHECKING:
-    from .extension import MLOpsState
+    from ..extension import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +91,9 @@ def trigger(name: str) -> Callable[[Trigger], Trigger]:
 # -- the triggers --------------------------------------------------------------------------------
 @trigger("drift")
 def _drift(state: MLOpsState, ctx: _Context) -> TriggerResult:
-    from .monitoring import DriftCalculator
+    from ..monitoring import DriftCalculator
+    from ..store.columnar import read_window
     from .registry import version_profile
-    from .store.columnar import read_window
 
     critical = float(state.config.drift_psi_thresholds[2])
     if ctx.production is None:
@@ -123,9 +123,9 @@ def _labels_01(values: list[Any], positive: Any) -> np.ndarray:
 
 @trigger("decay")
 def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
-    from .monitoring.performance import classification_metrics, decay
+    from ..monitoring.performance import classification_metrics, decay
+    from ..store.feedback import labelled
     from .registry import get_version
-    from .store.feedback import labelled
 
     limit = state.config.retrain_decay_threshold
     if ctx.production is None:
@@ -152,7 +152,7 @@ def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
 
 @trigger("new_labels")
 def _new_labels(state: MLOpsState, ctx: _Context) -> TriggerResult:
-    from .store.feedback import count_since
+    from ..store.feedback import count_since
 
     minimum = state.config.retrain_min_new_labels
     with state.session() as session:
@@ -181,7 +181,7 @@ def _manual(state: MLOpsState, ctx: _Context) -> TriggerResult:
 # -- the check --------------------------------------------------------------------------------------
 def last_trained_at(state: MLOpsState, name: str) -> datetime | None:
     """When the newest version of `name` was registered (None if never)."""
-    from .store.models import ModelVersion
+    from ..store.models import ModelVersion
 
     with state.session() as session:
         return session.scalar(select(ModelVersion.created_at).where(ModelVersion.model_name == name).order_by(ModelVersion.created_at.desc()).limit(1))
@@ -209,9 +209,9 @@ def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: 
 # -- training data ----------------------------------------------------------------------------------
 def training_data(state: MLOpsState, name: str, *, since: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Base dataset + logged predictions that received a label (since `since`), deduplicated."""
-    from .store.feedback import labelled
-    from .store.predictions import read_records
-    from .training import load_training_data
+    from ..store.feedback import labelled
+    from ..store.predictions import read_records
+    from ..training import load_training_data
 
     spec = state.config.model(name)
     parts_X: list[np.ndarray] = []
@@ -283,7 +283,7 @@ def start(
     background: bool = True,
 ) -> dict[str, Any]:
     """Claim the retraining slot and run (in a thread, or here); 409 while another run is active."""
-    from .store import retraining as runs
+    from ..store import retraining as runs
 
     state.config.model(name)
     runs.ensure_tables(state.engine)
@@ -311,9 +311,9 @@ def start(
 
 def execute(state: MLOpsState, run_id: int) -> None:
     """The body of a run: data → train → register (+lineage, holdout) → gates → promote or reject."""
+    from ..store import retraining as runs
+    from ..training import TrainingSettings, run_training
     from . import lifecycle
-    from .store import retraining as runs
-    from .training import TrainingSettings, run_training
 
     with state.session() as session, session.begin():
         run = session.get(runs.RetrainRun, run_id)
@@ -380,7 +380,7 @@ def execute(state: MLOpsState, run_id: int) -> None:
 
 def get_run(state: MLOpsState, run_id: int) -> dict[str, Any]:
     """A run as a dict; an abandoned active run is found stale and reported failed."""
-    from .store import retraining as runs
+    from ..store import retraining as runs
 
     runs.ensure_tables(state.engine)
     with state.session() as session, session.begin():
@@ -393,7 +393,7 @@ def get_run(state: MLOpsState, run_id: int) -> dict[str, Any]:
 
 
 def list_runs(state: MLOpsState, *, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    from .store import retraining as runs
+    from ..store import retraining as runs
 
     runs.ensure_tables(state.engine)
     query = select(runs.RetrainRun).order_by(runs.RetrainRun.id.desc()).limit(limit)

@@ -21,15 +21,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .ab.assign import CONTROL, TREATMENT, new_salt
-from .errors import ConflictError, NotFoundError, ValidationError
-from .store.experiments import COMPLETED, PROMOTED, ROLLED_BACK, RUNNING, STOPPED, Experiment, Rollout
-from .store.models import AuditEvent, ModelVersion
+from ..ab.assign import CONTROL, TREATMENT, new_salt
+from ..errors import ConflictError, NotFoundError, ValidationError
+from ..store.experiments import COMPLETED, PROMOTED, ROLLED_BACK, RUNNING, STOPPED, Experiment, Rollout
+from ..store.models import AuditEvent, ModelVersion
 
 if TYPE_CHECKING:
-    from .ab.stats import Plan
-    from .ab.summary import VariantSummary
-    from .extension import MLOpsState
+    from ..ab.stats import Plan
+    from ..ab.summary import VariantSummary
+    from ..extension import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def _now() -> datetime:
 
 
 def _plan(metric: str, share: float, plan: dict[str, Any] | None, guardrails: dict[str, Any] | None, baseline: float | None) -> Plan:
-    from .ab.guardrails import Guardrails
-    from .ab.stats import Plan
+    from ..ab.guardrails import Guardrails
+    from ..ab.stats import Plan
 
     if metric not in METRICS:
         raise ValidationError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}", details={"metric": metric})
@@ -169,7 +169,7 @@ def get_experiment(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
 
 def _labels(state: MLOpsState, ids: np.ndarray) -> dict[str, Any]:
     """Feedback labels by prediction id (the `Feedback` table of store/feedback.py)."""
-    from .store.feedback import Feedback
+    from ..store.feedback import Feedback
 
     out: dict[str, Any] = {}
     id_list = [str(i) for i in ids]
@@ -190,8 +190,8 @@ def observations(
     `with_units` also counts distinct units per variant (a second pass over the JSON log),
     which the sample-ratio check needs.
     """
-    from .ab.summary import summarize
-    from .store.columnar import read_window
+    from ..ab.summary import summarize
+    from ..store.columnar import read_window
 
     window = read_window(state.log_dir, model=model, since=since, until=until, with_ids=True, features=(), open_days=state.open_days)
     cats = window.variant.categories
@@ -222,7 +222,7 @@ def observations(
 
 def _units(state: MLOpsState, model: str, since: datetime, until: datetime | None) -> dict[str, int]:
     """Distinct units per variant (each random-assigned request is its own unit), for the SRM check."""
-    from .store.predictions import read_records
+    from ..store.predictions import read_records
 
     seen: dict[str, set[str]] = {CONTROL: set(), TREATMENT: set()}
     random_units = {CONTROL: 0, TREATMENT: 0}
@@ -253,8 +253,8 @@ def _same(prediction: Any, label: Any) -> bool:
 
 def experiment_results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
     """All statistics and the verdict of an experiment, from its logged requests and feedback."""
-    from .ab.guardrails import Guardrails
-    from .ab.stats import Plan, analyze
+    from ..ab.guardrails import Guardrails
+    from ..ab.stats import Plan, analyze
 
     with state.session() as session:
         row = _get(session, experiment_id)
@@ -330,7 +330,7 @@ def start_rollout(
     actor: str = "system",
 ) -> dict[str, Any]:
     """Start a gradual rollout of `treatment_version` (its first stage's share of traffic)."""
-    from .ab.rollout import DEFAULT_STAGES, Stage, validate_stages
+    from ..ab.rollout import DEFAULT_STAGES, Stage, validate_stages
 
     if on_breach not in ("keep", "archive"):
         raise ValidationError("on_breach must be 'keep' or 'archive'", details={"on_breach": on_breach})
@@ -371,8 +371,8 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
     The scheduler calls this every `MLOPS_ROLLOUT_INTERVAL_S` on exactly one runner.
     Returns one entry per rollout: its id and the decision taken.
     """
-    from .ab.guardrails import Guardrails
-    from .ab.rollout import COMPLETE, HOLD, ROLLBACK, RolloutState, Stage, apply, evaluate
+    from ..ab.guardrails import Guardrails
+    from ..ab.rollout import COMPLETE, HOLD, ROLLBACK, RolloutState, Stage, apply, evaluate
 
     now = now or _now()
     with state.session() as session:
@@ -457,7 +457,7 @@ def _complete(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict
 def send_alert(state: MLOpsState, text: str, details: dict[str, Any]) -> None:
     """Log a warning and POST `{"text", "details"}` to MLOPS_ALERT_WEBHOOK (in the background,
     because a rollback may be evaluated inside a request: `POST /rollouts/evaluate`)."""
-    from .monitoring.alerts import post_webhook
+    from .alerts import post_webhook
 
     logger.warning("ALERT: %s", text)
     url = state.config.alert_webhook

@@ -22,16 +22,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .api.blueprint import route
-from .extension import get_state
-
 if TYPE_CHECKING:
-    from .extension import MLOpsState
+    from ..extension import MLOpsState
     from .serving import Prediction
 
 logger = logging.getLogger(__name__)
@@ -124,8 +120,8 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Any]:
         from sqlalchemy import func, select
 
+        from ..store.models import Alias, AuditEvent
         from .serving import PRODUCTION
-        from .store.models import Alias, AuditEvent
 
         version = GaugeMetricFamily("mlops_production_version", "Version the production alias points at.", labels=["model"])
         events = CounterMetricFamily("mlops_registry_events", "Registry events from the audit trail (register, promote, rollback, ...).", labels=["model", "action"])
@@ -213,9 +209,3 @@ def mark_worker_dead(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
-
-
-@route("/metrics", api=False, role="read", produces="text/plain", tags=("meta",), summary="Prometheus metrics")
-def metrics_view() -> Any:
-    """Prometheus text exposition: predictions, latency, drift, health, versions, retrain/rollout events."""
-    return Response(get_metrics(get_state()).exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

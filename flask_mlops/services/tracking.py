@@ -19,13 +19,13 @@ import orjson
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
-from .extension import get_state
+from ..extension import get_state
+from ..store.predictions import format_ts
 from .metrics import observe_prediction
 from .serving import Prediction, new_prediction_id
-from .store.predictions import format_ts
 
 if TYPE_CHECKING:
-    from .extension import MLOps, MLOpsState
+    from ..extension import MLOps, MLOpsState
 
 logger = logging.getLogger(__name__)
 

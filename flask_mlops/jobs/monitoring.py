@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .service import WindowSpec, report
+from ..services.monitoring import WindowSpec, report
 
 if TYPE_CHECKING:
     from ..extension import MLOpsState

@@ -14,7 +14,7 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .health import Health, SentAlert, alert_key, alert_payload, plan_alerts
+from ..monitoring.health import Health, SentAlert, alert_key, alert_payload, plan_alerts
 
 if TYPE_CHECKING:
     from ..extension import MLOpsState

@@ -34,15 +34,15 @@ from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, NotFoundError
-from .store import leases
+from ..errors import ConfigError, NotFoundError
+from ..store import leases
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
     from flask import Flask
 
-    from .config import MLOpsConfig
-    from .extension import MLOpsState
+    from ..config import MLOpsConfig
+    from ..extension import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -180,41 +180,6 @@ def run_job(state: MLOpsState, name: str, *, holder: str, tick: datetime | None 
     logger.info("job %s tick %s %s in %.0f ms (%s)", name, tick.isoformat(), status, (time.perf_counter() - started) * 1000, holder)
     run = leases.get_run(state.engine, run_id)
     return None if run is None else run.to_dict()
-
-
-@register_job("drift_check", schedule_key="MLOPS_DRIFT_CRON")
-def drift_check(state: MLOpsState) -> Any:
-    """Drift check of every declared model's recent window; alerts on warning/critical."""
-    from .monitoring.jobs import drift_check as run
-
-    return run(state)
-
-
-@register_job("retrain_check", schedule_key="MLOPS_RETRAIN_CRON")
-def retrain_check(state: MLOpsState) -> Any:
-    """Retrain when a trigger fires (drift, decay, new labels, schedule)."""
-    from .retraining import scheduled_check
-
-    return scheduled_check(state)
-
-
-@register_job("rollout_evaluation", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")
-def rollout_evaluation(state: MLOpsState) -> Any:
-    """Advance, hold or roll back running gradual rollouts."""
-    from .experiments import evaluate_rollouts
-
-    decisions = evaluate_rollouts(state)
-    return {"rollouts": decisions} if isinstance(decisions, list) else decisions
-
-
-@register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
-def log_retention(state: MLOpsState) -> Any:
-    """Delete daily prediction log files older than MLOPS_LOG_RETENTION_DAYS."""
-    from .store.predictions import purge_older_than
-
-    days = state.config.log_retention_days
-    removed = purge_older_than(state.log_dir, days)
-    return {"retention_days": days, "removed": [p.name for p in removed]}
 
 
 # -- the per-process scheduler ----------------------------------------------------------

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import NotFoundError, UnprocessableError, ValidationError
-from .drift import DriftCalculator, DriftReport
-from .health import Component, Health, assess_health, decay_component, drift_component, operational_components
-from .performance import (
+from ..monitoring.drift import DriftCalculator, DriftReport
+from ..monitoring.health import Component, Health, assess_health, decay_component, drift_component, operational_components
+from ..monitoring.performance import (
     Decay,
     OperationalMetrics,
     classification_metrics,
@@ -72,7 +72,7 @@ def resolve_model(state: MLOpsState, model: str | None) -> ModelSpec:
 
 
 def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -> int | None:
-    from ..registry import alias_version
+    from .registry import alias_version
 
     if window.version is not None:
         try:
@@ -84,7 +84,7 @@ def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -
 
 def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], str]:
     """The version's stored reference profile, else one built from the training CSV (cached per file)."""
-    from ..registry import version_profile
+    from .registry import version_profile
 
     if version is not None:
         profile = version_profile(state, spec.name, version)
@@ -97,7 +97,7 @@ def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tup
         if key not in cache:
             import pandas as pd
 
-            from .profile import build_profile
+            from ..monitoring.profile import build_profile
 
             frame = pd.read_csv(path)
             missing = [f for f in spec.feature_names if f not in frame.columns]
@@ -186,7 +186,7 @@ def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigge
             )
         )
     try:
-        from ..metrics import record_drift
+        from .metrics import record_drift
 
         record_drift(state, model, report.level, {k: {**v, "js_distance": v.get("js")} for k, v in summary.items()})
     except Exception:  # pragma: no cover - metrics must never break monitoring
@@ -197,7 +197,7 @@ def _write_latest_html(state: MLOpsState, model: str, body: dict[str, Any]) -> N
     """The latest run as `<log_dir>/reports/drift-<model>.html` (the dashboard links to it)."""
     import os
 
-    from .html import render_drift_html
+    from ..monitoring.html import render_drift_html
 
     folder = state.log_dir / "reports"
     try:
@@ -211,7 +211,7 @@ def _write_latest_html(state: MLOpsState, model: str, body: dict[str, Any]) -> N
 
 # -- performance -------------------------------------------------------------------------------
 def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], float | None]:
-    from ..registry import get_version
+    from .registry import get_version
 
     if version is None:
         return {}, None
@@ -272,7 +272,7 @@ def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold:
 
 
 def classification_correct(labels: np.ndarray, preds: np.ndarray, positive: Any) -> np.ndarray:
-    from .performance import _positive
+    from ..monitoring.performance import _positive
 
     if labels.size == 0:
         return np.empty(0)
@@ -280,7 +280,7 @@ def classification_correct(labels: np.ndarray, preds: np.ndarray, positive: Any)
 
 
 def _floats(values: np.ndarray) -> np.ndarray:
-    from .profile import to_float_array
+    from ..monitoring.profile import to_float_array
 
     return to_float_array(values)
 
@@ -354,7 +354,7 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
         "operations": {**ops.to_dict(), "skipped_lines": skipped},
     }
     try:
-        from ..metrics import record_health
+        from .metrics import record_health
 
         record_health(state, spec.name, health.status)
     except Exception:  # pragma: no cover
@@ -370,9 +370,9 @@ def summary(state: MLOpsState, *, hours: int = 24, now: datetime | None = None) 
     """Per model: traffic of the last `hours`, labels, production version, last drift run."""
     from sqlalchemy import func, select
 
-    from ..registry import alias_version
     from ..store.feedback import Feedback
     from ..store.monitoring import list_drift_runs
+    from .registry import alias_version
 
     now = now or datetime.now(timezone.utc)
     models: dict[str, Any] = {}
