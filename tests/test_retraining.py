@@ -188,7 +188,7 @@ def test_a_killed_retrain_leaves_production_serving(fast_app: Flask, served_inst
         "sys.path.insert(0, sys.argv[1])\n"
         "from tests.conftest import build_app, base_config\n"
         "from tests.test_retraining import FAST\n"
-        "from flask_mlops import retraining\n"
+        "from flask_mlops.services import retraining\n"
         "from flask_mlops.extension import get_state\n"
         "app = build_app(Path(sys.argv[2]), base_config(Path(sys.argv[3]), **{**FAST, 'MLOPS_CANDIDATES': None}))\n"
         "retraining.start(get_state(app), 'diabetes', background=False, actor='doomed')\n"
