@@ -24,6 +24,16 @@ from flask import Flask, jsonify, request
 
 pytest_plugins = ["tests.pg"]  # PostgreSQL fixtures: pg_url, db_url (sqlite + postgresql)
 
+#: Stores named in the environment (a production shell, a CI job holding production secrets)
+#: are never used by tests: every `MLOPS_*` / `MLFLOW_*` variable is removed before any app,
+#: gunicorn child or MLflow client is created; each test pins temporary stores in `base_config`.
+#: `MLOPS_TEST_*` variables configure the test run itself (PostgreSQL server, Chromium) and stay.
+PINNED_AWAY = {
+    key: os.environ.pop(key)
+    for key in list(os.environ)
+    if key.startswith(("MLOPS_", "MLFLOW_", "PROMETHEUS_MULTIPROC")) and not key.startswith("MLOPS_TEST_")
+}
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "diabetes.csv"
 TOKEN = "admin-token-for-tests"
