@@ -111,6 +111,18 @@ def _tokens(key: str, value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _rate_limit(key: str, value: Any) -> str:
+    """A `limits` rate such as '30 per 15 minutes' (checked now, parsed again by services/ratelimit.py)."""
+    from limits import parse
+
+    text = _str(key, value) or ""
+    try:
+        parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a rate limit such as '30 per 15 minutes', got {value!r}") from exc
+    return text
+
+
 def _prefix(key: str, value: Any) -> str:
     value = _str(key, value) or ""
     if not value.startswith("/") or value.endswith("/") and value != "/":
@@ -161,7 +173,10 @@ class MLOpsConfig:
     # security
     api_token: tuple[tuple[str, str], ...] = _key((), "Bearer token(s): 'tok', 'tok1:read,tok2:admin' or {token: role}.", _tokens)
     auth_disabled: bool = _key(False, "Development only: serve protected routes without authentication.", _bool)
-    secret_key: str | None = _key(None, "Key for the dashboard session cookie. Default: the app's SECRET_KEY.")
+    secret_key: str | None = _key(None, "Key that signs dashboard session cookies and keys their stored hashes and CSRF tokens. Default: the app's SECRET_KEY.")
+    session_lifetime_s: float = _key(43200.0, "Seconds a dashboard session lasts (stored server-side; logout or removing its token ends it sooner).", _number(float, 60, 30 * 86400))
+    auth_failure_limit: str = _key("30 per 15 minutes", "Wrong tokens (login form or bearer) allowed per client address per window; then 429 with Retry-After.", _rate_limit)
+    ratelimit_storage_uri: str | None = _key(None, "`limits` storage of those counters, e.g. redis://host:6379. Default: the mlops database (shared by every worker).")
     max_body_bytes: int = _key(1_048_576, "Largest request body the /mlops API accepts (413 above it).", _number(int, 1024, 1 << 30))
     feedback_batch_max: int = _key(1000, "Most items one bulk feedback request may carry.", _number(int, 1, 100_000))
     # monitoring

@@ -14,6 +14,7 @@ from werkzeug.exceptions import (
     NotFound,
     RequestEntityTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UnprocessableEntity,
 )
@@ -71,6 +72,19 @@ class AuthenticationError(_HTTPMLOpsError, Unauthorized):
 
 class PermissionDenied(_HTTPMLOpsError, Forbidden):
     code_name = "forbidden"
+
+
+class RateLimited(_HTTPMLOpsError, TooManyRequests):
+    """Too many failed credentials from one client address: 429 with `Retry-After` (seconds)."""
+
+    code_name = "rate_limited"
+
+    def __init__(self, message: str = "", *, retry_after_s: int = 60, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message, details=details, code=code)
+        self.retry_after_s = retry_after_s
+
+    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), ("Retry-After", str(self.retry_after_s))]
 
 
 class NotFoundError(_HTTPMLOpsError, NotFound):

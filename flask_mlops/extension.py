@@ -130,8 +130,8 @@ class MLOps:
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
         self._options: Mapping[str, Any] = options
-        #: host-provided authentication: ``f(request) -> role | None`` (see auth.py)
-        self.auth_handler: Callable[..., str | None] | None = None
+        #: host-provided authentication: ``f(request) -> role | (role, who) | None`` (see services/auth.py)
+        self.auth_handler: Callable[..., str | tuple[str, str] | None] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -144,6 +144,9 @@ class MLOps:
         state = MLOpsState(self, app, config, engine, db)
         app.extensions[EXTENSION_KEY] = state
         state.create_tables()
+        from .services.ratelimit import install as install_limiter
+
+        install_limiter(state)  # a wrong MLOPS_RATELIMIT_STORAGE_URI fails here, at start-up
 
         from . import jobs  # noqa: F401  (registers the built-in scheduled jobs)
         from .api.blueprint import make_blueprint

@@ -65,7 +65,9 @@ def test_public_routes_are_exactly_the_allow_list(app: Flask) -> None:
     assert public <= PUBLIC, f"new public routes need a reason in PUBLIC: {public - PUBLIC}"
 
 
-def test_every_protected_route_rejects_missing_and_wrong_credentials(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+def test_every_protected_route_rejects_missing_and_wrong_credentials(instance: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # one wrong token per route: far more than the failed-credentials limit allows (see test_sessions.py)
+    app = build_app(instance, base_config(tmp_path, MLOPS_AUTH_FAILURE_LIMIT="100000 per minute"))
     client = app.test_client()
     routes = protected_routes(app)
     assert len(routes) >= 8  # overview, drift, models, experiments, jobs, metrics, openapi, ...
@@ -188,7 +190,7 @@ def test_login_sets_a_signed_httponly_samesite_cookie(session_app: Flask, caplog
     assert r.status_code == 303 and r.headers["Location"] == "/mlops/models"
     header = next(h for h in r.headers.getlist("Set-Cookie") if h.startswith(SESSION_COOKIE + "="))
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/mlops" in header
-    assert TOKEN not in header  # a digest, not the token
+    assert TOKEN not in header  # only the signed random session id
     assert client.get("/mlops/models").status_code == 200
     assert client.get("/mlops/api/openapi.json").status_code == 200  # the session works for API reads too
     # a tampered cookie is worthless
@@ -212,7 +214,7 @@ def test_admin_forms_need_the_csrf_token(session_app: Flask) -> None:
     html = page.get_data(as_text=True)
     assert "Roll back production" in html  # admin buttons are shown to admins
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
-    assert _cookie(client, CSRF_COOKIE) is not None
+    assert _cookie(client, CSRF_COOKIE) is None  # bound to the session: no second cookie
     missing = client.post("/mlops/models/diabetes/promote", data={"version": "1"})
     assert missing.status_code == 403 and "CSRF" in missing.get_data(as_text=True)
     forged = client.post("/mlops/models/diabetes/promote", data={"version": "1", "csrf_token": token[:-3] + "abc"})

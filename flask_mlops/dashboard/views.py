@@ -17,9 +17,9 @@ from werkzeug.wrappers import Response
 
 from ..api.blueprint import FORM, bp, route
 from ..api.schemas import LoginForm
-from ..errors import MLOpsError
+from ..errors import MLOpsError, RateLimited
 from ..extension import get_state
-from ..services import auth
+from ..services import auth, sessions
 from . import charts, data
 
 logger = logging.getLogger(__name__)
@@ -175,29 +175,44 @@ def login() -> Any:
 @route("/login", methods=("POST",), role=None, api=False, request_model=LoginForm, request_type=FORM,
        summary="Dashboard: sign in", status=303, produces="text/html")
 def login_submit(body: LoginForm) -> Any:
-    """Check the token; on success set the signed HttpOnly session cookie and go to `next`."""
+    """Check the token; on success open a server-side session, set its cookie and go to `next`."""
     state = get_state()
     if not _same_origin():
         return render_template("mlops/login.html", message="cross-site login refused", next=_safe_next(body.next)), 403
-    role = auth.token_role(state, body.token.strip())
+    try:
+        auth.check_rate_limit(state, request)
+    except RateLimited as exc:
+        page = render_template("mlops/login.html", message=exc.message, next=_safe_next(body.next))
+        return page, 429, {"Retry-After": str(exc.retry_after_s)}
+    token = body.token.strip()
+    role = auth.token_role(state, token)
     if role is None:
+        auth.credential_failed(state, request)
         logger.warning("mlops: failed dashboard login from %s", request.remote_addr)
         return render_template("mlops/login.html", message="invalid token", next=_safe_next(body.next)), 401
-    value = auth.session_cookie_value(state, body.token.strip())
+    previous = sessions.resolve(state, request)
+    value = sessions.start(state, token, role, request.remote_addr)
     if value is None:
         return render_template("mlops/forbidden.html", message="the dashboard needs a secret key: set MLOPS_SECRET_KEY or the app's SECRET_KEY"), 403
+    if previous is not None:  # one session per browser: signing in again ends the old one
+        sessions.end(state, previous)
     response = redirect(_safe_next(body.next), code=303)
     response.set_cookie(auth.SESSION_COOKIE, value, **auth.cookie_options(state))
-    logger.info("mlops: dashboard login (%s role) from %s", role, request.remote_addr)
+    logger.info("mlops: dashboard login (%s role, token %s) from %s", role, sessions.token_label(state, token), request.remote_addr)
     return response
 
 
 @route("/logout", methods=("POST",), role=None, api=False, summary="Dashboard: sign out", status=303, produces="text/html")
 def logout() -> Any:
-    """Clear the session cookie (CSRF-protected, so another site cannot sign you out)."""
+    """End the session server-side and clear its cookie (CSRF-protected: another site cannot sign you out)."""
     state = get_state()
-    auth.check_csrf(state)
+    session = sessions.resolve(state, request)
+    if session is not None:  # without one there is nothing to end, so nothing to forge
+        auth.check_csrf(state, session.id)
+        sessions.end(state, session)
+        logger.info("mlops: dashboard logout (token %s) from %s", session.token_label, request.remote_addr)
     response = redirect(url_for("mlops.login"), code=303)
     options = auth.cookie_options(state)
-    response.delete_cookie(auth.SESSION_COOKIE, path=options["path"], httponly=True, samesite="Lax", secure=options["secure"])
+    for name in (auth.SESSION_COOKIE, auth.CSRF_COOKIE):
+        response.delete_cookie(name, path=options["path"], httponly=True, samesite="Lax", secure=options["secure"])
     return response

@@ -2,38 +2,39 @@
 
 Three ways in, tried in this order:
 
-1. `mlops.auth_handler(request) -> "read" | "admin" | None` — the host's own auth (Flask-Login,
-   SSO headers, API keys). A role wins; None falls through to the next way, so CI scripts
-   with a token keep working next to the host's login.
+1. `mlops.auth_handler(request) -> "read" | "admin" | (role, who) | None` — the host's own auth
+   (Flask-Login, SSO headers, API keys); `who` names the caller in the audit trail. A role
+   wins; None falls through, so CI scripts with a token keep working next to the host's login.
 2. `Authorization: Bearer <token>`, compared with `hmac.compare_digest` against every
-   configured token (no early exit).
-3. The dashboard session: the login page exchanges a token for a signed (itsdangerous,
-   `MLOPS_SECRET_KEY` or the app's `SECRET_KEY`), HttpOnly, SameSite=Lax cookie scoped to the
-   prefix. It holds a digest of the token, not the token, so removing a token from the
-   config ends its sessions too.
+   configured token (no early exit). Wrong tokens count against the client address
+   (`services/ratelimit.py`): over `MLOPS_AUTH_FAILURE_LIMIT`, 429 with `Retry-After`.
+3. The dashboard session: `/login` exchanges a token for a server-side session
+   (`services/sessions.py`); the signed, HttpOnly, SameSite=Lax cookie carries only its
+   random id. Logout, removing or rotating the token, and expiry end it.
 
 State-changing requests authenticated by a cookie (a dashboard session, or the host's
 callback on a request that carries cookies) also need the CSRF token of the forms
-(`csrf_token` field or `X-CSRF-Token` header; a signed double-submit cookie). Failed
+(`csrf_token` field or `X-CSRF-Token` header), which is bound to the session. Failed
 attempts are logged without the credentials. With no token and no callback configured,
 protected routes answer 403 with how to configure one — never open by accident;
-`MLOPS_AUTH_DISABLED=True` opens them explicitly (development only).
+`MLOPS_AUTH_DISABLED=True` opens them explicitly (development only). `current_caller().actor`
+is who the audit trail records.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Request, current_app, g, render_template, request
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
-from ..errors import AuthenticationError, MLOpsError, PermissionDenied
+from ..errors import AuthenticationError, MLOpsError, PermissionDenied, RateLimited
+from . import sessions
+from .ratelimit import limiter
+from .sessions import CSRF_COOKIE, SESSION_COOKIE
 
 if TYPE_CHECKING:
     from ..extension import MLOpsState
@@ -42,13 +43,11 @@ logger = logging.getLogger(__name__)
 
 ROLES = {"read": 1, "admin": 2}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION_COOKIE = "mlops_session"
-CSRF_COOKIE = "mlops_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_MAX_AGE_S = 12 * 3600
 _G_CALLER = "_mlops_caller"
 _G_CSRF = "_mlops_csrf"
+_G_CSRF_COOKIE = "_mlops_csrf_cookie"
 
 HOW_TO_CONFIGURE = (
     "authentication is not configured: set MLOPS_API_TOKEN (e.g. 'token1:admin,token2:read') "
@@ -64,10 +63,19 @@ class CSRFError(PermissionDenied):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: their role and how they proved it (`token`, `handler`, `session`, `disabled`)."""
+    """Who is calling: their role, how they proved it (`token`, `handler`, `session`, `disabled`), and who."""
 
     role: str
     via: str
+    name: str = ""  # a token's keyed label, or the identity the host's handler gave
+    session_id: str | None = field(default=None, repr=False)
+
+    @property
+    def actor(self) -> str:
+        """Who, for the audit trail: `token:<label>:<role>`, `session:<label>:<role>`, `handler:<who>:<role>`."""
+        if self.via == "disabled":
+            return "auth-disabled"
+        return f"{self.via}:{self.name or '-'}:{self.role}"
 
 
 def token_role(state: MLOpsState, token: str) -> str | None:
@@ -80,57 +88,52 @@ def token_role(state: MLOpsState, token: str) -> str | None:
     return found
 
 
-def _token_digest(token: str) -> str:
-    return hashlib.sha256(b"flask-mlops-session:" + token.encode()).hexdigest()[:32]
+def client_address(req: Request) -> str:
+    """The address failures are counted against (behind a proxy: configure werkzeug's ProxyFix)."""
+    return req.remote_addr or "unknown"
 
 
-def _serializer(state: MLOpsState, salt: str) -> URLSafeTimedSerializer | None:
-    secret = state.config.secret_key or current_app.secret_key
-    return URLSafeTimedSerializer(secret, salt=f"flask-mlops-{salt}") if secret else None
+def check_rate_limit(state: MLOpsState, req: Request) -> None:
+    """429 (`RateLimited`, with Retry-After) while this client is over the failed-credentials limit."""
+    wait = limiter(state).retry_after(client_address(req))
+    if wait is not None:
+        logger.warning("mlops: %s %r from %s refused: too many failed credentials (retry in %ss)", req.method, req.path[:200], client_address(req), wait)
+        raise RateLimited(f"too many failed attempts from this address; retry in {wait} s", retry_after_s=wait)
 
 
-def session_cookie_value(state: MLOpsState, token: str) -> str | None:
-    """The signed session cookie for `token` (None when no secret key is configured)."""
-    serializer = _serializer(state, "session")
-    return None if serializer is None else serializer.dumps({"t": _token_digest(token)})
+def credential_failed(state: MLOpsState, req: Request) -> None:
+    limiter(state).failed(client_address(req))
 
 
-def _session_role(state: MLOpsState, req: Request) -> str | None:
-    raw = req.cookies.get(SESSION_COOKIE)
-    serializer = _serializer(state, "session") if raw else None
-    if not raw or serializer is None:
+def _from_handler(state: MLOpsState, req: Request) -> Caller | None:
+    handler = state.ext.auth_handler
+    if handler is None:
         return None
-    try:
-        data = serializer.loads(raw, max_age=SESSION_MAX_AGE_S)
-    except BadSignature:
-        logger.warning("mlops: ignoring an invalid or expired dashboard session cookie from %s", req.remote_addr)
-        return None
-    digest = data.get("t") if isinstance(data, dict) else None
-    if not isinstance(digest, str):
-        return None
-    found: str | None = None
-    for configured, role in state.config.api_token:
-        if hmac.compare_digest(digest.encode(), _token_digest(configured).encode()):
-            found = role
-    return found
+    result: Any = handler(req)
+    role, who = (result[0], str(result[1])) if isinstance(result, tuple) and len(result) == 2 else (result, "")
+    if role in ROLES:
+        return Caller(str(role), "handler", who[:200])
+    if result is not None:
+        logger.warning("mlops: auth_handler returned %r; expected 'read', 'admin', (role, who) or None", role)
+    return None
 
 
 def identify(state: MLOpsState, req: Request) -> Caller | None:
-    """Who the caller is, or None when the credentials are missing or wrong."""
-    handler = state.ext.auth_handler
-    if handler is not None:
-        role = handler(req)
-        if role in ROLES:
-            return Caller(str(role), "handler")
-        if role is not None:
-            logger.warning("mlops: auth_handler returned %r; expected 'read', 'admin' or None", role)
+    """Who the caller is, or None when the credentials are missing or wrong (429 when rate-limited)."""
+    caller = _from_handler(state, req)
+    if caller is not None:
+        return caller
     header = req.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
+        check_rate_limit(state, req)
         role = token_role(state, token.strip())
-        return Caller(role, "token") if role is not None else None
-    role = _session_role(state, req)
-    return Caller(role, "session") if role is not None else None
+        if role is None:
+            credential_failed(state, req)
+            return None
+        return Caller(role, "token", sessions.token_label(state, token.strip()))
+    session = sessions.resolve(state, req)
+    return None if session is None else Caller(session.role, "session", session.token_label, session.id)
 
 
 def require(state: MLOpsState, role: str) -> str:
@@ -154,7 +157,7 @@ def require(state: MLOpsState, role: str) -> str:
         logger.warning("mlops: %s %r needs the %s role; caller has %s", request.method, request.path[:200], role, caller.role)
         raise PermissionDenied(f"this route needs the {role!r} role", code="insufficient_role")
     if request.method not in SAFE_METHODS and (caller.via == "session" or (caller.via == "handler" and request.cookies)):
-        check_csrf(state)
+        check_csrf(state, caller.session_id)
     setattr(g, _G_CALLER, caller)
     return caller.role
 
@@ -164,50 +167,47 @@ def current_caller() -> Caller | None:
     return g.get(_G_CALLER)
 
 
-# -- CSRF (signed double-submit cookie) -----------------------------------------------------------
+# -- CSRF (bound to the session) ------------------------------------------------------------------
 def csrf_token(state: MLOpsState) -> str:
-    """The CSRF token to embed in this page's forms (the cookie is set by `set_csrf_cookie`)."""
+    """The CSRF token to embed in this page's forms: HMAC(secret key, session id)."""
     token = g.get(_G_CSRF)
     if token is None:
-        serializer = _serializer(state, "csrf")
-        if serializer is None:
+        secret = sessions.secret_key(state)
+        if not secret:
             return ""
-        current = request.cookies.get(CSRF_COOKIE)
-        token = current if current and _valid_csrf(serializer, current) else serializer.dumps(secrets.token_hex(16))
+        caller = current_caller()
+        binding = caller.session_id if caller is not None and caller.session_id else sessions.anonymous_binding(state, request, secret)
+        if binding is None:  # no session (the host's auth): bind to a random id in a signed cookie
+            binding, cookie = sessions.new_anonymous_binding(secret)
+            setattr(g, _G_CSRF_COOKIE, cookie)
+        token = sessions.csrf_for(secret, binding)
         setattr(g, _G_CSRF, token)
     return str(token)
 
 
-def _valid_csrf(serializer: URLSafeTimedSerializer, value: str) -> bool:
-    try:
-        serializer.loads(value, max_age=SESSION_MAX_AGE_S)
-    except BadSignature:
-        return False
-    return True
-
-
-def check_csrf(state: MLOpsState) -> None:
-    serializer = _serializer(state, "csrf")
-    if serializer is None:
+def check_csrf(state: MLOpsState, session_id: str | None = None) -> None:
+    """Refuse (403 `CSRFError`) unless the request carries the CSRF token of its session."""
+    secret = sessions.secret_key(state)
+    if not secret:
         raise CSRFError("forms need a secret key: set MLOPS_SECRET_KEY or the app's SECRET_KEY", code="secret_key_missing")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    binding = session_id or sessions.anonymous_binding(state, request, secret)
     sent = request.headers.get(CSRF_HEADER) or (request.form.get(CSRF_FIELD, "") if request.mimetype == "application/x-www-form-urlencoded" else "")
-    if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()) or not _valid_csrf(serializer, cookie):
+    if not binding or not sent or not hmac.compare_digest(sent.encode(), sessions.csrf_for(secret, binding).encode()):
         logger.warning("mlops: CSRF check failed for %s %r from %s", request.method, request.path[:200], request.remote_addr)
         raise CSRFError("missing or invalid CSRF token; reload the page and try again")
 
 
 def set_auth_cookies(state: MLOpsState, response: Response) -> Response:
-    """Send the CSRF cookie when this request created a token (called after dashboard views)."""
-    token = g.get(_G_CSRF)
-    if token and request.cookies.get(CSRF_COOKIE) != token:
-        response.set_cookie(CSRF_COOKIE, token, **cookie_options(state))
+    """Send the anonymous CSRF cookie when this request created one (called after dashboard views)."""
+    cookie = g.get(_G_CSRF_COOKIE)
+    if cookie:
+        response.set_cookie(CSRF_COOKIE, cookie, **cookie_options(state))
     return response
 
 
 def cookie_options(state: MLOpsState) -> dict[str, Any]:
     return {
-        "max_age": SESSION_MAX_AGE_S,
+        "max_age": int(state.config.session_lifetime_s),
         "path": state.config.url_prefix,
         "httponly": True,
         "samesite": "Lax",
