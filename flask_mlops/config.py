@@ -75,6 +75,10 @@ def _json_obj(key: str, value: Any) -> Any:
     return value
 
 
+#: the built-in MLOPS_PROMOTION_GATES (binary thresholds: other tasks use their own defaults, tasks.py)
+DEFAULT_PROMOTION_GATES: dict[str, Any] = {"accuracy": 0.72, "roc_auc": 0.80, "f1": 0.65, "no_worse_than_production": True}
+
+
 def _gates(key: str, value: Any) -> Mapping[str, Any]:
     value = _json_obj(key, value)
     if not isinstance(value, Mapping):
@@ -193,13 +197,16 @@ class MLOpsConfig:
     alert_cooldown_s: float = _key(3600.0, "Seconds before the same alert condition is sent again.", _number(float, 0))
     # training and retraining
     candidates: Any = _key(None, "Candidate models and hyper-parameters for training (default: all available).", _json_obj)
-    selection_metric: str = _key("f1", "CV metric that picks the best candidate.")
+    selection_metric: str | None = _key(
+        None, "CV metric that picks the best candidate (default per task: roc_auc binary, f1_macro multi-class, mae regression)."
+    )
     cv_folds: int = _key(5, "Cross-validation folds.", _number(int, 2, 50))
     holdout_size: float = _key(0.2, "Share of the data held out for the final evaluation.", _number(float, 0.05, 0.5))
     random_seed: int = _key(42, "Seed for splits and models (reproducible training).", _number(int, 0))
     promotion_gates: Mapping[str, Any] = _key(
-        MappingProxyType({"accuracy": 0.72, "roc_auc": 0.80, "f1": 0.65, "no_worse_than_production": True}),
-        "Gates a new version must pass to be promoted (metric -> minimum; no_worse_than_production).",
+        MappingProxyType(DEFAULT_PROMOTION_GATES),
+        "Gates a new version must pass to be promoted (metric -> minimum, or maximum for mae/rmse/log_loss; "
+        "no_worse_than_production). The default thresholds apply to binary models; MLOPS_MODELS[name]['gates'] overrides per model.",
         _gates,
     )
     retrain_min_new_labels: int = _key(100, "New labelled samples that trigger a retrain.", _number(int, 1))

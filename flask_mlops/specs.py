@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationError
+from .tasks import DECLARED as TASKS
 
-TASKS = ("classification", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
 
 
@@ -29,7 +29,7 @@ class ModelSpec:
 
     name: str
     features: tuple[FeatureSpec, ...]
-    task: str = "classification"
+    task: str = "classification"  # or "regression", "binary", "multiclass" (see tasks.py)
     target: str | None = None
     data: str | None = None
     positive_label: Any = 1

@@ -218,8 +218,10 @@ def test_accepts_raw_labels_and_rejects_bad_input(spec: Any, xy: Any) -> None:
     with pytest.raises(MLOpsError, match="two classes"):
         run_training(spec, X, np.zeros(len(y)), fast())
     regression = parse_models({"r": {"task": "regression", "features": FEATURES}})[0]
-    with pytest.raises(MLOpsError, match="only classification"):
-        run_training(regression, X, y.astype(float), fast())
+    with pytest.raises(MLOpsError, match="none of the candidates .* supports regression; candidates for regression: .*ridge"):
+        run_training(regression, X, y.astype(float), fast(candidates={"logistic_regression": {}}))
+    with pytest.raises(MLOpsError, match="regression target has 1 missing"):
+        run_training(regression, X, np.r_[y[:-1], np.nan], fast())
 
 
 def test_failed_candidate_is_reported_not_fatal(spec: Any, xy: Any) -> None:

@@ -116,7 +116,7 @@ def test_load_training_data(tmp_path: Path) -> None:
 
 
 def test_registry_lists_all_candidates_and_device_cpu() -> None:
-    assert list(CANDIDATES) == ["xgboost", "random_forest", "hist_gradient_boosting", "logistic_regression", "mlp"]
+    assert list(CANDIDATES) == ["xgboost", "random_forest", "hist_gradient_boosting", "logistic_regression", "ridge", "mlp"]
     assert CANDIDATES["mlp"].requires == ("torch",)
     choice = resolve_device("cpu")
     assert (choice.xgboost, choice.torch, choice.used, choice.note) == ("cpu", "cpu", "cpu", None)

@@ -9,6 +9,7 @@ import click
 from ..extension import get_state
 from ..services.lifecycle import train_and_register
 from ..services.registry import alias_version, list_versions
+from ..tasks import task_for
 from ..training import format_comparison
 from .group import cli, echo_table, mlops_errors
 
@@ -41,8 +42,8 @@ def train(name: str, data_path: Path | None, target: str | None, promote: bool, 
     click.echo(format_comparison(result))
     click.echo("")
     click.echo(f"selected {result.candidate}; registered {name} v{outcome['version']} ({outcome['semver']})")
-    for key in ("accuracy", "f1", "roc_auc"):
-        if key in result.holdout:
+    for key in task_for(result.task).metrics:
+        if isinstance(result.holdout.get(key), (int, float)):
             click.echo(f"  holdout {key}: {result.holdout[key]:.4f}")
     if outcome["promoted"]:
         click.echo(f"promoted {name} v{outcome['version']} to production")
@@ -63,8 +64,7 @@ def versions(name: str | None) -> None:
                 "version": v.version,
                 "aliases": v.aliases,
                 "status": v.status,
-                "f1": v.metrics.get("f1"),
-                "roc_auc": v.metrics.get("roc_auc"),
+                **{m: v.metrics.get(m) for m in task_for(state.config.model(model).task, recorded=(v.tags or {}).get("task")).compare},
                 "created": v.created_at,
             }
             for v in list_versions(state, model)

@@ -9,6 +9,7 @@ at time T" is answered from the database (`production_at`). A failed gate raises
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from ..errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
 from ..store.models import Alias, AuditEvent, ModelVersion
+from ..tasks import Task, higher_is_better, task_for
 from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
 from .serving import PRODUCTION
 
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 ARCHIVED = "archived"
-#: metrics compared by "no worse than production" unless the gates name others (`compare`)
+#: metrics compared by "no worse than production" when neither the gates nor the task name any
 DEFAULT_COMPARE = ("f1", "roc_auc")
 HOLDOUT_CAP = 20_000  # rows of holdout kept per version (JSON in the database)
 
@@ -72,20 +74,71 @@ class GateResult:
 
 
 # -- gates -----------------------------------------------------------------------------------
-def _gates(state: MLOpsState, override: Mapping[str, Any] | None) -> dict[str, Any]:
-    gates = dict(state.config.promotion_gates or {})
+#: gate keys that are not metrics
+GATE_OPTIONS = ("no_worse_than_production", "compare", "tolerance")
+
+
+def version_task(state: MLOpsState, name: str, version: int | None = None, info: VersionInfo | None = None) -> Task:
+    """The Task of a version: the kind recorded at registration, else what the declaration says."""
+    spec = state.config.model(name)
+    if info is None and version is not None:
+        info = get_version(state, name, version)
+    recorded = (info.tags or {}).get("task") if info is not None else None
+    return task_for(spec.task, recorded=str(recorded) if recorded is not None else None)
+
+
+def effective_gates(state: MLOpsState, name: str, task: Task, override: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(gates, notes): the task's defaults or MLOPS_PROMOTION_GATES, then MLOPS_MODELS[name]["gates"], then `override`.
+
+    The built-in MLOPS_PROMOTION_GATES are binary thresholds, so other tasks start from their
+    own defaults (none absolute; "no worse than production" on their compare metrics). A
+    configured global gate on a metric the task does not record is left out, with a note; a
+    per-model or explicit gate on such a metric stays, and fails saying so.
+    """
+    from ..config import DEFAULT_PROMOTION_GATES
+
+    notes: list[str] = []
+    configured = dict(state.config.promotion_gates or {})
+    if configured == DEFAULT_PROMOTION_GATES:
+        gates: dict[str, Any] = {"no_worse_than_production": True, **task.default_gates}
+    else:
+        gates = {}
+        for key, value in configured.items():
+            if key in GATE_OPTIONS or key in task.metrics:
+                gates[key] = value
+            else:
+                notes.append(f"MLOPS_PROMOTION_GATES {key!r} does not apply to {task.kind} models")
+    gates.update(state.config.model(name).extra.get("gates") or {})
     gates.update(override or {})
-    return gates
+    gates.setdefault("no_worse_than_production", True)
+    if not gates.get("compare"):
+        gates["compare"] = list(task.compare)
+    return gates, notes
 
 
 def holdout_metrics(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Metrics of a registered version on given rows, at that version's stored threshold."""
-    from ..training.metrics import binary_metrics
+    """Metrics of a registered version on given rows (its task's metrics; binary at its stored threshold)."""
+    from ..training.metrics import score_estimator
     from .serving import load_version
 
     served = load_version(state, name, version)
-    proba = np.asarray(served.estimator.predict_proba(X))[:, -1]
-    return binary_metrics(y, proba, 0.5 if served.threshold is None else float(served.threshold))
+    task = version_task(state, name, version)
+    return score_estimator(task.kind, served.estimator, X, y, threshold=served.threshold, positive=state.config.model(name).positive_label)
+
+
+def _gate_check(metric: str, threshold: Any, metrics: Mapping[str, Any], task: Task) -> GateCheck:
+    """One absolute gate: a minimum, or a maximum for metrics where lower is better."""
+    value = metrics.get(metric)
+    lower_better = not higher_is_better(metric)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if metric not in task.metrics:
+            why = f"{metric} is not a {task.kind} metric (gates can use {', '.join(task.metrics)})"
+        else:
+            why = f"{metric} not recorded for this version (recorded: {', '.join(sorted(k for k in metrics if k in task.metrics)) or 'none'})"
+        return GateCheck(metric, False, None, float(threshold), why)
+    ok = value <= threshold if lower_better else value >= threshold
+    detail = "" if ok else f"{metric} {value:.4f} {'>' if lower_better else '<'} {threshold} ({'maximum' if lower_better else 'minimum'})"
+    return GateCheck(metric, ok, float(value), float(threshold), detail)
 
 
 def check_gates(
@@ -93,26 +146,23 @@ def check_gates(
 ) -> GateResult:
     """Absolute thresholds on the version's holdout metrics, then "no worse than production".
 
-    The comparison scores the current production version on *this version's* holdout
-    (stored at registration), so both are judged on the same rows. Where no holdout was
-    stored, the versions' own recorded holdout metrics are compared instead (noted).
+    Gates come from `effective_gates` (per task and per model). The comparison scores the
+    current production version on *this version's* holdout (stored at registration), so
+    both are judged on the same rows. Where no holdout was stored, the versions' own
+    recorded holdout metrics are compared instead (noted).
     """
-    cfg = _gates(state, gates)
     info = get_version(state, name, version)
+    task = version_task(state, name, info=info)
+    cfg, notes = effective_gates(state, name, task, gates)
     metrics = info.metrics or {}
     checks: list[GateCheck] = []
     for metric, threshold in cfg.items():
-        if metric in ("no_worse_than_production", "compare", "tolerance") or threshold is None:
+        if metric in GATE_OPTIONS or threshold is None:
             continue
-        value = metrics.get(metric)
-        lower_better = metric in ("log_loss", "brier")
-        ok = value is not None and (value <= threshold if lower_better else value >= threshold)
-        detail = "" if ok else (
-            f"{metric} {value:.4f} {'>' if lower_better else '<'} {threshold}" if value is not None else f"{metric} not recorded"
-        )
-        checks.append(GateCheck(metric, ok, None if value is None else float(value), float(threshold), detail))
+        checks.append(_gate_check(metric, threshold, metrics, task))
     if cfg.get("no_worse_than_production", True):
         checks.extend(_no_worse(state, name, version, metrics, cfg))
+    checks += [GateCheck("note", True, None, None, note) for note in notes]
     return GateResult(all(c.passed for c in checks), checks)
 
 
@@ -138,7 +188,7 @@ def _no_worse(state: MLOpsState, name: str, version: int, metrics: Mapping[str, 
         if a is None or b is None:
             checks.append(GateCheck(f"no_worse_than_production:{metric}", False, a, b, f"{metric} missing for the comparison"))
             continue
-        lower_better = metric in ("log_loss", "brier")
+        lower_better = not higher_is_better(metric)
         ok = a <= b + tolerance if lower_better else a >= b - tolerance
         detail = f"{metric} {a:.4f} vs production v{prod} {b:.4f} {how}"
         checks.append(GateCheck(f"no_worse_than_production:{metric}", ok, a, b, "" if ok else "worse than production: " + detail))
@@ -163,6 +213,8 @@ def promote(
     current = alias_version(state, name)
     if current == version:
         return {"model": name, "version": version, "previous": current, "changed": False, "gates": None}
+    if not force:
+        ensure_loadable(state, name, version)
     result = check_gates(state, name, version, gates=gates)
     if not result.passed and not force:
         _audit(state, name, "promote_rejected", version, current, actor, reason, {"gates": result.to_dict()})
@@ -175,6 +227,21 @@ def promote(
     _set_status(state, name, {version: "production", **({previous: "superseded"} if previous not in (None, version) else {})})
     logger.info("%s: v%s promoted to production (was v%s) by %s", name, version, previous, actor)
     return {"model": name, "version": version, "previous": previous, "changed": True, "gates": result.to_dict()}
+
+
+def ensure_loadable(state: MLOpsState, name: str, version: int) -> None:
+    """409 naming why when a version's artifact cannot be loaded (missing, tampered, unpicklable)."""
+    from .serving import load_version
+
+    try:
+        load_version(state, name, version)
+    except NotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to load means it cannot serve
+        raise ConflictError(
+            f"{name} v{version} cannot be loaded, so it cannot serve: {exc}",
+            details={"model": name, "version": version, "reason": f"{type(exc).__name__}: {exc}"},
+        ) from exc
 
 
 def production_stack(state: MLOpsState, name: str) -> list[int]:
@@ -336,11 +403,14 @@ def lineage_tags(state: MLOpsState, name: str, result: TrainingResult, *, trigge
         "device": result.device,
         "n_train": result.n_train,
         "n_holdout": result.n_holdout,
-        "cv_f1_mean": round(result.cv["f1"]["mean"], 4),
-        "cv_roc_auc_mean": round(result.cv["roc_auc"]["mean"], 4),
-        "holdout_f1": round(float(result.holdout["f1"]), 4),
-        "holdout_roc_auc": round(float(result.holdout["roc_auc"]), 4),
+        "task": result.task,
+        f"cv_{result.selection_metric}_mean": round(result.cv[result.selection_metric]["mean"], 4),
     }
+    task = task_for(result.task)
+    for metric in task.compare:
+        value = result.holdout.get(metric)
+        if isinstance(value, (int, float)):
+            tags[f"holdout_{metric}"] = round(float(value), 4)
     tags.update(extra or {})
     return tags
 
@@ -442,7 +512,7 @@ def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: n
         X, y = X[np.sort(keep)], y[np.sort(keep)]
     rows = [[None if (isinstance(v, float) and not np.isfinite(v)) else (v.item() if hasattr(v, "item") else v) for v in row] for row in np.asarray(X, dtype=object)]
     with state.session() as session, session.begin():
-        session.merge(ModelHoldout(model_name=name, version=version, features=rows, labels=[int(v) for v in y]))
+        session.merge(ModelHoldout(model_name=name, version=version, features=rows, labels=[_label(v) for v in y]))
 
 
 def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -457,7 +527,17 @@ def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray
     spec = state.config.model(name)
     numeric = all(f.type == "numeric" for f in spec.features)
     X = np.array([[np.nan if v is None else v for v in r] for r in features], dtype=float if numeric else object)
-    return X, np.asarray(labels, dtype=int)
+    return X, np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None)
+
+
+def _label(value: Any) -> Any:
+    """A holdout label as JSON: integers stay integers, numbers floats, classes text."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value) if abs(value) < 2**53 else value
+    return value if isinstance(value, (int, float, str)) else str(value)
 
 
 def _status(state: MLOpsState, name: str, version: int) -> str | None:

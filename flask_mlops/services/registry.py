@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from ..errors import MLOpsError, NotFoundError
 from ..store.models import Alias, AuditEvent, ModelVersion
+from ..tasks import infer_kind
 from .serving import PRODUCTION, cache_path, file_sha256
 
 if TYPE_CHECKING:
@@ -102,8 +103,10 @@ def reference_profile(state: MLOpsState, name: str, estimator: Any, reference: A
     matrix = _as_matrix(state, name, reference)
     columns = {f: matrix[:, i] for i, f in enumerate(spec.feature_names)}
     scores = None
-    if spec.task == "classification" and hasattr(estimator, "predict_proba"):
-        scores = np.asarray(estimator.predict_proba(matrix.astype(float) if matrix.dtype != object else matrix))[:, -1]
+    kind = infer_kind(spec.task, getattr(estimator, "classes_", None))
+    if kind != "regression" and hasattr(estimator, "predict_proba"):
+        proba = np.asarray(estimator.predict_proba(matrix.astype(float) if matrix.dtype != object else matrix))
+        scores = proba.max(axis=1) if kind == "multiclass" else proba[:, -1]  # what serving logs as probability
     elif hasattr(estimator, "predict"):
         scores = np.asarray(estimator.predict(matrix), dtype=float)
     return str(profile_to_json(build_profile(columns, spec, predictions=scores, seed=state.config.random_seed)))
@@ -134,6 +137,8 @@ def register(
     import joblib
 
     spec = state.config.model(name)
+    # the task kind travels with the version (binary vs multi-class is a property of the model)
+    tags = {"task": infer_kind(spec.task, getattr(estimator, "classes_", None)), **(tags or {})}
     profile = reference_profile(state, name, estimator, reference) if reference is not None else None
     numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:

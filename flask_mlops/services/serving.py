@@ -26,6 +26,7 @@ from ..ab.assign import TREATMENT, Assigner
 from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError
 from ..specs import validate_row
 from ..store.models import Alias, ModelVersion
+from ..tasks import BINARY, MULTICLASS, task_for
 
 if TYPE_CHECKING:
     from ..extension import MLOpsState
@@ -44,14 +45,19 @@ class ServedModel:
     estimator: Any
     threshold: float | None
     sha256: str
-    task: str
+    task: str  # the task kind: binary | multiclass | regression (tasks.py)
     classes: tuple[Any, ...] | None
 
     def predict_one(self, values: list[Any]) -> tuple[Any, float | None]:
-        """(prediction, probability of the positive class or None) for one row."""
+        """(prediction, probability) for one row: of the positive class (binary), of the
+        predicted class (multi-class), None (regression or no probabilities)."""
         dtype = float if all(isinstance(v, float) or v is None for v in values) else object
         x = np.asarray([values], dtype=dtype)
-        if self.task == "classification" and hasattr(self.estimator, "predict_proba"):
+        if self.task == MULTICLASS and hasattr(self.estimator, "predict_proba") and self.classes:
+            row = np.asarray(self.estimator.predict_proba(x)[0], dtype=float)
+            best = int(row.argmax())
+            return _plain(self.classes[best]), float(row[best])
+        if self.task == BINARY and hasattr(self.estimator, "predict_proba"):
             proba = float(self.estimator.predict_proba(x)[0, -1])
             cut = 0.5 if self.threshold is None else self.threshold
             classes = self.classes or (0, 1)
@@ -209,7 +215,9 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
 
     estimator = joblib.load(path)
     classes = getattr(estimator, "classes_", None)
-    task = state.config.model(name).task if name in state.config.model_names else "classification"
+    declared = state.config.model(name).task if name in state.config.model_names else "classification"
+    recorded = (row.tags or {}).get("task")
+    task = task_for(declared, classes, recorded=str(recorded) if recorded is not None else None).kind
     return ServedModel(
         name=name,
         version=version,

@@ -7,6 +7,7 @@ backend switch in the host process).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def roc_curve_png(path: Path, y: np.ndarray, proba: np.ndarray, title: str) -> P
     return path
 
 
-def confusion_matrix_png(path: Path, matrix: list[list[int]], threshold: float, title: str) -> Path:
+def confusion_matrix_png(
+    path: Path, matrix: list[list[int]], threshold: float | None, title: str, *, labels: list[str] | None = None
+) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -44,28 +47,30 @@ def confusion_matrix_png(path: Path, matrix: list[list[int]], threshold: float, 
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black", fontsize=14)
+    names = labels or [str(i) for i in range(len(m))]
+    ticks = list(range(len(names)))
     ax.set(
-        xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
-        xlabel="Predicted", ylabel="Actual", title=f"{title}\n(threshold {threshold:.2f})",
+        xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names, xlabel="Predicted", ylabel="Actual",
+        title=title if threshold is None else f"{title}\n(threshold {threshold:.2f})",
     )
     fig.tight_layout()
     fig.savefig(path)
     return path
 
 
-def permutation_importance_raw(model: Any, X: np.ndarray, y: np.ndarray, names: list[str], repeats: int, seed: int) -> dict[str, dict[str, float]]:
-    """Drop in holdout ROC-AUC when one raw input feature is shuffled (what serving sees)."""
-    from sklearn.metrics import roc_auc_score
-
+def permutation_importance_raw(
+    score: Callable[[np.ndarray], float], X: np.ndarray, names: list[str], repeats: int, seed: int
+) -> dict[str, dict[str, float]]:
+    """Drop in a holdout score (higher is better) when one raw input feature is shuffled (what serving sees)."""
     rng = np.random.default_rng(seed)
-    base = roc_auc_score(y, model.predict_proba(X)[:, 1])
+    base = score(X)
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(names):
         drops = []
         for _ in range(repeats):
             Xp = X.copy()
             Xp[:, j] = Xp[rng.permutation(len(Xp)), j]
-            drops.append(base - roc_auc_score(y, model.predict_proba(Xp)[:, 1]))
+            drops.append(base - score(Xp))
         out[name] = {"mean": float(np.mean(drops)), "std": float(np.std(drops))}
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["mean"]))
 
@@ -107,26 +112,29 @@ def _fmt(v: Any) -> str:
 
 def _card_markdown(card: dict[str, Any]) -> str:
     m = card["model"]
-    lines = [
-        f"# Model card: {m['name']}",
-        "",
-        f"Selected candidate **{m['candidate']}**, chosen by cross-validated `{m['selection_metric']}`; "
-        f"decision threshold **{_fmt(m['threshold'])}** (chosen on out-of-fold predictions, "
-        f"objective `{m['threshold_objective']}`); probabilities calibrated with **{m['calibration']}** "
-        "scaling fitted on out-of-fold scores.",
-        "",
-        "## Data",
-    ]
+    summary = f"Task **{m.get('task', 'binary')}**. Selected candidate **{m['candidate']}**, chosen by cross-validated `{m['selection_metric']}`"
+    if "threshold" in m:
+        summary += (
+            f"; decision threshold **{_fmt(m['threshold'])}** (chosen on out-of-fold predictions, "
+            f"objective `{m['threshold_objective']}`); probabilities calibrated with **{m['calibration']}** "
+            "scaling fitted on out-of-fold scores."
+        )
+    elif "classes" in m:
+        summary += f"; classes {', '.join(map(str, m['classes']))}."
+    else:
+        summary += "."
+    lines = [f"# Model card: {m['name']}", "", summary, "", "## Data"]
     d = card["data"]
     lines += [f"- {k.replace('_', ' ')}: {_fmt(v)}" for k, v in d.items() if not isinstance(v, (list, dict))]
     lines += [f"- features: {', '.join(d['features'])}", f"- feature engineering: `{json.dumps(d['feature_engineering'])}`", ""]
     lines += ["## Cross-validation (selected model)", "", "| metric | mean | std |", "|---|---|---|"]
     lines += [f"| {k} | {_fmt(v['mean'])} | {_fmt(v['std'])} |" for k, v in card["metrics"]["cv"].items()]
     lines += ["", "## Holdout (never used for tuning)", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in card["metrics"]["holdout"].items() if k != "confusion_matrix"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in card["metrics"]["holdout"].items() if k not in ("confusion_matrix", "classes")]
     cm = card["metrics"]["holdout"].get("confusion_matrix")
     if cm:
-        lines += ["", f"Confusion matrix [[TN, FP], [FN, TP]]: {cm}"]
+        layout = "[[TN, FP], [FN, TP]]" if len(cm) == 2 and "classes" not in m else "(rows actual, columns predicted)"
+        lines += ["", f"Confusion matrix {layout}: {cm}"]
     lines += ["", "## Candidates compared", "", "| candidate | status | " + " | ".join(card["comparison_columns"]) + " |"]
     lines += ["|" + "---|" * (2 + len(card["comparison_columns"]))]
     for row in card["comparison"]:

@@ -22,6 +22,7 @@ class BuildContext:
     n_jobs: int
     xgboost_device: str = "cpu"
     torch_device: str = "cpu"
+    task: str = "binary"  # binary | multiclass | regression (tasks.py): picks classifier or regressor
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,12 @@ class Candidate:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # importable modules; missing -> skipped with a reason
     description: str = ""
+    tasks: tuple[str, ...] = ("binary", "multiclass", "regression")
 
-    def unavailable_reason(self) -> str | None:
-        """None when usable here, else why not (e.g. an optional package is missing)."""
+    def unavailable_reason(self, task: str | None = None) -> str | None:
+        """None when usable here (for `task`), else why not (an optional package is missing, another task)."""
+        if task is not None and task not in self.tasks:
+            return f"{self.name} supports {', '.join(self.tasks)} only, not {task}"
         for module in self.requires:
             try:
                 __import__(module)  # the import statement path (honours import hooks)
@@ -48,11 +52,18 @@ class Candidate:
 CANDIDATES: dict[str, Candidate] = {}
 
 
-def register(name: str, *, defaults: Mapping[str, Any] | None = None, requires: tuple[str, ...] = (), description: str = "") -> Callable[[Callable[[dict[str, Any], BuildContext], Steps]], Callable[[dict[str, Any], BuildContext], Steps]]:
-    """Decorator: add a builder to the registry under `name`."""
+def register(
+    name: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    requires: tuple[str, ...] = (),
+    description: str = "",
+    tasks: tuple[str, ...] = ("binary", "multiclass", "regression"),
+) -> Callable[[Callable[[dict[str, Any], BuildContext], Steps]], Callable[[dict[str, Any], BuildContext], Steps]]:
+    """Decorator: add a builder to the registry under `name` (for the tasks it supports)."""
 
     def deco(fn: Callable[[dict[str, Any], BuildContext], Steps]) -> Callable[[dict[str, Any], BuildContext], Steps]:
-        CANDIDATES[name] = Candidate(name, fn, dict(defaults or {}), requires, description)
+        CANDIDATES[name] = Candidate(name, fn, dict(defaults or {}), requires, description, tasks)
         return fn
 
     return deco
@@ -67,10 +78,12 @@ def get_candidate(name: str) -> Candidate:
         ) from None
 
 
-def select_candidates(requested: Mapping[str, Mapping[str, Any]] | None) -> list[tuple[Candidate, dict[str, Any]]]:
-    """(candidate, param overrides) in registry order, or in the requested order."""
+def select_candidates(
+    requested: Mapping[str, Mapping[str, Any]] | None, task: str | None = None
+) -> list[tuple[Candidate, dict[str, Any]]]:
+    """(candidate, param overrides) in registry order (those for `task`), or in the requested order."""
     if requested is None:
-        return [(c, {}) for c in CANDIDATES.values()]
+        return [(c, {}) for c in CANDIDATES.values() if task is None or task in c.tasks]
     return [(get_candidate(name), dict(params or {})) for name, params in requested.items()]
 
 
@@ -92,12 +105,15 @@ def select_candidates(requested: Mapping[str, Mapping[str, Any]] | None) -> list
     description="gradient-boosted trees (XGBoost, hist; device=cuda on a GPU)",
 )
 def _xgboost(params: dict[str, Any], ctx: BuildContext) -> Steps:
-    from xgboost import XGBClassifier
+    from xgboost import XGBClassifier, XGBRegressor
 
+    if ctx.task == "regression":
+        return [("model", XGBRegressor(**{"tree_method": "hist", "random_state": ctx.seed, "n_jobs": ctx.n_jobs,
+                                          "device": ctx.xgboost_device, "verbosity": 0, **params}))]
     model = XGBClassifier(
         **{
             "tree_method": "hist",
-            "eval_metric": "logloss",
+            "eval_metric": "mlogloss" if ctx.task == "multiclass" else "logloss",
             "random_state": ctx.seed,
             "n_jobs": ctx.n_jobs,
             "device": ctx.xgboost_device,
@@ -114,9 +130,10 @@ def _xgboost(params: dict[str, Any], ctx: BuildContext) -> Steps:
     description="random forest (scikit-learn)",
 )
 def _random_forest(params: dict[str, Any], ctx: BuildContext) -> Steps:
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-    return [("model", RandomForestClassifier(**{"random_state": ctx.seed, "n_jobs": ctx.n_jobs, **params}))]
+    cls = RandomForestRegressor if ctx.task == "regression" else RandomForestClassifier
+    return [("model", cls(**{"random_state": ctx.seed, "n_jobs": ctx.n_jobs, **params}))]
 
 
 @register(
@@ -125,15 +142,17 @@ def _random_forest(params: dict[str, Any], ctx: BuildContext) -> Steps:
     description="histogram gradient boosting (scikit-learn)",
 )
 def _hist_gradient_boosting(params: dict[str, Any], ctx: BuildContext) -> Steps:
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    return [("model", HistGradientBoostingClassifier(**{"random_state": ctx.seed, "early_stopping": False, **params}))]
+    cls = HistGradientBoostingRegressor if ctx.task == "regression" else HistGradientBoostingClassifier
+    return [("model", cls(**{"random_state": ctx.seed, "early_stopping": False, **params}))]
 
 
 @register(
     "logistic_regression",
     defaults={"C": 0.3, "max_iter": 2000},
     description="standardised logistic regression (scikit-learn)",
+    tasks=("binary", "multiclass"),
 )
 def _logistic_regression(params: dict[str, Any], ctx: BuildContext) -> Steps:
     from sklearn.linear_model import LogisticRegression
@@ -143,10 +162,24 @@ def _logistic_regression(params: dict[str, Any], ctx: BuildContext) -> Steps:
 
 
 @register(
+    "ridge",
+    defaults={"alpha": 1.0},
+    description="standardised ridge regression (scikit-learn)",
+    tasks=("regression",),
+)
+def _ridge(params: dict[str, Any], ctx: BuildContext) -> Steps:
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    return [("scale", StandardScaler()), ("model", Ridge(**params))]
+
+
+@register(
     "mlp",
     defaults={"hidden_layer_sizes": (16,), "dropout": 0.2, "learning_rate": 3e-3, "weight_decay": 1e-4, "epochs": 40, "batch_size": 64},
     requires=("torch",),
-    description="PyTorch multilayer perceptron (CUDA when available)",
+    description="PyTorch multilayer perceptron (CUDA when available; binary classification only)",
+    tasks=("binary",),
 )
 def _mlp(params: dict[str, Any], ctx: BuildContext) -> Steps:
     from sklearn.preprocessing import StandardScaler

@@ -1,4 +1,4 @@
-"""Training data from a CSV: the declared features as a numpy matrix, the target as 0/1."""
+"""Training data from a CSV: the declared features as a numpy matrix, the target per task."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ def load_training_data(
     """Read `csv_path` (default `spec.data`): X in `spec.feature_names` order, y.
 
     Numeric features become floats (empty cells NaN); categorical features stay strings
-    (X is then an object array). For classification y is 1 where the target equals
-    `spec.positive_label` and 0 elsewhere; rows without a target are dropped.
+    (X is then an object array). For binary classification y is 1 where the target equals
+    `spec.positive_label` and 0 elsewhere; multi-class labels (more than two values) are kept
+    as written; rows without a target are dropped.
     """
     import pandas as pd
 
@@ -57,7 +58,13 @@ def frame_to_xy(spec: ModelSpec, frame: object, target: str) -> tuple[np.ndarray
             cols.append(np.array([None if pd.isna(v) else str(v) for v in col], dtype=object))
     X = np.column_stack(cols).astype(object if has_cat else float) if cols else np.zeros((len(frame), 0))
     raw_y = frame[target]
-    if spec.task == "classification":
+    if spec.task == "multiclass" or (spec.task == "classification" and raw_y.nunique() > 2):
+        numeric_y = pd.to_numeric(raw_y, errors="coerce")
+        if numeric_y.notna().all() and bool((numeric_y == numeric_y.round()).all()):
+            y = numeric_y.to_numpy().astype(int)  # class labels as written: 0, 1, 2
+        else:
+            y = raw_y.astype(str).str.strip().to_numpy().astype(object)
+    elif spec.task in ("classification", "binary"):
         numeric_y = pd.to_numeric(raw_y, errors="coerce")
         try:
             positive = float(spec.positive_label)

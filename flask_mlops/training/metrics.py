@@ -1,4 +1,5 @@
-"""Binary-classification metrics at a decision threshold, and the choice of that threshold."""
+"""Training metrics per task: binary (at a decision threshold, and the choice of that threshold),
+multi-class (from class probabilities) and regression."""
 
 from __future__ import annotations
 
@@ -96,9 +97,44 @@ def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Every multi-class metric for labels encoded 0..K-1 and a (n, K) probability matrix."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss, roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    proba = np.asarray(proba, dtype=float)
+    k = proba.shape[1]
+    pred = proba.argmax(axis=1)
+    clipped = np.clip(proba, 1e-7, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    all_present = len(np.unique(y)) == k
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "f1_macro": float(f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0)),
+        "f1_weighted": float(f1_score(y, pred, average="weighted", labels=list(range(k)), zero_division=0)),
+        "log_loss": float(log_loss(y, clipped, labels=list(range(k)))),
+        "roc_auc_ovr": float(roc_auc_score(y, clipped, multi_class="ovr", labels=list(range(k)))) if all_present else float("nan"),
+    }
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and R² of predictions."""
+    y = np.asarray(y, dtype=float)
+    err = np.asarray(pred, dtype=float) - y
+    ss_tot = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan"),
+    }
+
+
 def is_better(metric: str, a: float, b: float) -> bool:
-    """True when score `a` beats `b` for this metric."""
-    return a > b if METRICS[metric] else a < b
+    """True when score `a` beats `b` for this metric (lower is better for losses and errors)."""
+    from ..tasks import is_better as better
+
+    return better(metric, a, b)
 
 
 def jsonable(value: Any) -> Any:
@@ -112,3 +148,33 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def score_estimator(kind: str, estimator: Any, X: np.ndarray, y: np.ndarray, *, threshold: float | None = None, positive: Any = 1) -> dict[str, float]:
+    """Metrics of any fitted estimator (ours or the user's) on labelled rows, for its task kind.
+
+    Labels are matched to `estimator.classes_` as text, so 1, 1.0 and "1" agree; rows whose
+    label the model does not know are left out of the multi-class metrics.
+    """
+    if kind == "regression":
+        return regression_metrics(np.asarray(y, dtype=float), np.asarray(estimator.predict(X), dtype=float))
+    proba = np.asarray(estimator.predict_proba(X), dtype=float)
+    classes = [_text(c) for c in getattr(estimator, "classes_", range(proba.shape[1]))]
+    labels = [_text(v) for v in np.asarray(y, dtype=object).tolist()]
+    if kind == "binary":
+        pos = classes.index(_text(positive)) if _text(positive) in classes else len(classes) - 1
+        y01 = np.array([label == classes[pos] for label in labels], dtype=int)
+        return binary_metrics(y01, proba[:, pos], 0.5 if threshold is None else float(threshold))
+    index = {c: i for i, c in enumerate(classes)}
+    known = np.array([label in index for label in labels], dtype=bool)
+    encoded = np.array([index[label] for label in labels if label in index], dtype=int)
+    return multiclass_metrics(encoded, proba[known])
+
+
+def _text(value: Any) -> str:
+    """A label as text, with integral floats as integers (1.0 -> "1")."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,4 +1,5 @@
-"""The saved model: feature pipeline + estimator, a probability calibrator and the threshold.
+"""The saved model: feature pipeline + estimator, a probability calibrator and the threshold
+(binary), the class labels (multi-class), or a regressor.
 
 Calibration is cross-fitted: the calibrator is fitted on the selected candidate's
 out-of-fold probabilities from cross-validation (never on the holdout), then applied to
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 CALIBRATIONS = ("sigmoid", "isotonic", "none")
 _EPS = 1e-6
@@ -58,28 +59,35 @@ class Calibrator:
 
 
 class TrainedModel(ClassifierMixin, BaseEstimator):
-    """What serving loads: `predict_proba(X)` (calibrated) and `predict(X)` at `threshold`.
+    """What serving loads for a classifier: `predict_proba(X)` and `predict(X)`.
 
+    Binary (`classes` None): calibrated positive-class probabilities, labels 0/1 at `threshold`.
+    Multi-class: the pipeline was fitted on labels encoded 0..K-1; `classes` holds the
+    original labels in that order and `predict` answers the most probable one.
     `X` is a numpy 2-D array (or one row) of raw features in `feature_names` order.
     """
+
+    classes: tuple[Any, ...] | None = None  # models pickled before multi-class support load as binary
 
     def __init__(
         self,
         pipeline: Any = None,
         calibrator: Calibrator | None = None,
-        threshold: float = 0.5,
+        threshold: float | None = 0.5,
         feature_names: tuple[str, ...] = (),
         candidate: str = "",
+        classes: tuple[Any, ...] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.calibrator = calibrator
         self.threshold = threshold
         self.feature_names = feature_names
         self.candidate = candidate
+        self.classes = classes
 
     @property
     def classes_(self) -> np.ndarray:
-        return np.array([0, 1])
+        return np.array([0, 1]) if self.classes is None else np.asarray(self.classes)
 
     @property
     def n_features_in_(self) -> int:
@@ -93,19 +101,48 @@ class TrainedModel(ClassifierMixin, BaseEstimator):
 
     def raw_proba(self, X: Any) -> np.ndarray:
         """Uncalibrated positive-class score of the underlying estimator."""
-        X = np.asarray(X, dtype=object if _has_object(X) else float)
-        if X.ndim == 1:
-            X = X.reshape(1, -1)
-        return np.asarray(self.pipeline.predict_proba(X)[:, 1], dtype=float)
+        return np.asarray(self.pipeline.predict_proba(_rows(X))[:, 1], dtype=float)
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        if self.classes is not None:
+            return np.asarray(self.pipeline.predict_proba(_rows(X)), dtype=float)
         raw = self.raw_proba(X)
         p = self.calibrator.transform(raw) if self.calibrator is not None else raw
         p = np.clip(p, 0.0, 1.0)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= self.threshold).astype(int)
+        proba = self.predict_proba(X)
+        if self.classes is not None:
+            return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        return (proba[:, 1] >= (0.5 if self.threshold is None else self.threshold)).astype(int)
+
+
+class TrainedRegressor(RegressorMixin, BaseEstimator):
+    """What serving loads for a regression model: `predict(X)` on raw feature rows."""
+
+    def __init__(self, pipeline: Any = None, feature_names: tuple[str, ...] = (), candidate: str = "") -> None:
+        self.pipeline = pipeline
+        self.feature_names = feature_names
+        self.candidate = candidate
+
+    @property
+    def n_features_in_(self) -> int:
+        return len(self.feature_names)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.pipeline is not None
+
+    def fit(self, X: Any, y: Any) -> TrainedRegressor:  # pragma: no cover - built by run_training
+        raise TypeError("a TrainedRegressor is assembled by flask_mlops.training.run_training, not refitted")
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.pipeline.predict(_rows(X)), dtype=float)
+
+
+def _rows(X: Any) -> np.ndarray:
+    X = np.asarray(X, dtype=object if _has_object(X) else float)
+    return X.reshape(1, -1) if X.ndim == 1 else X
 
 
 def _has_object(X: Any) -> bool:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..tasks import DIRECTIONS
 from .device import DEVICES
-from .metrics import METRICS, THRESHOLD_OBJECTIVES
+from .metrics import THRESHOLD_OBJECTIVES
 from .model import CALIBRATIONS
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class TrainingSettings:
     """Everything a run needs besides the data; validated on construction."""
 
     candidates: Mapping[str, Mapping[str, Any]] | None = None  # name -> hyper-params; None = all available
-    selection_metric: str = "f1"
+    selection_metric: str | None = None  # None: the task's default (tasks.py)
     cv_folds: int = 5
     holdout_size: float = 0.2
     random_seed: int = 42
@@ -56,9 +57,9 @@ class TrainingSettings:
                 if params is not None and not isinstance(params, Mapping):
                     raise ConfigError(f"MLOPS_CANDIDATES: params of {name!r} must be a mapping")
             object.__setattr__(self, "candidates", {str(k): dict(v or {}) for k, v in cands.items()})
-        if self.selection_metric not in METRICS:
+        if self.selection_metric is not None and self.selection_metric not in DIRECTIONS:
             raise ConfigError(
-                f"MLOPS_SELECTION_METRIC must be one of {', '.join(METRICS)}; got {self.selection_metric!r}"
+                f"MLOPS_SELECTION_METRIC must be one of {', '.join(DIRECTIONS)}; got {self.selection_metric!r}"
             )
         if self.threshold_objective not in THRESHOLD_OBJECTIVES:
             raise ConfigError(f"threshold_objective must be one of {', '.join(THRESHOLD_OBJECTIVES)}")
@@ -87,7 +88,7 @@ class TrainingSettings:
         """Flat, loggable description (MLflow params)."""
         return {
             "candidates": ",".join(self.candidates) if self.candidates else "all",
-            "selection_metric": self.selection_metric,
+            "selection_metric": self.selection_metric or "task default",
             "cv_folds": self.cv_folds,
             "holdout_size": self.holdout_size,
             "random_seed": self.random_seed,
@@ -101,7 +102,7 @@ class TrainingSettings:
 class TrainingResult:
     """The selected, refitted model and everything a reviewer or the registry needs."""
 
-    estimator: Any  # TrainedModel: predict_proba/predict on raw numpy rows in feature order
+    estimator: Any  # TrainedModel / TrainedRegressor: predict(_proba) on raw numpy rows in feature order
     threshold: float | None
     candidate: str
     params: dict[str, Any]
@@ -115,14 +116,17 @@ class TrainingResult:
     # additions
     feature_names: list[str] = field(default_factory=list)
     selection_metric: str = "f1"
-    calibration: str = "sigmoid"
+    calibration: str = "sigmoid"  # "none" outside binary classification
+    task: str = "binary"  # binary | multiclass | regression (tasks.py)
+    classes: list[Any] | None = None  # multi-class labels, in the model's column order
     data_sha256: str = ""  # hash of the full (X, y) given to run_training, for lineage
     n_train: int = 0
     n_holdout: int = 0
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
-    # the holdout rows (raw features, 0/1 labels): for "no worse than production on the same holdout"
+    # the holdout rows (raw features, labels as the model predicts them): for "no worse than
+    # production on the same holdout"
     X_holdout: np.ndarray | None = None
     y_holdout: np.ndarray | None = None
 
