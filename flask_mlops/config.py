@@ -211,6 +211,12 @@ class MLOpsConfig:
     )
     retrain_min_new_labels: int = _key(100, "New labelled samples that trigger a retrain.", _number(int, 1))
     retrain_decay_threshold: float = _key(0.10, "Relative accuracy drop that triggers a retrain.", _number(float, 0, 1))
+    retrain_by: str = _key(
+        "app",
+        "Who runs scheduled retraining: app (the in-app scheduler's retrain_check job) or workflow "
+        "(`flask mlops retrain --scheduled`, e.g. the mlops-training workflow); the other one stands down.",
+        _choice("app", "workflow"),
+    )
     # scheduler
     scheduler_enabled: bool = _key(False, "Run the scheduled jobs inside the app's workers (one runner via a DB lease).", _bool)
     drift_cron: str = _key("0 2 * * *", "Cron (UTC) of the drift check job.")

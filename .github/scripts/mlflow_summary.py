@@ -1,4 +1,4 @@
-"""Export the newest registered version's MLflow run for the training workflow's artifacts.
+"""Export one registered version's MLflow run (default: the production one) for a workflow's artifacts.
 
 Writes `<out>/run_summary.json` (model, version, aliases, run id, params, metrics, tags),
 `<out>/metrics.json` and downloads the run's `reports/` artifacts (model card, ROC curve,
@@ -19,6 +19,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="registered model name")
     parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--version", type=int, help="version to export (default: the one behind the production alias)")
+    parser.add_argument("--alias", default="production", help="alias to export when --version is not given")
     args = parser.parse_args()
     uri = os.environ.get("MLOPS_TRACKING_URI")
     if not uri:
@@ -28,11 +30,14 @@ def main() -> int:
     from mlflow.artifacts import download_artifacts
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    versions = client.search_model_versions(f"name = '{args.name}'")
-    if not versions:
-        print(f"no registered versions of {args.name}", file=sys.stderr)
+    try:
+        if args.version is not None:
+            newest = client.get_model_version(args.name, str(args.version))
+        else:  # never "the newest": a test or rejected version may be newer than what serves
+            newest = client.get_model_version_by_alias(args.name, args.alias)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception types
+        print(f"no version {args.version or '@' + args.alias} of {args.name}: {exc}", file=sys.stderr)
         return 1
-    newest = client.get_model_version(args.name, str(max(int(v.version) for v in versions)))  # with its aliases
     run = client.get_run(newest.run_id)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {

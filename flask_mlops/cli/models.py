@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -86,11 +87,17 @@ def history(name: str, at: str | None, limit: int) -> None:
 @click.option("--name", help="Model (required when more than one is declared).")
 @click.option("--force", is_flag=True, help="Retrain even if no trigger fires.")
 @click.option("--check", "check_only", is_flag=True, help="Only say whether retraining is due, and why.")
+@click.option("--scheduled", is_flag=True, help="A scheduled run (a workflow's cron): does nothing unless MLOPS_RETRAIN_BY=workflow.")
+@click.option("--no-promote", is_flag=True, help="Register the new version without promoting it (a reviewed `promote` follows).")
+@click.option("--result-file", type=click.Path(dir_okay=False, writable=True), help="Write the run's result (version, gates, ...) as JSON here.")
 @mlops_errors
-def retrain(name: str | None, force: bool, check_only: bool) -> None:
+def retrain(name: str | None, force: bool, check_only: bool, scheduled: bool, no_promote: bool, result_file: str | None) -> None:
     """Retrain when a trigger fires (drift, decay, new labels, schedule) or with --force; gate; promote."""
     state = get_state()
     model = _one_model(name)
+    if scheduled and state.config.retrain_by != "workflow":
+        click.echo(f"{model}: scheduled retraining runs in the app (MLOPS_RETRAIN_BY={state.config.retrain_by}); nothing to do")
+        return
     result = retraining.check(state, model, manual=force)
     for trig in result.triggers.values():
         mark = "FIRED" if trig.fired else ("  -  " if trig.available else " n/a ")
@@ -101,7 +108,7 @@ def retrain(name: str | None, force: bool, check_only: bool) -> None:
     fired = [n for n, t in result.triggers.items() if t.fired]
     trigger = "manual" if force else fired[0]
     click.echo(f"{model}: retraining ({', '.join(fired)})")
-    run = retraining.start(state, model, trigger=trigger, reasons=result.reasons, actor="cli", background=True)
+    run = retraining.start(state, model, trigger=trigger, reasons=result.reasons, actor="cli", background=True, promote=not no_promote)
     seen = 0
     while True:
         current = retraining.wait(state, run["id"], timeout=1.0)
@@ -114,6 +121,9 @@ def retrain(name: str | None, force: bool, check_only: bool) -> None:
     if current["error"]:
         raise click.ClickException(current["error"].splitlines()[0])
     res = current["result"] or {}
-    click.echo(json.dumps({k: res.get(k) for k in ("version", "semver", "promoted", "candidate", "reason")}))
+    summary = {k: res.get(k) for k in ("version", "semver", "promoted", "candidate", "reason")}
+    click.echo(json.dumps(summary))
+    if result_file:
+        Path(result_file).write_text(json.dumps({"run": current["id"], "status": current["status"], **summary}, indent=2))
     if current["status"] == "rejected":  # gates failed: a scheduled job must see it
         raise click.ClickException(f"v{res.get('version')} failed the promotion gates: {res.get('reason')}")

@@ -17,6 +17,8 @@ from ..services import monitoring as service
 from .group import cli, echo_table, mlops_errors
 
 CRITICAL_EXIT = 2
+#: `flask mlops drift --max-unreadable`: too many log lines of the window could not be parsed
+UNREADABLE_EXIT = 3
 
 
 def _when(value: datetime | None) -> datetime | None:
@@ -72,9 +74,17 @@ def _echo_drift(report: dict[str, Any]) -> None:
 @cli.command("drift")
 @window_options
 @click.option("--no-save", is_flag=True, help="Do not store this run (DB row and JSON report).")
+@click.option(
+    "--max-unreadable",
+    type=click.FloatRange(0.0, 1.0),
+    help=f"Exit {UNREADABLE_EXIT} when more than this share of the window's log lines cannot be read.",
+)
 @mlops_errors
-def drift_command(model: str | None, version: str | None, since: datetime | None, until: datetime | None, last: int | None, as_json: bool, no_save: bool) -> None:
-    """Data and prediction drift of a window; exits 2 when the level is critical."""
+def drift_command(
+    model: str | None, version: str | None, since: datetime | None, until: datetime | None, last: int | None,
+    as_json: bool, no_save: bool, max_unreadable: float | None,
+) -> None:
+    """Data and prediction drift of a window; exits 2 when the level is critical, 3 on unreadable logs."""
     report = service.drift(get_state(), _window(model, version, since, until, last), persist=not no_save, trigger="cli").to_dict()
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -82,6 +92,11 @@ def drift_command(model: str | None, version: str | None, since: datetime | None
         _echo_drift(report)
     if report["level"] == "critical":
         raise SystemExit(CRITICAL_EXIT)
+    skipped = int(report["window"].get("skipped_lines") or 0)
+    total = skipped + int(report["window"].get("n") or 0)
+    if max_unreadable is not None and total and skipped / total > max_unreadable:
+        click.echo(f"{skipped} of {total} log lines in the window could not be read (> {max_unreadable:.2%})", err=True)
+        raise SystemExit(UNREADABLE_EXIT)
 
 
 @cli.command("report")

@@ -27,6 +27,8 @@ def retrain_check(state: MLOpsState) -> Any:
     """Retrain when a trigger fires (drift, decay, new labels, schedule)."""
     from ..services.retraining import scheduled_check
 
+    if state.config.retrain_by != "app":  # one place decides: the workflow retrains, this job stands down
+        return {"skipped": "scheduled retraining runs in the workflow (MLOPS_RETRAIN_BY=workflow)"}
     return scheduled_check(state)
 
 

@@ -281,8 +281,12 @@ def start(
     reasons: list[str] | None = None,
     actor: str = "system",
     background: bool = True,
+    promote: bool = True,
 ) -> dict[str, Any]:
-    """Claim the retraining slot and run (in a thread, or here); 409 while another run is active."""
+    """Claim the retraining slot and run (in a thread, or here); 409 while another run is active.
+
+    `promote=False` registers the new version without promoting it (a reviewed promotion follows).
+    """
     from ..store import retraining as runs
 
     state.config.model(name)
@@ -301,15 +305,15 @@ def start(
             )
         run_id = run.id
     if background:
-        thread = threading.Thread(target=execute, args=(state, run_id), name=f"mlops-retrain-{run_id}", daemon=True)
+        thread = threading.Thread(target=execute, args=(state, run_id), kwargs={"promote": promote}, name=f"mlops-retrain-{run_id}", daemon=True)
         state.extras.setdefault("retrain_threads", {})[run_id] = thread
         thread.start()
     else:
-        execute(state, run_id)
+        execute(state, run_id, promote=promote)
     return get_run(state, run_id)
 
 
-def execute(state: MLOpsState, run_id: int) -> None:
+def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
     """The body of a run: data → train → register (+lineage, holdout) → gates → promote or reject."""
     from ..store import retraining as runs
     from ..training import TrainingSettings, run_training
@@ -345,10 +349,11 @@ def execute(state: MLOpsState, run_id: int) -> None:
         holdout = (trained.X_holdout, trained.y_holdout) if trained.X_holdout is not None and trained.y_holdout is not None else None
         reg = lifecycle.register_result(
             state, name, trained, trigger=trigger_name, actor=actor, reason=f"retraining run {run_id} ({trigger_name})",
-            holdout=holdout, extra_tags={"retrain_run": run_id},
+            holdout=holdout, extra_tags={"retrain_run": run_id}, promote_if_passing=promote,
         )
-        status = "succeeded" if reg["promoted"] else "rejected"
-        outcome = "promoted" if reg["promoted"] else "rejected"
+        passed = reg["promoted"] or not promote  # not promoting by choice: the gates run at the reviewed promotion
+        status = "succeeded" if passed else "rejected"
+        outcome = ("promoted" if reg["promoted"] else "registered") if passed else "rejected"
         result = {
             **reg,
             "candidate": trained.candidate,
@@ -358,7 +363,9 @@ def execute(state: MLOpsState, run_id: int) -> None:
             "data": data_info,
             "comparison": trained.comparison,
         }
-        say(f"v{reg['version']} ({reg['semver']}) " + ("promoted to production" if reg["promoted"] else f"not promoted: {reg['reason']}"))
+        say(f"v{reg['version']} ({reg['semver']}) " + (
+            "promoted to production" if reg["promoted"] else "registered; promotion (through the gates) is left to a reviewed step" if passed else f"not promoted: {reg['reason']}"
+        ))
     except Exception as exc:  # noqa: BLE001 - recorded on the run; production is untouched
         logger.exception("retraining run %s failed", run_id)
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
