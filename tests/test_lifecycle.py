@@ -171,7 +171,7 @@ def test_api_and_cli(served_app: Flask) -> None:
     body = hist.get_json()
     assert hist.status_code == 200 and body["production_at"] == 1 == body["production"]
     assert [e["action"] for e in body["events"][:3]] == ["rollback", "promote", "promote_rejected"]
-    assert body["events"][0]["actor"].startswith("api:token")
+    assert body["events"][0]["actor"] == "token:#1:admin"  # the caller (no secret key: the token's position)
 
     runner = served_app.test_cli_runner()
     out = runner.invoke(args=["mlops", "promote", "diabetes", str(v2)])

@@ -213,3 +213,41 @@ def test_the_limit_holds_across_gunicorn_workers(served_instance: Path, gunicorn
     log = server.stop()
     pids = set(re.findall(r'"POST /mlops/login HTTP/1.1" 429 .* pid=<?(\d+)', log))
     assert len(pids) == 2, log[-2000:]
+
+
+# -- audit: who is the authenticated caller ---------------------------------------------------
+def _history(client: Any) -> list[dict[str, Any]]:
+    return list(client.get("/mlops/api/models/diabetes/history", headers=AUTH).json["events"])
+
+
+def test_audit_records_the_caller_not_the_request_body(session_app: Flask) -> None:
+    from flask_mlops.services.sessions import token_fingerprint
+
+    from .conftest import FEATURE_NAMES, diabetes_frame, quick_model
+
+    label = token_fingerprint(SECRET, TOKEN)[:12]
+    mlops = session_app.extensions["test_mlops"]
+    mlops.register("diabetes", quick_model(1), app=session_app, reference=diabetes_frame()[FEATURE_NAMES],
+                   metrics={"accuracy": 0.78, "f1": 0.67, "roc_auc": 0.84})
+    client = session_app.test_client()
+    # a bearer token: its keyed label and role, whatever the body claims
+    r = client.post("/mlops/api/experiments", headers=AUTH, json={"treatment_version": 2, "actor": "mallory"})
+    assert r.status_code == 201, r.json
+    assert r.json["actor"] == f"token:{label}:admin"
+    event = next(e for e in _history(client) if e["action"] == "experiment_start")
+    assert event["actor"] == f"token:{label}:admin" and "[stated actor: mallory]" in event["reason"]
+    stop = client.post(f"/mlops/api/experiments/{r.json['id']}/stop", headers=AUTH, json={"actor": "admin", "reason": "done"})
+    assert stop.status_code == 200
+    event = next(e for e in _history(client) if e["action"] == "experiment_stop")
+    assert event["actor"] == f"token:{label}:admin" and event["reason"] == "done [stated actor: admin]"
+    # a dashboard session: the token it signed in with
+    _login(client)
+    assert client.post("/mlops/models/diabetes/promote", data={"version": "2", "csrf_token": _csrf(client)}).status_code == 303
+    event = next(e for e in _history(client) if e["action"] == "promote")
+    assert event["actor"] == f"session:{label}:admin" and event["version"] == 2
+    # the host's own auth names its user
+    mlops.auth_handler = lambda req: ("admin", "alice@example.org") if req.headers.get("X-User") == "alice" else None
+    r = session_app.test_client().post("/mlops/api/models/diabetes/rollback", headers={"X-User": "alice"}, json={"reason": "bad"})
+    assert r.status_code == 200, r.json
+    event = next(e for e in _history(client) if e["action"] == "rollback")
+    assert event["actor"] == "handler:alice@example.org:admin"

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field
 from ..errors import ValidationError
 from ..extension import get_state
 from ..services import experiments as core
+from ..services.auth import audit_actor, reason_with_note
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 
@@ -43,12 +44,12 @@ class ExperimentIn(_StrictBody):
     metric: str = Field(default="accuracy", max_length=50, description=f"Primary metric: {', '.join(core.METRICS)}.")
     plan: dict[str, Any] | None = Field(default=None, description="alpha, power, baseline, mde, planned_control, planned_treatment, srm_threshold.")
     guardrails: dict[str, Any] | None = Field(default=None, description="Overrides of the guardrail limits (unknown names are refused).")
-    actor: str | None = Field(default=None, max_length=200, description="Who (kept in the audit log); default `api`.")
+    actor: str | None = Field(default=None, max_length=200, description="A note kept with the reason; the audit log's who is the authenticated caller.")
 
 
 class EndIn(_StrictBody):
     reason: str | None = Field(default=None, max_length=2000, description="Why (kept in the audit log).")
-    actor: str | None = Field(default=None, max_length=200)
+    actor: str | None = Field(default=None, max_length=200, description="A note kept with the reason; the audit log's who is the authenticated caller.")
 
 
 class StageIn(_StrictBody):
@@ -64,7 +65,7 @@ class RolloutIn(_StrictBody):
     guardrails: dict[str, Any] | None = None
     on_breach: Literal["keep", "archive"] = Field(default="keep", description="What happens to the treatment version on a rollback.")
     require_accuracy: bool = False
-    actor: str | None = Field(default=None, max_length=200)
+    actor: str | None = Field(default=None, max_length=200, description="A note kept with the reason; the audit log's who is the authenticated caller.")
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def create_experiment(body: ExperimentIn) -> Any:
     created = core.create_experiment(
         get_state(), _model(body.model), body.treatment_version, control_version=body.control_version,
         share=body.share, name=body.name, metric=body.metric, plan=body.plan, guardrails=body.guardrails,
-        actor=body.actor or "api",
+        actor=audit_actor(), reason=reason_with_note(None, body.actor),
     )
     return jsonify(created), 201
 
@@ -225,14 +226,14 @@ def experiment_results(experiment_id: int) -> Any:
        response_model=ExperimentOut, responses=CONFLICT, tags=TAGS)
 def stop_experiment(experiment_id: int, body: EndIn) -> Any:
     """End a running experiment; everyone is served production again (409 if it is not running)."""
-    return jsonify(core.stop_experiment(get_state(), experiment_id, actor=body.actor or "api", reason=body.reason))
+    return jsonify(core.stop_experiment(get_state(), experiment_id, actor=audit_actor(), reason=reason_with_note(body.reason, body.actor)))
 
 
 @route("/experiments/<int:experiment_id>/promote", methods=("POST",), role="admin", request_model=EndIn, body_required=False,
        response_model=ExperimentOut, responses=CONFLICT, tags=TAGS)
 def promote_experiment(experiment_id: int, body: EndIn) -> Any:
     """Make the treatment production and end the experiment (409 if it is not running)."""
-    return jsonify(core.promote_experiment(get_state(), experiment_id, actor=body.actor or "api", reason=body.reason))
+    return jsonify(core.promote_experiment(get_state(), experiment_id, actor=audit_actor(), reason=reason_with_note(body.reason, body.actor)))
 
 
 @route("/rollouts", query_model=RolloutsQuery, response_model=RolloutList, tags=TAGS)
@@ -248,7 +249,7 @@ def start_rollout(body: RolloutIn) -> Any:
     stages = None if body.stages is None else [s if isinstance(s, float) else s.model_dump() for s in body.stages]
     created = core.start_rollout(
         get_state(), _model(body.model), body.treatment_version, stages=stages, guardrails=body.guardrails,
-        on_breach=body.on_breach, require_accuracy=body.require_accuracy, actor=body.actor or "api",
+        on_breach=body.on_breach, require_accuracy=body.require_accuracy, actor=audit_actor(), reason=reason_with_note(None, body.actor),
     )
     return jsonify(created), 201
 

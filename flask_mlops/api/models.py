@@ -10,16 +10,11 @@ from pydantic import Field
 
 from ..extension import get_state
 from ..services import lifecycle
-from ..services.auth import current_caller
+from ..services.auth import audit_actor
 from ..services.registry import alias_version, list_versions
 from ..services.serving import PRODUCTION
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc
-
-
-def _actor() -> str:
-    caller = current_caller()
-    return f"api:{caller.via}:{caller.role}" if caller is not None else "api"
 
 
 class PromoteBody(RequestModel):
@@ -155,7 +150,7 @@ def promote_model(name: str, body: PromoteBody) -> Any:
     """Point production at a version if it passes the promotion gates (422 with every check otherwise)."""
     state = get_state()
     state.config.model(name)
-    return jsonify(lifecycle.promote(state, name, body.version, actor=_actor(), reason=body.reason, force=body.force))
+    return jsonify(lifecycle.promote(state, name, body.version, actor=audit_actor(), reason=body.reason, force=body.force))
 
 
 @route("/models/<name>/rollback", methods=("POST",), role="admin", request_model=RollbackBody, response_model=RollbackOut,
@@ -164,7 +159,7 @@ def rollback_model(name: str, body: RollbackBody) -> Any:
     """Production back to the previous production version, or to `version`."""
     state = get_state()
     state.config.model(name)
-    return jsonify(lifecycle.rollback(state, name, body.version, actor=_actor(), reason=body.reason))
+    return jsonify(lifecycle.rollback(state, name, body.version, actor=audit_actor(), reason=body.reason))
 
 
 @route("/models/<name>/archive", methods=("POST",), role="admin", request_model=ArchiveBody, response_model=ArchiveOut,
@@ -173,7 +168,7 @@ def archive_model(name: str, body: ArchiveBody) -> Any:
     """Archive a version that is not in production (its other aliases are removed)."""
     state = get_state()
     state.config.model(name)
-    return jsonify(lifecycle.archive(state, name, body.version, actor=_actor(), reason=body.reason))
+    return jsonify(lifecycle.archive(state, name, body.version, actor=audit_actor(), reason=body.reason))
 
 
 @route("/models/<name>/history", query_model=HistoryQuery, response_model=HistoryOut, tags=("models",))

@@ -17,6 +17,7 @@ from ..errors import NotFoundError, ValidationError
 from ..extension import get_state
 from ..monitoring.html import render_drift_html
 from ..services import monitoring as service
+from ..services.auth import audit_actor
 from ..services.feedback import record_feedback
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor
@@ -261,7 +262,7 @@ def post_feedback(body: FeedbackIn) -> Any:
     is stored when any item is refused. At most MLOPS_FEEDBACK_BATCH_MAX items per request (413).
     """
     items, overwrite = body.items_and_overwrite()
-    response = jsonify(record_feedback(get_state(), items, overwrite=overwrite))
+    response = jsonify(record_feedback(get_state(), items, overwrite=overwrite, actor=audit_actor()))
     response.status_code = 201
     return response
 

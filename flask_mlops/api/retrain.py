@@ -11,7 +11,7 @@ from pydantic import Field
 from ..errors import ValidationError
 from ..extension import get_state
 from ..services import retraining
-from ..services.auth import current_caller
+from ..services.auth import audit_actor
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 
@@ -107,8 +107,7 @@ def retrain_trigger(body: TriggerBody) -> Any:
     """Start a retraining run in the background: 202 with its id and URL; 409 while one is running."""
     state = get_state()
     name = _model(state, body.model)
-    caller = current_caller()
-    actor = f"api:{caller.via}:{caller.role}" if caller is not None else "api"
+    actor = audit_actor()
     if body.only_if_due:
         result = retraining.retrain_if_due(state, name, actor=actor, background=True)
         if result["run"] is None:

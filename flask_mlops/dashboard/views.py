@@ -115,8 +115,7 @@ def promote(name: str, body: VersionForm) -> Any:
     state = get_state()
     if body.version is None:
         return _back(name, "choose a version to promote")
-    caller = auth.current_caller()
-    actor = f"dashboard:{caller.via if caller is not None else 'admin'}"
+    actor = auth.audit_actor()
     try:
         action = data.optional("flask_mlops.services.lifecycle:promote")
         if action is not None:
@@ -140,7 +139,7 @@ def rollback(name: str, body: VersionForm) -> Any:
     if action is None:
         return _back(name, "rollback is not available in this installation yet")
     try:
-        action(state, name, actor="dashboard", reason=body.reason or "rolled back from the dashboard")
+        action(state, name, actor=auth.audit_actor(), reason=body.reason or "rolled back from the dashboard")
     except MLOpsError as exc:
         return _back(name, f"rollback refused: {exc.message}")
     return _back(name, f"{name} rolled back")

@@ -112,7 +112,7 @@ def _from_handler(state: MLOpsState, req: Request) -> Caller | None:
     result: Any = handler(req)
     role, who = (result[0], str(result[1])) if isinstance(result, tuple) and len(result) == 2 else (result, "")
     if role in ROLES:
-        return Caller(str(role), "handler", who[:200])
+        return Caller(str(role), "handler", who[:120])
     if result is not None:
         logger.warning("mlops: auth_handler returned %r; expected 'read', 'admin', (role, who) or None", role)
     return None
@@ -165,6 +165,20 @@ def require(state: MLOpsState, role: str) -> str:
 def current_caller() -> Caller | None:
     """The caller `require` accepted in this request (None on public routes)."""
     return g.get(_G_CALLER)
+
+
+def audit_actor() -> str:
+    """Who the audit trail records for this request: the authenticated caller, never a request body."""
+    caller = current_caller()
+    return caller.actor if caller is not None else "anonymous"
+
+
+def reason_with_note(reason: str | None, stated_actor: str | None) -> str | None:
+    """A body's `actor` is kept as a note in the reason; who acted is the caller (`audit_actor`)."""
+    if not stated_actor:
+        return reason
+    note = f"[stated actor: {stated_actor}]"
+    return f"{reason} {note}" if reason else note
 
 
 # -- CSRF (bound to the session) ------------------------------------------------------------------

@@ -82,6 +82,7 @@ def create_experiment(
     guardrails: dict[str, Any] | None = None,
     unit_key: str = "user_id",
     actor: str = "system",
+    reason: str | None = None,
     kind: str = "experiment",
 ) -> dict[str, Any]:
     """Start an experiment of `treatment_version` against production (or `control_version`)."""
@@ -110,7 +111,7 @@ def create_experiment(
             session.add(row)
             session.flush()
             _audit(session, model, f"{kind}_start", version=treatment_version, previous=control, actor=actor,
-                   details={"experiment": row.id, "share": share})
+                   reason=reason, details={"experiment": row.id, "share": share})
     except IntegrityError as exc:
         running = _running_id(state, model)
         raise ConflictError(
@@ -328,6 +329,7 @@ def start_rollout(
     on_breach: str = "keep",
     require_accuracy: bool = False,
     actor: str = "system",
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """Start a gradual rollout of `treatment_version` (its first stage's share of traffic)."""
     from ..ab.rollout import DEFAULT_STAGES, Stage, validate_stages
@@ -339,7 +341,7 @@ def start_rollout(
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationError(f"invalid stages: {exc}", details={"stages": stages}) from exc
     exp = create_experiment(state, model, treatment_version, share=parsed[0].share, guardrails=guardrails,
-                            actor=actor, kind="rollout", name=f"rollout of v{treatment_version}")
+                            actor=actor, reason=reason, kind="rollout", name=f"rollout of v{treatment_version}")
     with state.session() as session, session.begin():
         rollout = Rollout(experiment_id=exp["id"], model_name=model, stages=[dict(vars(s)) for s in parsed],
                           stage=0, stage_started_at=_now(), on_breach=on_breach, require_accuracy=require_accuracy)
