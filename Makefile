@@ -52,6 +52,7 @@ test-fast: venv
 lint: venv
 	$(VENV)/bin/ruff check flask_mlops example_app tests bench
 	$(VENV)/bin/mypy flask_mlops
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) bench/overhead.py

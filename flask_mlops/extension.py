@@ -1,86 +1,33 @@
-"""`MLOps(app)` / `init_app(app)`: reads config once, keeps per-app state, mounts routes and CLI."""
+"""`MLOps(app)` / `init_app(app)`: reads config once, keeps per-app state, mounts routes and CLI.
+
+The top layer: it imports the adapters (API, CLI, dashboard, jobs) and mounts them; nothing
+imports it back (the state lives in `services/state.py`; see docs/architecture.md).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Session, sessionmaker
 
-from .config import MLOpsConfig, load_config
-from .errors import MLOpsError
-from .store import BIND_KEY, Base, PredictionLogWriter
-
-if TYPE_CHECKING:
-    from .services.serving import ModelStore, Prediction, Router
+from . import dashboard, jobs  # noqa: F401  (declare the dashboard pages; register the built-in jobs)
+from .api import bp
+from .cli import load_commands
+from .config import load_config
+from .services import lifecycle, registry, serving, tracking
+from .services.ratelimit import install as install_limiter
+from .services.scheduler import install as install_scheduler
+from .services.serving import Prediction
+from .services.state import EXTENSION_KEY, MLOpsState, get_state
+from .store import BIND_KEY
 
 logger = logging.getLogger(__name__)
-
-EXTENSION_KEY = "mlops"
-
-
-class MLOpsState:
-    """Everything one app's MLOps owns. Lives in `app.extensions["mlops"]`, never in globals."""
-
-    def __init__(self, ext: MLOps, app: Flask, config: MLOpsConfig, engine: Engine, db: SQLAlchemy) -> None:
-        from .services.serving import ModelStore, Router
-        from .store.day_cache import OpenDayCache
-
-        self.ext = ext
-        self.app_name = app.import_name
-        self.config = config
-        self.db = db
-        self.engine = engine
-        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
-        self.log_dir = Path(config.log_dir).resolve()
-        self.log_writer = PredictionLogWriter(self.log_dir)
-        self.open_days = OpenDayCache()  # today's log files, parsed incrementally by reads
-        self.models: ModelStore = ModelStore(self)
-        self.router: Router = Router(self)
-        self.started_at = time.time()
-        # per-feature state (scheduler, metrics registry, ...), keyed by feature name
-        self.extras: dict[str, Any] = {}
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A short-lived session on the `mlops` bind, independent of the host's request session."""
-        with self._sessions() as session:
-            yield session
-
-    def create_tables(self) -> None:
-        """Create missing `mlops_*` tables; tolerate a concurrent creator (several workers)."""
-        for attempt in range(3):
-            try:
-                from .store.leases import schema_lock
-
-                with schema_lock(self.engine) as conn:  # PostgreSQL: one creator at a time
-                    Base.metadata.create_all(conn, checkfirst=True)
-                return
-            except (OperationalError, ProgrammingError) as exc:  # lost a race with another worker
-                if attempt == 2:
-                    raise
-                logger.debug("create_all raced (%s); retrying", exc)
-                time.sleep(0.2 * (attempt + 1))
-
-
-def get_state(app: Flask | None = None) -> MLOpsState:
-    """The MLOps state of `app` (default: the current app)."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
-    except KeyError:
-        raise MLOpsError(
-            "MLOps is not initialised on this app: call MLOps(app) or mlops.init_app(app)"
-        ) from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -140,26 +87,17 @@ class MLOps:
             raise RuntimeError("MLOps is already registered on this app; use that instance")
         config = load_config(app.config, app.instance_path, self._options)
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        db, engine = _bind_engine(app, config.database_uri or "")
-        state = MLOpsState(self, app, config, engine, db)
+        _db, engine = _bind_engine(app, config.database_uri or "")
+        state = MLOpsState(self, app, config, engine)
         app.extensions[EXTENSION_KEY] = state
         state.create_tables()
-        from .services.ratelimit import install as install_limiter
-
         install_limiter(state)  # a wrong MLOPS_RATELIMIT_STORAGE_URI fails here, at start-up
-
-        from . import jobs  # noqa: F401  (registers the built-in scheduled jobs)
-        from .api.blueprint import make_blueprint
-        from .cli.group import load_commands
-
-        app.register_blueprint(make_blueprint(), url_prefix=config.url_prefix)
+        app.register_blueprint(bp, url_prefix=config.url_prefix)
         app.cli.add_command(load_commands())
         if config.load_on_start:
             state.models.refresh()
         if config.scheduler_enabled:  # built (schedules validated) now; started in the serving process
-            from .services.scheduler import install
-
-            install(app, state)
+            install_scheduler(app, state)
 
     # -- host-facing API ------------------------------------------------------------
     def state(self, app: Flask | None = None) -> MLOpsState:
@@ -167,26 +105,21 @@ class MLOps:
 
     def track(self, model: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator for a prediction view: logs one record per request (see tracking.py)."""
-        from .services.tracking import track
-
-        return track(self, model, **options)
+        return tracking.track(model, **options)
 
     def predict(
         self, name: str, features: Mapping[str, Any], *, unit_id: str | None = None, app: Flask | None = None
     ) -> Prediction:
         """Predict with the version this unit is routed to (production or an A/B variant)."""
-        from .services.serving import predict
-
-        return predict(get_state(app), name, features, unit_id=unit_id)
+        return serving.predict(get_state(app), name, features, unit_id=unit_id)
 
     def register(self, name: str, estimator: Any, *, app: Flask | None = None, **kwargs: Any) -> Any:
         """Register a fitted estimator as a new version (see registry.register)."""
-        from .services.registry import register
-
-        return register(get_state(app), name, estimator, **kwargs)
+        return registry.register(get_state(app), name, estimator, **kwargs)
 
     def train(self, name: str, data: Any = None, *, target: str | None = None, app: Flask | None = None, **kwargs: Any) -> Any:
         """Train (CV + selection), register and (if it passes the gates) promote a model."""
-        from .services.lifecycle import train_and_register
+        return lifecycle.train_and_register(get_state(app), name, data, target=target, **kwargs)
 
-        return train_and_register(get_state(app), name, data, target=target, **kwargs)
+
+__all__ = ["MLOps", "MLOpsState", "get_state"]

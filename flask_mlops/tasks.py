@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigError
+
 BINARY = "binary"
 MULTICLASS = "multiclass"
 REGRESSION = "regression"
@@ -91,7 +93,6 @@ class Task:
 
     def check_metric(self, metric: str, what: str = "selection metric") -> str:
         if metric not in self.metrics:
-            from .errors import ConfigError
 
             raise ConfigError(f"{what} {metric!r} is not a {self.kind} metric; known: {', '.join(self.metrics)}")
         return metric

@@ -228,7 +228,7 @@ def _flask_commands(script: str) -> list[list[str]]:
 
 
 def test_the_cli_commands_they_call_exist() -> None:
-    from flask_mlops.cli.group import load_commands
+    from flask_mlops.cli import load_commands
 
     group = load_commands()
     calls = [cmd for name in ("mlops-training.yml", "model-monitoring.yml") for s in steps(load(name)) for cmd in _flask_commands(s.get("run", ""))]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 from typing import NamedTuple
 
 BUCKETS = 10_000
@@ -101,6 +102,4 @@ class Assigner:
 
 def new_salt() -> str:
     """A fresh random salt for a new experiment (stored with it; never reused)."""
-    import secrets
-
     return secrets.token_hex(16)

@@ -1,1 +1,11 @@
-"""The `/mlops/api/...` JSON endpoints: thin layers that parse, call one core function, render."""
+"""The `/mlops/api/...` JSON endpoints: thin adapters that parse, call one service function, render.
+
+Importing the package declares every area's routes on `blueprint.bp` (one module per area).
+"""
+
+from __future__ import annotations
+
+from . import experiments, health, jobs, metrics, models, monitoring, openapi, retrain  # noqa: F401  (declare their routes)
+from .blueprint import bp
+
+__all__ = ["bp"]

@@ -5,8 +5,8 @@ the role it needs (None = public), and optionally the pydantic models of its que
 string, request body and response. The wrapper enforces the role, parses and validates
 the inputs (400 with the field errors otherwise), renders a returned model as JSON, and
 records everything in `ROUTES`, from which `api/openapi.py` builds the OpenAPI document.
-`make_blueprint()` imports the area modules once and returns the blueprint `init_app`
-mounts at `MLOPS_URL_PREFIX`.
+`flask_mlops/api/__init__.py` imports the area modules; `init_app` mounts `bp` at
+`MLOPS_URL_PREFIX` (the dashboard's pages are declared on it too).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pydantic import ValidationError as PydanticValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..errors import AuthenticationError, MLOpsError, NotFoundError, PermissionDenied, ValidationError, error_body
-from ..extension import get_state
 from ..services.auth import require, unauthorised_page
+from ..services.state import get_state
 from .schemas import MAX_ID
 
 logger = logging.getLogger(__name__)
@@ -270,10 +270,3 @@ def root_method_not_allowed() -> Any:
 
 _CATCH_ALL = {"mlops.api_not_found", "mlops.page_not_found", "mlops.root_method_not_allowed"}
 
-
-def make_blueprint() -> Blueprint:
-    """Import the area modules (which declare their routes on `bp`); return the blueprint."""
-    from ..dashboard import views  # noqa: F401
-    from . import experiments, health, jobs, metrics, models, monitoring, openapi, retrain  # noqa: F401
-
-    return bp

@@ -9,9 +9,9 @@ from flask import jsonify
 from pydantic import ConfigDict, Field
 
 from ..errors import ValidationError
-from ..extension import get_state
 from ..services import experiments as core
 from ..services.auth import audit_actor, reason_with_note
+from ..services.state import get_state
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 

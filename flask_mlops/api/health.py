@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import jsonify
 
-from ..extension import get_state
+from ..services.state import get_state
 from .blueprint import route
 from .schemas import HealthOut
 

@@ -8,8 +8,8 @@ from typing import Any
 from flask import jsonify
 from pydantic import Field
 
-from ..extension import get_state
 from ..services.scheduler import get_job, overview
+from ..services.state import get_state
 from ..store import leases
 from .blueprint import route
 from .schemas import APIModel, Id, QueryModel, id_cursor

@@ -7,8 +7,8 @@ from typing import Any
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..extension import get_state
 from ..services.metrics import get_metrics
+from ..services.state import get_state
 from .blueprint import route
 
 

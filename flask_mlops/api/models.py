@@ -8,11 +8,12 @@ from typing import Any
 from flask import jsonify
 from pydantic import Field
 
-from ..extension import get_state
+from ..errors import ValidationError
 from ..services import lifecycle
 from ..services.auth import audit_actor
 from ..services.registry import alias_version, list_versions
 from ..services.serving import PRODUCTION
+from ..services.state import get_state
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc
 
@@ -174,10 +175,6 @@ def archive_model(name: str, body: ArchiveBody) -> Any:
 @route("/models/<name>/history", query_model=HistoryQuery, response_model=HistoryOut, tags=("models",))
 def model_history(name: str, query: HistoryQuery) -> Any:
     """Audit events (who, what, when, why), newest first; with `at`, the version in production then."""
-    from datetime import datetime
-
-    from ..errors import ValidationError
-
     state = get_state()
     state.config.model(name)
 

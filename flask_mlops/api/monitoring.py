@@ -7,6 +7,7 @@ as one offline HTML page.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,11 +15,15 @@ from flask import Response, jsonify
 from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
-from ..extension import get_state
 from ..monitoring.html import render_drift_html
 from ..services import monitoring as service
 from ..services.auth import audit_actor
 from ..services.feedback import record_feedback
+from ..services.state import get_state
+from ..store.monitoring import DriftRun
+from ..store.monitoring import list_alerts as alerts
+from ..store.monitoring import list_drift_runs as runs
+from ..store.predictions import format_ts, parse_ts, read_records
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor
 
@@ -271,8 +276,6 @@ def post_feedback(body: FeedbackIn) -> Any:
 @route("/monitoring/predictions", query_model=PredictionsQuery, response_model=Page[PredictionRecord], tags=("monitoring",))
 def list_predictions(query: PredictionsQuery) -> Any:
     """Logged predictions of the window, newest first; `next_cursor` pages further back in time."""
-    from ..store.predictions import format_ts, parse_ts, read_records
-
     state = get_state()
     spec = service.resolve_model(state, query.model)
     until = query.until
@@ -312,11 +315,10 @@ def get_drift(query: WindowQuery) -> Any:
 @route("/monitoring/drift/runs", query_model=PageWindowQuery, response_model=Page[DriftRunOut], tags=("monitoring",))
 def list_drift_runs(query: PageWindowQuery) -> Any:
     """Stored drift runs, newest first (the trend)."""
-    from ..store.monitoring import list_drift_runs as runs
-
     state = get_state()
     model = service.resolve_model(state, query.model).name
-    rows = runs(state, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor))
+    with state.session() as session:
+        rows = runs(session, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor))
     page = rows[: query.limit]
     return jsonify({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
 
@@ -342,11 +344,10 @@ def stats_summary(query: SummaryQuery) -> Any:
 @route("/alerts", query_model=AlertsQuery, response_model=Page[AlertOut], tags=("monitoring",))
 def list_alerts(query: AlertsQuery) -> Any:
     """Alerts raised by the drift check and the report command, newest first."""
-    from ..store.monitoring import list_alerts as alerts
-
     state = get_state()
     model = service.resolve_model(state, query.model).name if query.model is not None else None
-    rows = alerts(state, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor), sent_only=query.sent_only)
+    with state.session() as session:
+        rows = alerts(session, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor), sent_only=query.sent_only)
     page = rows[: query.limit]
     return jsonify({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
 
@@ -354,10 +355,6 @@ def list_alerts(query: AlertsQuery) -> Any:
 @route("/reports/drift", api=False, query_model=DriftReportQuery, produces="text/html", summary="HTML drift report", tags=("monitoring",))
 def drift_report_page(query: DriftReportQuery) -> Any:
     """Per-feature reference-vs-current histograms and scores, readable offline (no scripts, no CDN)."""
-    import json
-
-    from ..store.monitoring import DriftRun
-
     state = get_state()
     spec = service.resolve_model(state, query.model)
     if query.run is not None:

@@ -16,7 +16,7 @@ from flask import jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ..extension import MLOpsState, get_state
+from ..services.state import MLOpsState, get_state
 from .blueprint import FORM, HTML, JSON, ROUTES, RouteDoc, route
 from .schemas import ErrorBody, OpenAPIDocument
 

@@ -9,9 +9,9 @@ from flask import jsonify, url_for
 from pydantic import Field
 
 from ..errors import ValidationError
-from ..extension import get_state
 from ..services import retraining
 from ..services.auth import audit_actor
+from ..services.state import get_state
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..extension import get_state
 from ..services.lifecycle import train_and_register
 from ..services.registry import alias_version, list_versions
+from ..services.state import get_state
 from ..tasks import task_for
-from ..training import format_comparison
 from .group import cli, echo_table, mlops_errors
 
 
@@ -32,6 +31,8 @@ def init_db() -> None:
 @mlops_errors
 def train(name: str, data_path: Path | None, target: str | None, promote: bool, if_missing: bool) -> None:
     """Train, register and (when allowed) promote a model."""
+    from ..training import format_comparison  # scikit-learn: only for this command, not at app start-up
+
     state = get_state()
     state.config.model(name)
     if if_missing and alias_version(state, name) is not None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..extension import get_state
 from ..services import experiments as core
+from ..services.state import get_state
 from .group import cli, echo_table, mlops_errors
 
 

@@ -50,11 +50,3 @@ def _fmt(value: Any) -> str:
         return ",".join(str(v) for v in value)
     return str(value)
 
-
-def load_commands() -> AppGroup:
-    """Import the area modules (which add their commands); return the group."""
-    # core: train, versions, init-db; experiments: experiment, rollout; models: promote, rollback,
-    # archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention
-    from . import core, experiments, models, monitoring, ops  # noqa: F401
-
-    return cli

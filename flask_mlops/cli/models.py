@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..extension import get_state
 from ..services import lifecycle, retraining
+from ..services.state import get_state
 from .group import cli, echo_table, mlops_errors
 
 

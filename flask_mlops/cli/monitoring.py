@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from ..extension import get_state
 from ..services import monitoring as service
+from ..services.state import get_state
 from .group import cli, echo_table, mlops_errors
 
 CRITICAL_EXIT = 2

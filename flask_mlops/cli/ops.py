@@ -11,8 +11,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..extension import get_state
 from ..services.scheduler import get_job, get_scheduler, job_names, new_holder, overview, run_job
+from ..services.state import get_state
 from ..store import leases
 from ..store.predictions import purge_older_than
 from .group import cli, echo_table, mlops_errors

@@ -15,9 +15,18 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy import select
+
+from ..errors import UnprocessableError
+from ..monitoring import DriftCalculator, operational_metrics
+from ..monitoring.health import Component, assess_health, operational_components
+from ..services.monitoring import WindowSpec
+from ..services.registry import alias_version, list_versions, version_profile
+from ..store.models import AuditEvent
+from ..store.predictions import read_records
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from ..services.state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +65,6 @@ def optional(target: str) -> Callable[..., Any] | None:
 # -- traffic (from the prediction log) -----------------------------------------------------------
 def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: datetime | None = None) -> dict[str, Any]:
     """Requests, errors and latency per hour over the last `hours`, from the prediction log."""
-    from ..store.predictions import read_records
-
     now = now or datetime.now(timezone.utc)
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     counts = np.zeros(hours, dtype=int)
@@ -103,10 +110,6 @@ def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: d
 # -- drift --------------------------------------------------------------------------------------
 def live_drift(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
     """Drift of the last DRIFT_WINDOW records of the production version against its reference."""
-    from ..monitoring import DriftCalculator
-    from ..services.registry import version_profile
-    from ..store.predictions import read_records
-
     if version is None:
         return {"status": "no_model", "message": "no production version: nothing to compare against"}
     profile = version_profile(state, model, version)
@@ -148,9 +151,6 @@ def drift_runs(state: MLOpsState, model: str) -> dict[str, Any]:
 # -- health -------------------------------------------------------------------------------------
 def health(state: MLOpsState, drift: dict[str, Any] | None, window: list[dict[str, Any]]) -> dict[str, Any]:
     """Health (monitoring's rule: the worst component) from live drift and recent error rate/latency."""
-    from ..monitoring import operational_metrics
-    from ..monitoring.health import Component, assess_health, operational_components
-
     cfg = state.config
     components = []
     if drift is not None and drift.get("status") == "ok":
@@ -175,9 +175,6 @@ def overview(state: MLOpsState) -> list[dict[str, Any]]:
 
 
 def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
-    from ..services.registry import alias_version
-    from ..store.predictions import read_records
-
     entry: dict[str, Any] = {"name": name}
     entry["production"] = guarded("the registry", lambda: {"version": alias_version(state, name)})
     entry["traffic"] = guarded("the prediction log", lambda: traffic(state, name))
@@ -196,8 +193,6 @@ def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
 
 
 def _service_report(state: MLOpsState, report_fn: Callable[..., Any], model: str) -> dict[str, Any]:
-    from ..services.monitoring import WindowSpec
-
     return dict(report_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False))
 
 
@@ -206,8 +201,6 @@ def _live(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
     drift_fn = optional("flask_mlops.services.monitoring:drift")
     if drift_fn is None:
         return live_drift(state, model, version)
-    from ..errors import UnprocessableError
-    from ..services.monitoring import WindowSpec
 
     try:
         return dict(drift_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False).to_dict())
@@ -220,8 +213,6 @@ def drift_page(state: MLOpsState) -> list[dict[str, Any]]:
 
 
 def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
-    from ..services.registry import alias_version
-
     version = alias_version(state, name)
     return {
         "name": name,
@@ -244,8 +235,6 @@ def models_page(state: MLOpsState) -> list[dict[str, Any]]:
 
 
 def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:
-    from ..services.registry import list_versions
-
     return {
         "name": name,
         "versions": guarded("the registry", lambda: {"items": [v.to_dict() for v in list_versions(state, name)]}),
@@ -254,10 +243,6 @@ def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:
 
 
 def audit_trail(state: MLOpsState, model: str, limit: int = 20) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from ..store.models import AuditEvent
-
     with state.session() as session:
         rows = session.scalars(select(AuditEvent).where(AuditEvent.model_name == model).order_by(AuditEvent.id.desc()).limit(limit)).all()
         return [

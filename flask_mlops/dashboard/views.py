@@ -18,8 +18,10 @@ from werkzeug.wrappers import Response
 from ..api.blueprint import FORM, bp, route
 from ..api.schemas import LoginForm
 from ..errors import MLOpsError, RateLimited
-from ..extension import get_state
 from ..services import auth, sessions
+from ..services.registry import set_alias
+from ..services.serving import PRODUCTION
+from ..services.state import get_state
 from . import charts, data
 
 logger = logging.getLogger(__name__)
@@ -121,8 +123,6 @@ def promote(name: str, body: VersionForm) -> Any:
         if action is not None:
             action(state, name, body.version, actor=actor, reason=body.reason or "promoted from the dashboard")
         else:
-            from ..services.registry import set_alias
-            from ..services.serving import PRODUCTION
 
             set_alias(state, name, PRODUCTION, body.version, actor=actor, reason=body.reason or "promoted from the dashboard", action="promote")
     except MLOpsError as exc:

@@ -8,25 +8,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..jobs.monitoring import drift_check as run
+from ..services.experiments import evaluate_rollouts
+from ..services.retraining import scheduled_check
 from ..services.scheduler import register_job
+from ..store.predictions import purge_older_than
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from ..services.state import MLOpsState
 
 
 @register_job("drift_check", schedule_key="MLOPS_DRIFT_CRON")
 def drift_check(state: MLOpsState) -> Any:
     """Drift check of every declared model's recent window; alerts on warning/critical."""
-    from ..jobs.monitoring import drift_check as run
-
     return run(state)
 
 
 @register_job("retrain_check", schedule_key="MLOPS_RETRAIN_CRON")
 def retrain_check(state: MLOpsState) -> Any:
     """Retrain when a trigger fires (drift, decay, new labels, schedule)."""
-    from ..services.retraining import scheduled_check
-
     if state.config.retrain_by != "app":  # one place decides: the workflow retrains, this job stands down
         return {"skipped": "scheduled retraining runs in the workflow (MLOPS_RETRAIN_BY=workflow)"}
     return scheduled_check(state)
@@ -35,8 +35,6 @@ def retrain_check(state: MLOpsState) -> Any:
 @register_job("rollout_evaluation", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")
 def rollout_evaluation(state: MLOpsState) -> Any:
     """Advance, hold or roll back running gradual rollouts."""
-    from ..services.experiments import evaluate_rollouts
-
     decisions = evaluate_rollouts(state)
     return {"rollouts": decisions} if isinstance(decisions, list) else decisions
 
@@ -44,8 +42,6 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
 def log_retention(state: MLOpsState) -> Any:
     """Delete daily prediction log files older than MLOPS_LOG_RETENTION_DAYS."""
-    from ..store.predictions import purge_older_than
-
     days = state.config.log_retention_days
     removed = purge_older_than(state.log_dir, days)
     return {"retention_days": days, "removed": [p.name for p in removed]}

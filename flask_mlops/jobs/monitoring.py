@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..services.monitoring import WindowSpec, report
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from ..services.state import MLOpsState
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..monitoring.health import Health, SentAlert, alert_key, alert_payload, plan_alerts
+from ..store.monitoring import Alert, last_sent_alerts
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +41,10 @@ def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = WEBHOOK_
 
 def evaluate_alerts(state: MLOpsState, model: str, health: Health, *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Raise the alerts `health` calls for (de-duplicated with the cool-down); return every decision."""
-    from ..store.monitoring import Alert, last_sent_alerts
-
     now = now or datetime.now(timezone.utc)
     keys = [alert_key(model, r.source) for r in health.reasons]
-    previous = {k: SentAlert(k, row.level, row.created_at) for k, row in last_sent_alerts(state, keys).items()}
+    with state.session() as session:
+        previous = {k: SentAlert(k, row.level, row.created_at) for k, row in last_sent_alerts(session, keys).items()}
     decisions = []
     for component, decision in plan_alerts(model, health, previous, now, state.config.alert_cooldown_s):
         entry = {"key": decision.key, "source": component.source, "level": component.level, "send": decision.send, "reason": decision.reason}

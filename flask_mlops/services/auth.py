@@ -37,7 +37,7 @@ from .ratelimit import limiter
 from .sessions import CSRF_COOKIE, SESSION_COOKIE
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 

@@ -22,14 +22,25 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..ab.assign import CONTROL, TREATMENT, new_salt
+from ..ab.guardrails import Guardrails
+from ..ab.rollout import COMPLETE, DEFAULT_STAGES, HOLD, ROLLBACK, RolloutState, Stage, apply, evaluate, validate_stages
+from ..ab.stats import Plan, analyze
+from ..ab.summary import summarize
 from ..errors import ConflictError, NotFoundError, ValidationError
+from ..store.columnar import read_window
 from ..store.experiments import COMPLETED, PROMOTED, ROLLED_BACK, RUNNING, STOPPED, Experiment, Rollout
+from ..store.feedback import Feedback
 from ..store.models import AuditEvent, ModelVersion
+from ..store.predictions import read_records
+from .alerts import post_webhook
+from .metrics import record_rollout
+from .registry import alias_version, get_version, set_alias
+from .serving import PRODUCTION
 
 if TYPE_CHECKING:
     from ..ab.stats import Plan
     from ..ab.summary import VariantSummary
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +55,6 @@ def _now() -> datetime:
 
 
 def _plan(metric: str, share: float, plan: dict[str, Any] | None, guardrails: dict[str, Any] | None, baseline: float | None) -> Plan:
-    from ..ab.guardrails import Guardrails
-    from ..ab.stats import Plan
-
     if metric not in METRICS:
         raise ValidationError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}", details={"metric": metric})
     options = dict(plan or {})
@@ -86,8 +94,6 @@ def create_experiment(
     kind: str = "experiment",
 ) -> dict[str, Any]:
     """Start an experiment of `treatment_version` against production (or `control_version`)."""
-    from .registry import alias_version, get_version
-
     state.config.model(model)
     if not 0 <= share <= 1 or (kind == "experiment" and not 0 < share < 1):
         raise ValidationError("share must be strictly between 0 and 1 for an experiment", details={"share": share})
@@ -170,8 +176,6 @@ def get_experiment(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
 
 def _labels(state: MLOpsState, ids: np.ndarray) -> dict[str, Any]:
     """Feedback labels by prediction id (the `Feedback` table of store/feedback.py)."""
-    from ..store.feedback import Feedback
-
     out: dict[str, Any] = {}
     id_list = [str(i) for i in ids]
     with state.session() as session:
@@ -191,9 +195,6 @@ def observations(
     `with_units` also counts distinct units per variant (a second pass over the JSON log),
     which the sample-ratio check needs.
     """
-    from ..ab.summary import summarize
-    from ..store.columnar import read_window
-
     window = read_window(state.log_dir, model=model, since=since, until=until, with_ids=True, features=(), open_days=state.open_days)
     cats = window.variant.categories
     codes = window.variant.codes
@@ -223,8 +224,6 @@ def observations(
 
 def _units(state: MLOpsState, model: str, since: datetime, until: datetime | None) -> dict[str, int]:
     """Distinct units per variant (each random-assigned request is its own unit), for the SRM check."""
-    from ..store.predictions import read_records
-
     seen: dict[str, set[str]] = {CONTROL: set(), TREATMENT: set()}
     random_units = {CONTROL: 0, TREATMENT: 0}
     for record in read_records(state.log_dir, model=model, since=since, until=until):
@@ -254,9 +253,6 @@ def _same(prediction: Any, label: Any) -> bool:
 
 def experiment_results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
     """All statistics and the verdict of an experiment, from its logged requests and feedback."""
-    from ..ab.guardrails import Guardrails
-    from ..ab.stats import Plan, analyze
-
     with state.session() as session:
         row = _get(session, experiment_id)
     share = min(max(row.share, 0.01), 0.99)
@@ -292,9 +288,6 @@ def stop_experiment(state: MLOpsState, experiment_id: int, *, actor: str = "syst
 
 def promote_experiment(state: MLOpsState, experiment_id: int, *, actor: str = "system", reason: str | None = None) -> dict[str, Any]:
     """Make the treatment production (through the registry) and end the experiment."""
-    from .registry import set_alias
-    from .serving import PRODUCTION
-
     with state.session() as session:
         row = _get(session, experiment_id)
     if row.status != RUNNING:
@@ -332,8 +325,6 @@ def start_rollout(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Start a gradual rollout of `treatment_version` (its first stage's share of traffic)."""
-    from ..ab.rollout import DEFAULT_STAGES, Stage, validate_stages
-
     if on_breach not in ("keep", "archive"):
         raise ValidationError("on_breach must be 'keep' or 'archive'", details={"on_breach": on_breach})
     try:
@@ -373,9 +364,6 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
     The scheduler calls this every `MLOPS_ROLLOUT_INTERVAL_S` on exactly one runner.
     Returns one entry per rollout: its id and the decision taken.
     """
-    from ..ab.guardrails import Guardrails
-    from ..ab.rollout import COMPLETE, HOLD, ROLLBACK, RolloutState, Stage, apply, evaluate
-
     now = now or _now()
     with state.session() as session:
         running = session.scalars(select(Rollout).where(Rollout.status == RUNNING)).all()
@@ -418,8 +406,6 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
 def _count_rollout_step(state: MLOpsState, model: str, experiment_id: int, action: str) -> None:
     """The Prometheus rollout-events counter; metrics never break an evaluation."""
     try:
-        from .metrics import record_rollout
-
         record_rollout(state, model, experiment_id, action)
     except Exception:  # noqa: BLE001 - best effort, like the retrain counter
         logger.debug("could not record the rollout metric", exc_info=True)
@@ -444,9 +430,6 @@ def _rollback(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict
 
 
 def _complete(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict[str, Any]) -> None:
-    from .registry import set_alias
-    from .serving import PRODUCTION
-
     with state.session() as session, session.begin():
         row, erow = session.get_one(Rollout, rollout.id), session.get_one(Experiment, exp.id)
         row.status, row.last_decision, row.history = COMPLETED, record, [*row.history, record]
@@ -459,8 +442,6 @@ def _complete(state: MLOpsState, rollout: Rollout, exp: Experiment, record: dict
 def send_alert(state: MLOpsState, text: str, details: dict[str, Any]) -> None:
     """Log a warning and POST `{"text", "details"}` to MLOPS_ALERT_WEBHOOK (in the background,
     because a rollback may be evaluated inside a request: `POST /rollouts/evaluate`)."""
-    from .alerts import post_webhook
-
     logger.warning("ALERT: %s", text)
     url = state.config.alert_webhook
     if url:

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError
+
 from ..errors import ConflictError, NotFoundError, PayloadTooLarge, ValidationError
+from ..store.columnar import find_records
+from ..store.feedback import existing_ids, save_feedback
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 
 def _label(value: Any, task: str, pid: str) -> Any:
@@ -29,11 +33,6 @@ def _label(value: Any, task: str, pid: str) -> Any:
 
 def record_feedback(state: MLOpsState, items: Sequence[tuple[str, Any]], *, overwrite: bool = False, actor: str = "api") -> dict[str, Any]:
     """Store (prediction_id, label) pairs; see the module docstring for what is refused."""
-    from sqlalchemy.exc import IntegrityError
-
-    from ..store.columnar import find_records
-    from ..store.feedback import existing_ids, save_feedback
-
     limit = state.config.feedback_batch_max
     if len(items) > limit:
         raise PayloadTooLarge(f"at most {limit} feedback items per request (MLOPS_FEEDBACK_BATCH_MAX)", details={"max": limit, "got": len(items)})

@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
+from ..config import DEFAULT_PROMOTION_GATES
 from ..errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
 from ..store.models import Alias, AuditEvent, ModelVersion
+from ..store.retraining import ModelHoldout, ensure_tables
 from ..tasks import Task, higher_is_better, task_for
-from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
-from .serving import PRODUCTION
+from .registry import VersionInfo, _jsonable, alias_version, get_version, list_versions, mlflow_session, register, set_alias
+from .serving import PRODUCTION, load_version
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
     from ..training import TrainingResult
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +97,6 @@ def effective_gates(state: MLOpsState, name: str, task: Task, override: Mapping[
     configured global gate on a metric the task does not record is left out, with a note; a
     per-model or explicit gate on such a metric stays, and fails saying so.
     """
-    from ..config import DEFAULT_PROMOTION_GATES
-
     notes: list[str] = []
     configured = dict(state.config.promotion_gates or {})
     if configured == DEFAULT_PROMOTION_GATES:
@@ -119,7 +119,6 @@ def effective_gates(state: MLOpsState, name: str, task: Task, override: Mapping[
 def holdout_metrics(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Metrics of a registered version on given rows (its task's metrics; binary at its stored threshold)."""
     from ..training.metrics import score_estimator
-    from .serving import load_version
 
     served = load_version(state, name, version)
     task = version_task(state, name, version)
@@ -231,8 +230,6 @@ def promote(
 
 def ensure_loadable(state: MLOpsState, name: str, version: int) -> None:
     """409 naming why when a version's artifact cannot be loaded (missing, tampered, unpicklable)."""
-    from .serving import load_version
-
     try:
         load_version(state, name, version)
     except NotFoundError:
@@ -504,8 +501,6 @@ def train_and_register(
 
 # -- holdout rows and small helpers ---------------------------------------------------------------
 def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
-    from ..store.retraining import ModelHoldout, ensure_tables
-
     ensure_tables(state.engine)
     if len(y) > HOLDOUT_CAP:
         keep = np.random.default_rng(0).choice(len(y), HOLDOUT_CAP, replace=False)
@@ -516,8 +511,6 @@ def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: n
 
 
 def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
-    from ..store.retraining import ModelHoldout, ensure_tables
-
     ensure_tables(state.engine)
     with state.session() as session:
         row = session.get(ModelHoldout, (name, version))
@@ -560,7 +553,5 @@ def _set_status(state: MLOpsState, name: str, statuses: Mapping[int | None, str]
 def _audit(
     state: MLOpsState, name: str, action: str, version: int | None, previous: int | None, actor: str, reason: str | None, details: Mapping[str, Any]
 ) -> None:
-    from .registry import _jsonable
-
     with state.session() as session, session.begin():
         session.add(AuditEvent(model_name=name, action=action, version=version, previous_version=previous, actor=actor, reason=reason, details=_jsonable(dict(details))))

@@ -25,10 +25,14 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from ..store.models import Alias, AuditEvent
+from .serving import PRODUCTION
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
     from .serving import Prediction
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +122,6 @@ class StateCollector(Collector):
         self._state = state
 
     def collect(self) -> Iterator[Any]:
-        from sqlalchemy import func, select
-
-        from ..store.models import Alias, AuditEvent
-        from .serving import PRODUCTION
-
         version = GaugeMetricFamily("mlops_production_version", "Version the production alias points at.", labels=["model"])
         events = CounterMetricFamily("mlops_registry_events", "Registry events from the audit trail (register, promote, rollback, ...).", labels=["model", "action"])
         try:

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy import func, select
 
 from ..errors import NotFoundError, UnprocessableError, ValidationError
 from ..monitoring.drift import DriftCalculator, DriftReport
 from ..monitoring.health import Component, Health, assess_health, decay_component, drift_component, operational_components
+from ..monitoring.html import render_drift_html
 from ..monitoring.performance import (
     Decay,
     OperationalMetrics,
+    _positive,
     classification_metrics,
     decay,
     estimate_performance,
@@ -29,11 +33,19 @@ from ..monitoring.performance import (
     regression_metrics,
     rolling_mean,
 )
+from ..monitoring.profile import build_profile, to_float_array
+from ..store.base import utcnow
+from ..store.columnar import read_window
+from ..store.feedback import Feedback, labelled
+from ..store.monitoring import DriftRun, list_drift_runs, write_report_file
+from .alerts import evaluate_alerts
+from .metrics import record_drift, record_health
+from .registry import alias_version, get_version, version_profile
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
     from ..specs import ModelSpec
     from ..store.columnar import Window
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +84,6 @@ def resolve_model(state: MLOpsState, model: str | None) -> ModelSpec:
 
 
 def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -> int | None:
-    from .registry import alias_version
-
     if window.version is not None:
         try:
             return int(window.version)
@@ -84,8 +94,6 @@ def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -
 
 def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], str]:
     """The version's stored reference profile, else one built from the training CSV (cached per file)."""
-    from .registry import version_profile
-
     if version is not None:
         profile = version_profile(state, spec.name, version)
         if profile is not None:
@@ -97,7 +105,6 @@ def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tup
         if key not in cache:
             import pandas as pd
 
-            from ..monitoring.profile import build_profile
 
             frame = pd.read_csv(path)
             missing = [f for f in spec.feature_names if f not in frame.columns]
@@ -113,8 +120,6 @@ def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tup
 
 
 def read(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, features: bool = True, with_ids: bool = False) -> Window:
-    from ..store.columnar import read_window
-
     return read_window(
         state.log_dir,
         model=spec.name,
@@ -158,9 +163,6 @@ def drift(state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigge
 
 
 def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigger: str) -> None:
-    from ..store.base import utcnow
-    from ..store.monitoring import DriftRun, write_report_file
-
     created = utcnow()
     body = report.to_dict()
     path = write_report_file(state.log_dir, created, body, model)
@@ -186,8 +188,6 @@ def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigge
             )
         )
     try:
-        from .metrics import record_drift
-
         record_drift(state, model, report.level, {k: {**v, "js_distance": v.get("js")} for k, v in summary.items()})
     except Exception:  # pragma: no cover - metrics must never break monitoring
         logger.exception("could not record drift metrics")
@@ -195,10 +195,6 @@ def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigge
 
 def _write_latest_html(state: MLOpsState, model: str, body: dict[str, Any]) -> None:
     """The latest run as `<log_dir>/reports/drift-<model>.html` (the dashboard links to it)."""
-    import os
-
-    from ..monitoring.html import render_drift_html
-
     folder = state.log_dir / "reports"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -211,8 +207,6 @@ def _write_latest_html(state: MLOpsState, model: str, body: dict[str, Any]) -> N
 
 # -- performance -------------------------------------------------------------------------------
 def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], float | None]:
-    from .registry import get_version
-
     if version is None:
         return {}, None
     try:
@@ -224,8 +218,6 @@ def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[
 
 def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = None) -> dict[str, Any]:
     """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates."""
-    from ..store.feedback import labelled
-
     spec = resolve_model(state, window.model)
     version = _reference_version(state, spec, window)
     with state.session() as session:
@@ -272,16 +264,12 @@ def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold:
 
 
 def classification_correct(labels: np.ndarray, preds: np.ndarray, positive: Any) -> np.ndarray:
-    from ..monitoring.performance import _positive
-
     if labels.size == 0:
         return np.empty(0)
     return (_positive(labels, positive) == _positive(preds, positive)).astype(float)
 
 
 def _floats(values: np.ndarray) -> np.ndarray:
-    from ..monitoring.profile import to_float_array
-
     return to_float_array(values)
 
 
@@ -354,13 +342,10 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
         "operations": {**ops.to_dict(), "skipped_lines": skipped},
     }
     try:
-        from .metrics import record_health
-
         record_health(state, spec.name, health.status)
     except Exception:  # pragma: no cover
         logger.exception("could not record health metrics")
     if alert:
-        from .alerts import evaluate_alerts
 
         out["alerts"] = evaluate_alerts(state, spec.name, health)
     return out
@@ -368,19 +353,13 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
 
 def summary(state: MLOpsState, *, hours: int = 24, now: datetime | None = None) -> dict[str, Any]:
     """Per model: traffic of the last `hours`, labels, production version, last drift run."""
-    from sqlalchemy import func, select
-
-    from ..store.feedback import Feedback
-    from ..store.monitoring import list_drift_runs
-    from .registry import alias_version
-
     now = now or datetime.now(timezone.utc)
     models: dict[str, Any] = {}
     for spec in state.config.models:
         ops = operations(state, WindowSpec(spec.name, since=now - timedelta(hours=hours), until=now))
         with state.session() as session:
             n_labels = int(session.scalar(select(func.count()).select_from(Feedback).where(Feedback.model_name == spec.name)) or 0)
-        runs = list_drift_runs(state, model=spec.name, limit=1)
+            runs = list_drift_runs(session, model=spec.name, limit=1)
         models[spec.name] = {
             "production_version": alias_version(state, spec.name),
             "requests": ops["n_requests"],

@@ -26,9 +26,10 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from ..errors import ConfigError
+from ..store.ratelimit import DatabaseStorage
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ def build(state: MLOpsState) -> FailureLimiter:
         if not isinstance(storage, Storage):
             raise ConfigError("MLOPS_RATELIMIT_STORAGE_URI must name a synchronous storage (not async+...)")
     else:
-        from ..store.ratelimit import DatabaseStorage
-
         storage = DatabaseStorage(state.engine)
     return FailureLimiter(limit, storage)
 

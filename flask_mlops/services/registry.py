@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +26,13 @@ import numpy as np
 from sqlalchemy import select
 
 from ..errors import MLOpsError, NotFoundError
-from ..store.models import Alias, AuditEvent, ModelVersion
+from ..monitoring.profile import build_profile, profile_to_json
+from ..store.models import PRODUCTION, Alias, AuditEvent, ModelVersion
 from ..tasks import infer_kind
-from .serving import PRODUCTION, cache_path, file_sha256
+from .artifacts import cache_path, file_sha256
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +99,6 @@ def _as_matrix(state: MLOpsState, name: str, data: Any) -> np.ndarray:
 
 def reference_profile(state: MLOpsState, name: str, estimator: Any, reference: Any) -> str:
     """The drift reference profile (JSON) of the training data and the model's scores on it."""
-    from ..monitoring.profile import build_profile, profile_to_json
-
     spec = state.config.model(name)
     matrix = _as_matrix(state, name, reference)
     columns = {f: matrix[:, i] for i, f in enumerate(spec.feature_names)}
@@ -216,8 +216,6 @@ def _skops_trusted_types(estimator: Any) -> list[str]:
 
 def _requirements() -> list[str]:
     """Pinned requirements of the serving environment (skips MLflow's slow inference)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     pins = []
     for dist in ("flask-mlops", "scikit-learn", "numpy", "scipy", "xgboost", "joblib", "cloudpickle"):
         try:

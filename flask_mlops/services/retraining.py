@@ -28,9 +28,19 @@ import numpy as np
 from sqlalchemy import select
 
 from ..errors import ConflictError, MLOpsError, NotFoundError
+from ..monitoring import DriftCalculator
+from ..monitoring.performance import classification_metrics, decay
+from ..store import retraining as runs
+from ..store.columnar import read_window
+from ..store.feedback import count_since, labelled
+from ..store.models import ModelVersion
+from ..store.predictions import read_records
+from . import lifecycle
+from .metrics import record_retrain
+from .registry import _jsonable, alias_version, get_version, version_profile
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +101,6 @@ def trigger(name: str) -> Callable[[Trigger], Trigger]:
 # -- the triggers --------------------------------------------------------------------------------
 @trigger("drift")
 def _drift(state: MLOpsState, ctx: _Context) -> TriggerResult:
-    from ..monitoring import DriftCalculator
-    from ..store.columnar import read_window
-    from .registry import version_profile
-
     critical = float(state.config.drift_psi_thresholds[2])
     if ctx.production is None:
         return TriggerResult("drift", False, None, critical, "no production version", available=False)
@@ -123,10 +129,6 @@ def _labels_01(values: list[Any], positive: Any) -> np.ndarray:
 
 @trigger("decay")
 def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
-    from ..monitoring.performance import classification_metrics, decay
-    from ..store.feedback import labelled
-    from .registry import get_version
-
     limit = state.config.retrain_decay_threshold
     if ctx.production is None:
         return TriggerResult("decay", False, None, limit, "no production version", available=False)
@@ -152,8 +154,6 @@ def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
 
 @trigger("new_labels")
 def _new_labels(state: MLOpsState, ctx: _Context) -> TriggerResult:
-    from ..store.feedback import count_since
-
     minimum = state.config.retrain_min_new_labels
     with state.session() as session:
         n = count_since(session, ctx.name, ctx.last_trained)
@@ -181,16 +181,12 @@ def _manual(state: MLOpsState, ctx: _Context) -> TriggerResult:
 # -- the check --------------------------------------------------------------------------------------
 def last_trained_at(state: MLOpsState, name: str) -> datetime | None:
     """When the newest version of `name` was registered (None if never)."""
-    from ..store.models import ModelVersion
-
     with state.session() as session:
         return session.scalar(select(ModelVersion.created_at).where(ModelVersion.model_name == name).order_by(ModelVersion.created_at.desc()).limit(1))
 
 
 def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: bool = False) -> RetrainCheck:
     """Evaluate every trigger; retraining is due when any fires. A failing trigger reports why, never raises."""
-    from .registry import alias_version
-
     state.config.model(name)
     now = now or datetime.now(timezone.utc)
     last = last_trained_at(state, name)
@@ -209,8 +205,6 @@ def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: 
 # -- training data ----------------------------------------------------------------------------------
 def training_data(state: MLOpsState, name: str, *, since: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Base dataset + logged predictions that received a label (since `since`), deduplicated."""
-    from ..store.feedback import labelled
-    from ..store.predictions import read_records
     from ..training import load_training_data
 
     spec = state.config.model(name)
@@ -287,8 +281,6 @@ def start(
 
     `promote=False` registers the new version without promoting it (a reviewed promotion follows).
     """
-    from ..store import retraining as runs
-
     state.config.model(name)
     runs.ensure_tables(state.engine)
     with state.session() as session, session.begin():
@@ -315,9 +307,7 @@ def start(
 
 def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
     """The body of a run: data → train → register (+lineage, holdout) → gates → promote or reject."""
-    from ..store import retraining as runs
     from ..training import TrainingSettings, run_training
-    from . import lifecycle
 
     with state.session() as session, session.begin():
         run = session.get(runs.RetrainRun, run_id)
@@ -371,15 +361,11 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
     finally:
         done.set()
-        from .registry import _jsonable
-
         with state.session() as session, session.begin():
             run = session.get(runs.RetrainRun, run_id)
             if run is not None and run.slot is not None:
                 runs.finish(session, run, status, result=_jsonable(result) if result is not None else None, error=error)
         try:
-            from .metrics import record_retrain
-
             record_retrain(state, name, trigger_name, outcome)
         except Exception:  # noqa: BLE001 - metrics are best effort
             logger.debug("could not record retrain metric", exc_info=True)
@@ -387,8 +373,6 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
 
 def get_run(state: MLOpsState, run_id: int) -> dict[str, Any]:
     """A run as a dict; an abandoned active run is found stale and reported failed."""
-    from ..store import retraining as runs
-
     runs.ensure_tables(state.engine)
     with state.session() as session, session.begin():
         run = session.get(runs.RetrainRun, run_id)
@@ -400,8 +384,6 @@ def get_run(state: MLOpsState, run_id: int) -> dict[str, Any]:
 
 
 def list_runs(state: MLOpsState, *, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    from ..store import retraining as runs
-
     runs.ensure_tables(state.engine)
     query = select(runs.RetrainRun).order_by(runs.RetrainRun.id.desc()).limit(limit)
     if model is not None:

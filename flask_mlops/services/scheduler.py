@@ -21,6 +21,7 @@ process that serves — from gunicorn's ``post_worker_init`` hook or on the firs
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import os
@@ -34,6 +35,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from flask import current_app
+
 from ..errors import ConfigError, NotFoundError
 from ..store import leases
 
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from ..config import MLOpsConfig
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +150,6 @@ def next_tick(trigger: BaseTrigger, now: datetime) -> datetime | None:
 
 # -- running one job --------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
-    import json
-
     if hasattr(value, "to_dict"):
         value = value.to_dict()
     elif is_dataclass(value) and not isinstance(value, type):
@@ -334,7 +335,6 @@ def get_scheduler(state: MLOpsState, app: Flask | None = None) -> Scheduler:
     """This app's scheduler (built on demand for `flask mlops scheduler` when not enabled)."""
     runner = state.extras.get(EXTRAS_KEY)
     if runner is None:
-        from flask import current_app
 
         runner = Scheduler(app or current_app._get_current_object(), state)  # type: ignore[attr-defined]
         state.extras[EXTRAS_KEY] = runner

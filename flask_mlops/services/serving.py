@@ -8,7 +8,6 @@ new production version. Swapping is one dict assignment, so no request sees a ha
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -16,25 +15,26 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from flask import has_request_context, request
 from sqlalchemy import select
 
 from ..ab.assign import TREATMENT, Assigner
 from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError
 from ..specs import validate_row
-from ..store.models import Alias, ModelVersion
+from ..store.experiments import RUNNING, Experiment
+from ..store.models import PRODUCTION, Alias, ModelVersion
 from ..tasks import BINARY, MULTICLASS, task_for
+from .artifacts import cache_path, file_sha256
+from .context import current_context
+from .registry import fetch_artifact  # MLflow is imported inside, only when a file is missing
 
 if TYPE_CHECKING:
-    from ..extension import MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
-
-PRODUCTION = "production"
-
 
 @dataclass(frozen=True)
 class ServedModel:
@@ -111,8 +111,6 @@ class ActiveExperiment:
 def default_unit_key() -> str | None:
     """The unit of assignment of the current request: `user_id` in the JSON body or query
     string, else the `X-User-ID` header; None (random assignment) when there is none."""
-    from flask import has_request_context, request
-
     if not has_request_context():
         return None
     body = request.get_json(silent=True)
@@ -156,8 +154,6 @@ class Router:
 
     def refresh(self) -> None:
         """Re-read the running experiments from the database (called by the reload loop)."""
-        from ..store.experiments import RUNNING, Experiment
-
         with self._state.session() as session:
             rows = session.execute(
                 select(
@@ -177,18 +173,6 @@ class Router:
         self._active = active
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cache_path(state: MLOpsState, name: str, version: int) -> Path:
-    return Path(state.config.model_cache_dir or "") / name / str(version) / "model.joblib"
-
-
 def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
     """Load a registered version from the local cache (fetched from the registry if absent).
 
@@ -201,7 +185,6 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
         raise NotFoundError(f"model {name!r} has no version {version}", details={"model": name, "version": version})
     path = cache_path(state, name, version)
     if not path.exists():
-        from .registry import fetch_artifact  # imports MLflow: never on the request path
 
         fetch_artifact(state, row, path)
     actual = file_sha256(path)
@@ -349,8 +332,6 @@ def new_prediction_id() -> str:
 
 def predict(state: MLOpsState, name: str, features: Mapping[str, Any], *, unit_id: str | None = None) -> Prediction:
     """Validate one row, route it, predict, and hand the result to the tracking context."""
-    from .tracking import current_context
-
     spec = state.config.model(name)
     ctx = current_context(name)
     row = validate_row(spec, features)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from datetime import date, datetime, timezone
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -19,43 +18,18 @@ import orjson
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ..extension import get_state
 from ..store.predictions import format_ts
+from .context import TRACKED, TrackContext
 from .metrics import observe_prediction
-from .serving import Prediction, new_prediction_id
+from .serving import new_prediction_id
+from .state import get_state
 
 if TYPE_CHECKING:
-    from ..extension import MLOps, MLOpsState
+    from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
 MAX_LOGGED_FIELDS = 256
-
-
-class TrackContext:
-    """Per-request scratch space (in `_CURRENT`), filled by `mlops.predict()`."""
-
-    __slots__ = ("model", "prediction_id", "result", "features")
-
-    def __init__(self, model: str, prediction_id: str) -> None:
-        self.model = model
-        self.prediction_id = prediction_id
-        self.result: Prediction | None = None
-        self.features: Mapping[str, Any] | None = None
-
-    def observe(self, result: Prediction, features: Mapping[str, Any]) -> None:
-        self.result = result
-        self.features = features
-
-
-#: the tracked request being served in this thread/task (a ContextVar: cheaper than flask.g)
-_CURRENT: ContextVar[TrackContext | None] = ContextVar("mlops_track", default=None)
-
-
-def current_context(model: str) -> TrackContext | None:
-    """The tracking context of this request if its tracked model is `model`."""
-    ctx = _CURRENT.get()
-    return ctx if ctx is not None and ctx.model == model else None
 
 
 def _sampled(prediction_id: str, rate: float) -> bool:
@@ -128,7 +102,6 @@ def write_record(state: MLOpsState, record: dict[str, Any], day: date) -> None:
 
 
 def track(
-    ext: MLOps,
     model: str,
     *,
     features: Callable[[], Mapping[str, Any] | None] | None = None,
@@ -142,13 +115,13 @@ def track(
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if _CURRENT.get() is not None:  # nested tracked views: the outer one logs
+            if TRACKED.get() is not None:  # nested tracked views: the outer one logs
                 return view(*args, **kwargs)
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             state = get_state(app)
             started = perf_counter()
             ctx = TrackContext(model, new_prediction_id())
-            token = _CURRENT.set(ctx)
+            token = TRACKED.set(ctx)
             response = None
             status, error = 500, None
             try:
@@ -162,7 +135,7 @@ def track(
                 status, error = 500, f"{type(exc).__name__}: {exc}"
                 raise
             finally:
-                _CURRENT.reset(token)
+                TRACKED.reset(token)
                 observe_prediction(state, model, ctx.result, status, perf_counter() - started)
                 if (status < 400 or state.config.log_errors) and _sampled(ctx.prediction_id, state.config.log_sample_rate):
                     _log(state, model, ctx, features, response, started, status, error)

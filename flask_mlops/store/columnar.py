@@ -24,6 +24,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .day_cache import CACHE_SUBDIR, ColumnarStats, OpenDayCache, cache_path, compact, load_day
 from .log_parse import parse_file
 from .predictions import _days
@@ -37,8 +39,6 @@ LOOKUP_FIELDS = ("id", "ts", "model", "model_version", "variant", "prediction", 
 
 def _scan_lines(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
     """Records of `wanted` ids in an uncached file, by a cheap id check on each line."""
-    import orjson
-
     found: dict[str, dict[str, Any]] = {}
     prefix = b'{"id":"'
     with open(path, "rb") as handle:

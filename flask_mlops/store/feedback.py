@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, String, select
+from sqlalchemy import JSON, Float, Index, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
@@ -125,8 +125,6 @@ def labelled(
 
 def count_since(session: Session, model: str, since: datetime | None) -> int:
     """Labels received since a moment (the retraining trigger on new labels)."""
-    from sqlalchemy import func
-
     query = select(func.count()).select_from(Feedback).where(Feedback.model_name == model)
     if since is not None:
         query = query.where(Feedback.created_at >= since)

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from .predictions import parse_ts
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -45,8 +49,6 @@ def _explicit_schema() -> pa.Schema:
 
 def _valid_lines(data: bytes) -> tuple[list[bytes], int]:
     """The lines that are JSON objects with a string `ts` and an `id`, and how many were not."""
-    import orjson
-
     good: list[bytes] = []
     bad = 0
     for line in data.split(b"\n"):
@@ -65,8 +67,6 @@ def _valid_lines(data: bytes) -> tuple[list[bytes], int]:
 
 
 def _ts_ok(text: str) -> bool:
-    from .predictions import parse_ts
-
     try:
         parse_ts(text)
     except ValueError:
@@ -76,7 +76,6 @@ def _ts_ok(text: str) -> bool:
 
 def _records_table(lines: Sequence[bytes]) -> pa.Table:
     """Last resort for lines pyarrow cannot type consistently: build the columns in Python."""
-    import orjson
     import pyarrow as pa
 
     records = [orjson.loads(line) for line in lines]
@@ -92,7 +91,6 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
             col = feats.setdefault(name, [None] * i)
             value = row.get(name)
             col.append(value if value is None or isinstance(value, (str, int, float)) else None)
-    from .predictions import parse_ts
 
     arrays: dict[str, Any] = {"ts": pa.array([parse_ts(str(v)) for v in columns.pop("ts")], pa.timestamp("us", tz="UTC"))}
     for name, values in [*columns.items(), *((FEATURE_PREFIX + k, v) for k, v in feats.items())]:

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
 
+PRODUCTION = "production"  #: the alias every worker serves
+
 
 class ModelVersion(Base):
     """One registered version: what the workers need to load and verify it, without MLflow."""

@@ -10,15 +10,12 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Boolean, Float, Index, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
-
-if TYPE_CHECKING:
-    from ..extension import MLOpsState
 
 REPORTS_SUBDIR = "drift_reports"
 
@@ -102,30 +99,28 @@ def write_report_file(log_dir: str | Path, created_at: datetime, report: dict[st
     return path
 
 
-def list_drift_runs(state: MLOpsState, *, model: str | None = None, limit: int = 30, before_id: int | None = None) -> list[dict[str, Any]]:
+def list_drift_runs(session: Session, *, model: str | None = None, limit: int = 30, before_id: int | None = None) -> list[dict[str, Any]]:
     """Newest drift runs first (the dashboard's trend and `GET /monitoring/drift/runs`)."""
     query = select(DriftRun).order_by(DriftRun.id.desc()).limit(limit)
     if model is not None:
         query = query.where(DriftRun.model_name == model)
     if before_id is not None:
         query = query.where(DriftRun.id < before_id)
-    with state.session() as session:
-        return [row.to_dict() for row in session.scalars(query)]
+    return [row.to_dict() for row in session.scalars(query)]
 
 
-def last_sent_alerts(state: MLOpsState, keys: list[str]) -> dict[str, Alert]:
+def last_sent_alerts(session: Session, keys: list[str]) -> dict[str, Alert]:
     """The last alert actually sent for each condition key (what de-duplication compares to)."""
     out: dict[str, Alert] = {}
     if not keys:
         return out
-    with state.session() as session:
-        rows = session.scalars(select(Alert).where(Alert.key.in_(keys), Alert.sent.is_(True)).order_by(Alert.id))
-        for row in rows:
-            out[row.key] = row
+    rows = session.scalars(select(Alert).where(Alert.key.in_(keys), Alert.sent.is_(True)).order_by(Alert.id))
+    for row in rows:
+        out[row.key] = row
     return out
 
 
-def list_alerts(state: MLOpsState, *, model: str | None = None, limit: int = 100, before_id: int | None = None, sent_only: bool = False) -> list[dict[str, Any]]:
+def list_alerts(session: Session, *, model: str | None = None, limit: int = 100, before_id: int | None = None, sent_only: bool = False) -> list[dict[str, Any]]:
     query = select(Alert).order_by(Alert.id.desc()).limit(limit)
     if model is not None:
         query = query.where(Alert.model_name == model)
@@ -133,8 +128,7 @@ def list_alerts(state: MLOpsState, *, model: str | None = None, limit: int = 100
         query = query.where(Alert.id < before_id)
     if sent_only:
         query = query.where(Alert.sent.is_(True))
-    with state.session() as session:
-        return [row.to_dict() for row in session.scalars(query)]
+    return [row.to_dict() for row in session.scalars(query)]
 
 
 __all__ = ["Alert", "DriftRun", "last_sent_alerts", "list_alerts", "list_drift_runs", "write_report_file"]

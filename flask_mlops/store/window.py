@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..monitoring.profile import to_float_array
 from .day_cache import ColumnarStats, OpenDayCache, load_day
 from .log_parse import FEATURE_PREFIX
 from .predictions import _days
@@ -131,7 +132,6 @@ def _as_type(values: Any, kind: str | None, n: int) -> Any:
     if values is None:
         return np.full(n, np.nan) if kind != "categorical" else CodedColumn(np.full(n, -1, dtype=np.int32), [])
     if kind == "numeric" and isinstance(values, CodedColumn):
-        from ..monitoring.profile import to_float_array
 
         lut = np.append(to_float_array(np.asarray(values.categories, dtype=object)), np.nan)
         return lut[np.where(values.codes < 0, len(lut) - 1, values.codes)]

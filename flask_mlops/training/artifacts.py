@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from .metrics import jsonable
 
@@ -98,8 +99,6 @@ def write_json(path: Path, payload: Any) -> Path:
 
 def model_card(card: dict[str, Any], md_path: Path, yaml_path: Path) -> tuple[Path, Path]:
     """Write the card as YAML (machine-readable) and Markdown (for reviewers)."""
-    import yaml
-
     card = jsonable(card)
     yaml_path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     md_path.write_text(_card_markdown(card))

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..tasks import is_better as better
+
 # name -> True when larger is better; every name is a valid `selection_metric`.
 METRICS: dict[str, bool] = {
     "accuracy": True,
@@ -132,8 +134,6 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 def is_better(metric: str, a: float, b: float) -> bool:
     """True when score `a` beats `b` for this metric (lower is better for losses and errors)."""
-    from ..tasks import is_better as better
-
     return better(metric, a, b)
 
 

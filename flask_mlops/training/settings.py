@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..tasks import DIRECTIONS
+from .candidates import get_candidate
 from .device import DEVICES
 from .metrics import THRESHOLD_OBJECTIVES
 from .model import CALIBRATIONS
@@ -50,8 +51,6 @@ class TrainingSettings:
                 cands = {str(name): {} for name in cands}
             if not isinstance(cands, Mapping) or not cands:
                 raise ConfigError("MLOPS_CANDIDATES must be a non-empty mapping name -> params or a list of names")
-            from .candidates import get_candidate
-
             for name, params in cands.items():
                 get_candidate(name)
                 if params is not None and not isinstance(params, Mapping):
