@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownModelError
 from .specs import ModelSpec, parse_models
 
 Parser = Callable[[str, Any], Any]
@@ -236,8 +236,6 @@ class MLOpsConfig:
         for spec in self.models:
             if spec.name == name:
                 return spec
-        from .errors import UnknownModelError
-
         raise UnknownModelError(
             f"unknown model {name!r}", details={"known_models": self.model_names}
         )
