@@ -20,6 +20,7 @@ from . import dashboard, jobs  # noqa: F401  (declare the dashboard pages; regis
 from .api import bp
 from .cli import load_commands
 from .config import load_config
+from .monitoring.drift import DriftThresholds
 from .services import lifecycle, registry, serving, tracking
 from .services.ratelimit import install as install_limiter
 from .services.scheduler import install as install_scheduler
@@ -86,6 +87,7 @@ class MLOps:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("MLOps is already registered on this app; use that instance")
         config = load_config(app.config, app.instance_path, self._options)
+        DriftThresholds.from_config(config)  # drift test names and levels fail here, at start-up
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         _db, engine = _bind_engine(app, config.database_uri or "")
         state = MLOpsState(self, app, config, engine)

@@ -23,10 +23,7 @@ BIN = Path(sys.executable).parent
 #: scipy and pandas) at import time, which must stay off the request path and app start-up
 HEAVY_OWN = ("flask_mlops.training",)
 #: reviewed exceptions, each with its reason (keep this short)
-ALLOWED_FUNCTION_IMPORTS = {
-    # the statistics registry is being reworked (issue 12); the rework removes this one
-    ("flask_mlops.monitoring.drift", "flask_mlops.monitoring.profile"),
-}
+ALLOWED_FUNCTION_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _tool(name: str) -> str:

@@ -133,3 +133,46 @@ def test_metrics_by_version_and_variant() -> None:
     assert accuracy == {"1": 0.5, "2": 0.5, "none": 1.0}
     reg = metrics_by_group(["a", "a", "b"], [1.0, 2.0, 3.0], [1.0, 3.0, 3.0], task="regression")
     assert isinstance(reg["a"], RegressionMetrics) and reg["a"].mae == pytest.approx(0.5)
+
+
+def test_decay_within_sampling_error_is_not_a_level() -> None:
+    # true accuracy 0.76 both times, a 154-row holdout: a 6 % drop on 100 labels is noise
+    noisy = decay("accuracy", 0.715, 0.76, n_current=100, n_baseline=154)
+    assert noisy.level == "ok" and noisy.relative_drop == pytest.approx(0.0592, abs=1e-3)
+    assert noisy.min_detectable_drop is not None and noisy.min_detectable_drop > 0.15
+    assert noisy.interval is not None and noisy.interval[0] < 0 < noisy.interval[1]
+    assert "within sampling error" in noisy.note
+    # a 20 % drop against a 2,000-row holdout on 1,000 labels is real
+    real = decay("accuracy", 0.60, 0.76, n_current=1000, n_baseline=2000)
+    assert real.level == "critical" and real.min_detectable_drop is not None and real.min_detectable_drop < 0.06
+    assert decay("mae", 1.5, 1.0, n_current=500, n_baseline=500).level == "critical"
+    assert decay("accuracy", 0.70, 0.80).min_detectable_drop is None  # counts unknown: no guard
+
+
+def test_decay_false_alarm_rate_is_bounded() -> None:
+    # no change, baseline and window both redrawn: warning or worse in at most ~1 % of checks
+    rng = np.random.default_rng(20)
+    hits = 0
+    for _ in range(2000):
+        base = rng.binomial(154, 0.76) / 154
+        cur = rng.binomial(100, 0.76) / 100
+        hits += decay("accuracy", cur, base, n_current=100, n_baseline=154).level in ("warning", "critical")
+    assert hits / 2000 <= 0.015
+
+
+def test_sigmoid_calibration_never_inverts_the_ranking() -> None:
+    from flask_mlops.training.model import MIN_SLOPE, Calibrator
+
+    rng = np.random.default_rng(21)
+    slopes = []
+    for _ in range(30):  # shuffled labels: no signal, half the unconstrained slopes would be negative
+        p = rng.uniform(0.05, 0.95, 300)
+        y = rng.integers(0, 2, 300)
+        cal = Calibrator("sigmoid").fit(p, y)
+        slopes.append(cal.a_)
+        assert skm.roc_auc_score(y, cal.transform(p)) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+        assert cal.transform(p).mean() == pytest.approx(y.mean(), abs=0.02)
+    assert min(slopes) >= MIN_SLOPE and slopes.count(MIN_SLOPE) >= 5
+    p = rng.uniform(0.01, 0.99, 2000)
+    signal = Calibrator("sigmoid").fit(p, (rng.uniform(size=2000) < p).astype(int))
+    assert signal.a_ == pytest.approx(1.0, abs=0.2)

@@ -5,32 +5,29 @@ whose `to_dict()` is the API's drift answer. Each feature gets a level
 ``ok < monitor < warning < critical``; a feature *drifted* when its level is warning or
 critical; the report's level is the worst feature (or prediction) level.
 
-How a feature is judged — and the report says which statistic decided and why:
+How a feature is judged: every stat test configured for it (by name, through the
+registry in `stattests.py`) grades its own statistic, and the feature's level is the
+worst of them; ``decided_by`` names the test that set it (the first in the configured
+order on a tie) and ``why`` says why. Defaults (`DEFAULT_STATTESTS`):
 
-* **Small samples** (fewer than ``drift_large_sample`` non-missing values, default
-  1,000, in the reference or the window): significance tests, as DESIGN.md says.
-  Numeric: KS of the profile's sample against the window; drift (warning) when
-  ``p < drift_ks_pvalue`` *and* ``D > drift_ks_statistic``, critical when the PSI is
-  also past its critical threshold, monitor when only the p-value is small.
-  Categorical: chi-square goodness of fit against the reference shares; drift when
-  ``p < drift_ks_pvalue`` and the PSI reaches its monitor threshold (a material effect).
-* **Large samples**: p-values flag everything once n is large, so the level is the
-  effect size — the worse of
-  - PSI on the reference's quantile bins (plus a missing-value bin), graded by
-    ``drift_psi_thresholds`` (0.1 / 0.2 / 0.3), and
-  - numeric: the normed Wasserstein distance (W1 / reference std), graded by
-    0.05 / 0.1 / 0.2 — 0.1 is Evidently's drift threshold. Being scaled by the
-    reference's own spread, it catches the shifts PSI on 10 bins misses: a ×1.5
-    spread (≈0.4) and a ×1.1 multiplicative change (≈0.1 × mean / std);
-  - categorical: the Jensen–Shannon distance, graded by 0.05 / 0.1 / 0.2.
-  The Wasserstein / Jensen–Shannon grade only counts when the difference is also
-  statistically real (KS or chi-square ``p < drift_ks_pvalue``), so sampling noise near
-  the cut-off never raises a level on its own. PSI needs no such guard: its
-  no-drift expectation, about (bins - 1) × (1/n_ref + 1/n_cur), is < 0.02 here.
+* numeric: ``missing_rate``, ``out_of_range`` (the reference's [min, max]),
+  ``declared_range`` (the spec's min/max, where declared), ``ks``, ``ks_rest`` (KS of
+  the values outside point bins: the non-zeros of a zero-inflated feature),
+  ``wasserstein``, ``psi``;
+* categorical: ``missing_rate``, ``out_of_range`` (categories the reference did not
+  know), ``chisquare`` (two-sample, on reference counts), ``jensenshannon``, ``psi``.
 
-Every threshold can be overridden per feature with ``drift_feature_thresholds``
-(``{feature: {"psi": [..], "wasserstein": [..], "jensenshannon": [..],
-"ks_pvalue": x, "ks_statistic": y}}``).
+A test raises a level only for a difference that is real at this window size: the
+significance tests need ``p < alpha`` (``MLOPS_DRIFT_ALPHA``, 0.001), the effect sizes
+their noise floor (what noise alone exceeds in a fraction alpha of windows, from the
+reference and window sizes). The rates these give — false alarms and detections at
+200 to 100,000 rows — are measured by ``bench/drift_power.py`` and listed in the README.
+
+Configuration: ``MLOPS_DRIFT_STATTESTS`` chooses the tests (``{"numeric": [...],
+"categorical": [...], "<feature>": [...]}``), ``MLOPS_DRIFT_FEATURE_THRESHOLDS`` overrides
+a test's levels per feature (``{feature: {test: [monitor, warning, critical]}}``), and
+``MLOPS_DRIFT_PSI_THRESHOLDS`` / ``MLOPS_DRIFT_KS_STATISTIC`` the PSI and KS levels
+for every feature. Everything else is the registered test's default.
 """
 
 from __future__ import annotations
@@ -38,21 +35,43 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError
-from .profile import OTHER, _category_keys
-from .stattests import chi_square, jensen_shannon, ks, psi, wasserstein_normed
+from .profile import OTHER, _category_keys, to_float_array
+from .stattests import (
+    DEFAULT_STATTESTS,
+    STATTESTS,
+    FeatureData,
+    Levels,
+    StatResult,
+    StatTest,
+    check_stattest_names,
+    grade,
+    resolve_stattests,
+)
 
 if TYPE_CHECKING:
     from ..config import MLOpsConfig
 
 LEVELS = ("ok", "monitor", "warning", "critical")
 DRIFTED = frozenset({"warning", "critical"})
-Levels = tuple[float, float, float]
+FEATURE_TYPES = ("numeric", "categorical")
+#: the per-statistic keys the drift answer has always carried: key -> (test, attribute)
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "psi": ("psi", "value"),
+    "ks_stat": ("ks", "value"),
+    "ks_pvalue": ("ks", "pvalue"),
+    "chi2_stat": ("chisquare", "statistic"),
+    "chi2_pvalue": ("chisquare", "pvalue"),
+    "js": ("jensenshannon", "value"),
+    "wasserstein": ("wasserstein", "value"),
+}
+#: names accepted in a per-feature threshold override besides the registered tests
+_ALIASES = {"js": "jensenshannon"}
 
 
 def worst(levels: Sequence[str | None]) -> str:
@@ -61,83 +80,114 @@ def worst(levels: Sequence[str | None]) -> str:
     return LEVELS[max(ranked)] if ranked else "ok"
 
 
-def grade(value: float | None, thresholds: Levels) -> str:
-    """ok below the first threshold, then monitor / warning / critical at or above each."""
-    if value is None or math.isnan(value):
-        return "ok"
-    level = "ok"
-    for name, limit in zip(LEVELS[1:], thresholds, strict=False):
-        if value >= limit:
-            level = name
-    return level
+def _levels(key: str, value: Any) -> Levels:
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ) or not value[0] <= value[1] <= value[2]:
+        raise ConfigError(f"{key} must be three increasing numbers (monitor, warning, critical), got {value!r}")
+    return (float(value[0]), float(value[1]), float(value[2]))
 
 
-@dataclass(frozen=True)
-class FeatureThresholds:
-    psi: Levels = (0.1, 0.2, 0.3)
-    wasserstein: Levels = (0.05, 0.1, 0.2)
-    jensenshannon: Levels = (0.05, 0.1, 0.2)
-    ks_pvalue: float = 0.05
-    ks_statistic: float = 0.1
+def _ks_levels(key: str, statistic: Any) -> Levels:
+    """KS levels from the one number users set: drift (warning) at D, monitor at D/2, critical at 2D."""
+    try:
+        d = float(statistic)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key} must be a number, got {statistic!r}") from exc
+    return (d / 2.0, d, 2.0 * d)
 
-    def override(self, key: str, raw: Mapping[str, Any]) -> FeatureThresholds:
-        allowed = {f.name for f in fields(self)} | {"js"}
-        values: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name not in allowed:
-                raise ConfigError(f"{key}: unknown threshold {name!r}; expected one of {', '.join(sorted(allowed))}")
-            name = "jensenshannon" if name == "js" else name
-            if name in ("ks_pvalue", "ks_statistic"):
-                values[name] = float(value)
-            else:
-                if not isinstance(value, (list, tuple)) or len(value) != 3 or not value[0] <= value[1] <= value[2]:
-                    raise ConfigError(f"{key}: {name} must be three increasing numbers, got {value!r}")
-                values[name] = tuple(float(v) for v in value)
-        return FeatureThresholds(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **values})
+
+def _overrides(key: str, raw: Mapping[str, Any]) -> dict[str, Levels]:
+    """{test: levels} from a user mapping; `ks_statistic` and `js` are accepted aliases."""
+    allowed = set(STATTESTS) | set(_ALIASES) | {"ks_statistic"}
+    out: dict[str, Levels] = {}
+    for name, value in raw.items():
+        if name not in allowed:
+            raise ConfigError(f"{key}: unknown threshold {name!r}; expected one of {', '.join(sorted(allowed))}")
+        if name == "ks_statistic":
+            out["ks"] = _ks_levels(f"{key}[{name!r}]", value)
+        else:
+            out[_ALIASES.get(name, name)] = _levels(f"{key}[{name!r}]", value)
+    return out
 
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    """Every number drift is judged by; `from_config` reads them from `MLOpsConfig`."""
+    """Which tests judge each feature and with which levels; `from_config` reads `MLOpsConfig`.
 
-    default: FeatureThresholds = field(default_factory=FeatureThresholds)
-    per_feature: Mapping[str, FeatureThresholds] = field(default_factory=dict)
-    large_sample: int = 1000
+    Levels come from the registered test unless overridden for every feature
+    (`overrides`) or for one (`per_feature`); `alpha` is the significance every test
+    needs before it raises a level.
+    """
+
+    stattests: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_STATTESTS))
+    overrides: Mapping[str, Levels] = field(default_factory=dict)
+    per_feature: Mapping[str, Mapping[str, Levels]] = field(default_factory=dict)
+    alpha: float = 0.001
     min_samples: int = 100
 
-    def for_feature(self, name: str) -> FeatureThresholds:
-        return self.per_feature.get(name, self.default)
+    def levels(self, feature: str, test: str) -> Levels:
+        """The levels `test` grades `feature` by: per-feature override, global override, registered default."""
+        own = self.per_feature.get(feature, {})
+        if test in own:
+            return own[test]
+        return self.overrides.get(test) or STATTESTS[test].levels
+
+    def tests_for(self, feature: str, feature_type: str) -> tuple[StatTest, ...]:
+        """The tests run on `feature`, in tie-break order: its own list, else its type's."""
+        key = "MLOPS_DRIFT_STATTESTS"
+        if feature in self.stattests and feature not in FEATURE_TYPES:
+            return resolve_stattests(self.stattests[feature], feature_type, f"{key}[{feature!r}]")
+        names = self.stattests.get(feature_type, DEFAULT_STATTESTS[feature_type])
+        return resolve_stattests(names, feature_type, f"{key}[{feature_type!r}]")
 
     @classmethod
     def build(
         cls,
         *,
-        psi: Sequence[float] = (0.1, 0.2, 0.3),
-        ks_pvalue: float = 0.05,
-        ks_statistic: float = 0.1,
-        large_sample: int = 1000,
+        psi: Sequence[float] | None = None,
+        ks_statistic: float | None = None,
+        alpha: float = 0.001,
         min_samples: int = 100,
         per_feature: Mapping[str, Mapping[str, Any]] | None = None,
-        **extra: Any,
+        stattests: Mapping[str, Sequence[str]] | None = None,
     ) -> DriftThresholds:
-        default = FeatureThresholds().override(
-            "drift thresholds", {"psi": list(psi), "ks_pvalue": ks_pvalue, "ks_statistic": ks_statistic, **extra}
-        )
+        overrides: dict[str, Levels] = {}
+        if psi is not None:
+            overrides["psi"] = _levels("MLOPS_DRIFT_PSI_THRESHOLDS", psi)
+        if ks_statistic is not None:
+            overrides["ks"] = _ks_levels("MLOPS_DRIFT_KS_STATISTIC", ks_statistic)
         key = "MLOPS_DRIFT_FEATURE_THRESHOLDS"
         if per_feature is not None and not isinstance(per_feature, Mapping):
-            raise ConfigError(f"{key} must map feature -> thresholds")
-        overrides = {name: default.override(f"{key}[{name!r}]", raw) for name, raw in (per_feature or {}).items()}
-        return cls(default, overrides, int(large_sample), int(min_samples))
+            raise ConfigError(f"{key} must map feature -> {{test: [monitor, warning, critical]}}")
+        features: dict[str, dict[str, Levels]] = {}
+        for name, raw in (per_feature or {}).items():
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"{key}[{name!r}] must map test -> [monitor, warning, critical]")
+            features[name] = _overrides(f"{key}[{name!r}]", raw)
+        chosen = dict(DEFAULT_STATTESTS)
+        skey = "MLOPS_DRIFT_STATTESTS"
+        if stattests is not None and not isinstance(stattests, Mapping):
+            raise ConfigError(f"{skey} must map a feature type or feature name -> [stat test names]")
+        for name, names in (stattests or {}).items():
+            if name in FEATURE_TYPES:
+                resolve_stattests(names, name, f"{skey}[{name!r}]")
+            else:  # a feature's type is known from its profile only: names now, types at drift time
+                check_stattest_names(names, f"{skey}[{name!r}]")
+            chosen[name] = tuple(names)
+        if not 0.0 < float(alpha) < 1.0:
+            raise ConfigError(f"MLOPS_DRIFT_ALPHA must be between 0 and 1, got {alpha!r}")
+        return cls(chosen, overrides, features, float(alpha), int(min_samples))
 
     @classmethod
     def from_config(cls, config: MLOpsConfig) -> DriftThresholds:
         return cls.build(
             psi=config.drift_psi_thresholds,
-            ks_pvalue=config.drift_ks_pvalue,
             ks_statistic=config.drift_ks_statistic,
-            large_sample=config.drift_large_sample,
+            alpha=config.drift_alpha,
             min_samples=config.drift_min_samples,
             per_feature=config.drift_feature_thresholds,
+            stattests=config.drift_stattests,
         )
 
 
@@ -150,38 +200,63 @@ def _num(value: Any) -> float | None:
 
 @dataclass
 class FeatureDrift:
-    """The verdict on one feature (or on the prediction) and every statistic behind it."""
+    """The verdict on one feature (or on the prediction) and every test behind it."""
 
     name: str
     type: str
     level: str
-    test: str  # the method of this sample size: "ks", "chisquare" or "effect_size"
+    test: str  # "effect_size" when effect sizes are stable at this size, else "ks" / "chisquare"
     decided_by: str
     why: str
     n_reference: int
     n_current: int
-    psi: float | None = None
-    ks_stat: float | None = None
-    ks_pvalue: float | None = None
-    chi2_stat: float | None = None
-    chi2_pvalue: float | None = None
-    js: float | None = None
-    wasserstein: float | None = None
     missing_rate: float = 0.0
     reference_missing_rate: float = 0.0
     out_of_range_rate: float = 0.0
     histogram: dict[str, list[Any]] = field(default_factory=dict)
+    tests: dict[str, StatResult] = field(default_factory=dict)
 
     @property
     def drifted(self) -> bool:
         return self.level in DRIFTED
 
+    def stat(self, key: str) -> float | None:
+        """A legacy per-statistic value (`psi`, `ks_pvalue`, ...) from the test that computes it."""
+        test, attr = LEGACY_KEYS[key]
+        result = self.tests.get(test)
+        if result is None:
+            return None
+        value = result.extra.get(attr) if attr not in ("value", "pvalue") else getattr(result, attr)
+        return None if value is None else float(value)
+
+    psi = property(lambda self: self.stat("psi"))
+    ks_stat = property(lambda self: self.stat("ks_stat"))
+    ks_pvalue = property(lambda self: self.stat("ks_pvalue"))
+    chi2_stat = property(lambda self: self.stat("chi2_stat"))
+    chi2_pvalue = property(lambda self: self.stat("chi2_pvalue"))
+    js = property(lambda self: self.stat("js"))
+    wasserstein = property(lambda self: self.stat("wasserstein"))
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = _num(value) if isinstance(value, float) else value
-        out["drifted"] = self.drifted
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "level": self.level,
+            "test": self.test,
+            "decided_by": self.decided_by,
+            "why": self.why,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+        }
+        out.update({key: _num(self.stat(key)) for key in LEGACY_KEYS})
+        out.update(
+            missing_rate=_num(self.missing_rate),
+            reference_missing_rate=_num(self.reference_missing_rate),
+            out_of_range_rate=_num(self.out_of_range_rate),
+            histogram=self.histogram,
+            tests={name: result.to_dict() for name, result in self.tests.items()},
+            drifted=self.drifted,
+        )
         return out
 
 
@@ -227,8 +302,6 @@ def _length(values: Any) -> int:
 
 def _float_values(values: Any) -> np.ndarray:
     """Current numeric values as float64 (NaN = missing); coded string columns are parsed."""
-    from .profile import to_float_array
-
     codes = getattr(values, "codes", None)
     if codes is not None:
         lut = np.append(to_float_array(np.asarray(list(values.categories), dtype=object)), np.nan)
@@ -266,10 +339,19 @@ class DriftCalculator:
         self.thresholds = thresholds or DriftThresholds()
         self._samples: dict[str, np.ndarray] = {}
         self._edges: dict[str, np.ndarray] = {}
-        for name, prof in [*profile["features"].items(), ("__prediction__", profile.get("prediction"))]:
-            if prof is not None and prof["type"] == "numeric":
-                self._samples[name] = np.asarray(prof["sample"], dtype=np.float64)
-                self._edges[name] = np.asarray(prof["edges"], dtype=np.float64)
+        self._points: dict[str, np.ndarray] = {}
+        self._tests: dict[str, tuple[StatTest, ...]] = {}
+        self._cache: dict[str, dict[str, Any]] = {}
+        for key, prof in [*profile["features"].items(), ("__prediction__", profile.get("prediction"))]:
+            if prof is None:
+                continue
+            if prof["type"] == "numeric":
+                self._samples[key] = np.asarray(prof["sample"], dtype=np.float64)
+                edges = self._edges[key] = np.asarray(prof["edges"], dtype=np.float64)
+                self._points[key] = edges[:-1][edges[1:] == np.nextafter(edges[:-1], np.inf)]
+            name = prof.get("of", "prediction") if key == "__prediction__" else key
+            self._tests[key] = self.thresholds.tests_for(name, prof["type"])
+            self._cache[key] = {}
 
     @classmethod
     def from_config(cls, profile: Mapping[str, Any], config: MLOpsConfig) -> DriftCalculator:
@@ -322,12 +404,38 @@ class DriftCalculator:
 
     # -- per feature -------------------------------------------------------------------
     def _judge(self, key: str, name: str, prof: Mapping[str, Any], values: Any) -> FeatureDrift:
-        th = self.thresholds.for_feature(name)
         if prof["type"] == "numeric":
-            return self._numeric(key, name, prof, values, th)
-        return self._categorical(name, prof, values, th)
+            data, labels = self._numeric_data(key, name, prof, values)
+        else:
+            data, labels = self._categorical_data(key, name, prof, values)
+        th = self.thresholds
+        results = {test.name: test.run(data, th.levels(name, test.name), th.alpha) for test in self._tests[key]}
+        level = worst([r.level for r in results.values()])
+        decided = _decisive(results, level, lambda test: th.levels(name, test))
+        others = [f"{r.name} {r.level}" for r in results.values() if r.level != "ok" and r.name != decided]
+        why = f"{decided}: {results[decided].why}" if decided else "no test ran"
+        if others:
+            why += f"; also {', '.join(others)}"
+        psi_result = results.get("psi")
+        stable = psi_result is not None and (psi_result.floor or 0.0) < th.levels(name, "psi")[0]
+        regime = "judged by effect size, its noise floor below the levels" if stable else "effect sizes count only past their noise floor"
+        return FeatureDrift(
+            name=name,
+            type=data.type,
+            level=level,
+            test="effect_size" if stable else ("ks" if data.type == "numeric" else "chisquare"),
+            decided_by=decided,
+            why=f"{why} (n_ref={data.n_reference}, n_cur={data.n_current}: {regime})",
+            n_reference=data.n_reference,
+            n_current=data.n_current,
+            missing_rate=data.current_missing_rate,
+            reference_missing_rate=data.reference_missing_rate,
+            out_of_range_rate=data.n_out_of_range / data.n_current if data.n_current else 0.0,
+            histogram=_histogram(labels, data.reference_bins, data.current_bins),
+            tests=results,
+        )
 
-    def _numeric(self, key: str, name: str, prof: Mapping[str, Any], values: Any, th: FeatureThresholds) -> FeatureDrift:
+    def _numeric_data(self, key: str, name: str, prof: Mapping[str, Any], values: Any) -> tuple[FeatureData, list[str]]:
         xs = np.sort(_float_values(values))  # NaN sorts last, -inf first, +inf before NaN
         n_total = int(xs.size)
         lo = int(np.searchsorted(xs, -np.inf, side="right"))
@@ -336,139 +444,93 @@ class DriftCalculator:
         n = int(valid.size)
         edges = self._edges[key]
         cuts = np.searchsorted(valid, edges, side="left")
-        counts = np.diff(np.concatenate(([0], cuts, [n])))
-        counts = np.append(counts, n_total - n)
-        ref_props = np.asarray(prof["proportions"], dtype=float)
+        counts = np.append(np.diff(np.concatenate(([0], cuts, [n]))), n_total - n)
         stats = prof["stats"]
-        bound_lo, bound_hi = (prof.get("range") or [None, None])
-        bound_lo = stats.get("min") if bound_lo is None else bound_lo
-        bound_hi = stats.get("max") if bound_hi is None else bound_hi
+        ref_min, ref_max = stats.get("min"), stats.get("max")
         outside = 0
-        if n and bound_lo is not None:
-            outside += int(np.searchsorted(valid, bound_lo, side="left"))
-        if n and bound_hi is not None:
-            outside += n - int(np.searchsorted(valid, bound_hi, side="right"))
-        result = FeatureDrift(
+        if n and ref_min is not None:
+            outside += int(np.searchsorted(valid, ref_min, side="left"))
+        if n and ref_max is not None:
+            outside += n - int(np.searchsorted(valid, ref_max, side="right"))
+        declared = prof.get("range")
+        sample = self._samples[key]
+        data = FeatureData(
             name=name,
             type="numeric",
-            level="ok",
-            test="effect_size",
-            decided_by="psi",
-            why="",
+            n_reference_rows=int(prof.get("n", stats["count"])),
+            n_current_rows=n_total,
             n_reference=int(stats["count"]),
             n_current=n,
-            psi=psi(ref_props, counts),
-            js=jensen_shannon(ref_props, counts),
-            missing_rate=(n_total - n) / max(n_total, 1),
+            reference_bins=np.asarray(prof["proportions"], dtype=float),
+            current_bins=counts,
             reference_missing_rate=float(stats["missing_rate"]),
-            out_of_range_rate=outside / n if n else 0.0,
-            histogram=_histogram(_numeric_labels(edges), ref_props, counts),
+            current_missing_rate=(n_total - n) / max(n_total, 1),
+            reference_sample=sample,
+            current_values=valid,
+            scale=stats.get("std") or max(abs(stats.get("mean") or 0.0), 1.0),
+            reference_range=None if ref_min is None or ref_max is None else (float(ref_min), float(ref_max)),
+            declared_range=None if not declared or declared == [None, None] else (declared[0], declared[1]),
+            n_out_of_range=outside,
+            point_values=self._points[key],
+            cache=self._cache[key],
         )
-        sample = self._samples[key]
-        if n == 0 or sample.size == 0:
-            result.level = grade(result.psi, th.psi)
-            result.why = f"no non-missing values to compare; PSI {result.psi:.3g} (missing values) gives {result.level}"
-            return result
-        result.ks_stat, result.ks_pvalue = ks(sample, valid)
-        scale = stats.get("std") or max(abs(stats.get("mean") or 0.0), 1.0)
-        result.wasserstein = wasserstein_normed(sample, valid, scale)
-        significant = result.ks_pvalue < th.ks_pvalue
-        if min(result.n_reference, n) < self.thresholds.large_sample:
-            self._small_sample(result, th, significant, "ks", f"KS D={result.ks_stat:.3g}, p={result.ks_pvalue:.3g}")
-            return result
-        self._effect_size(result, th, significant, "wasserstein", result.wasserstein, th.wasserstein, "KS")
-        return result
+        return data, _numeric_labels(edges)
 
-    def _categorical(self, name: str, prof: Mapping[str, Any], values: Any, th: FeatureThresholds) -> FeatureDrift:
+    def _categorical_data(self, key: str, name: str, prof: Mapping[str, Any], values: Any) -> tuple[FeatureData, list[str]]:
         keys = list(prof["categories"])
         ref_props = np.asarray([*prof["categories"].values(), prof["other"], prof["missing"]], dtype=float)
         counts = _category_counts(values, keys)
         n_total = int(counts.sum())
         n = n_total - int(counts[-1])
-        stat, pvalue = chi_square(ref_props, counts)
-        result = FeatureDrift(
+        stats = prof["stats"]
+        data = FeatureData(
             name=name,
             type="categorical",
-            level="ok",
-            test="effect_size",
-            decided_by="psi",
-            why="",
-            n_reference=int(prof["stats"]["count"]),
+            n_reference_rows=int(prof.get("n", stats["count"])),
+            n_current_rows=n_total,
+            n_reference=int(stats["count"]),
             n_current=n,
-            psi=psi(ref_props, counts),
-            js=jensen_shannon(ref_props, counts),
-            chi2_stat=stat,
-            chi2_pvalue=pvalue,
-            missing_rate=int(counts[-1]) / max(n_total, 1),
-            reference_missing_rate=float(prof["stats"]["missing_rate"]),
-            out_of_range_rate=int(counts[-2]) / n if n else 0.0,
-            histogram=_histogram([*keys, OTHER, "missing"], ref_props, counts),
+            reference_bins=ref_props,
+            current_bins=counts,
+            reference_missing_rate=float(stats["missing_rate"]),
+            current_missing_rate=int(counts[-1]) / max(n_total, 1),
+            n_out_of_range=int(counts[-2]),
+            cache=self._cache[key],
         )
-        significant = pvalue < th.ks_pvalue
-        if min(result.n_reference, n) < self.thresholds.large_sample:
-            assert result.psi is not None
-            effect = result.psi >= th.psi[0]
-            self._small_sample(result, th, significant, "chisquare", f"chi-square p={pvalue:.3g}", effect=effect)
-            return result
-        self._effect_size(result, th, significant, "jensenshannon", result.js, th.jensenshannon, "chi-square")
-        return result
+        return data, [*keys, OTHER, "missing"]
 
-    def _small_sample(
-        self, result: FeatureDrift, th: FeatureThresholds, significant: bool, test: str, what: str, effect: bool | None = None
-    ) -> None:
-        assert result.psi is not None
-        if effect is None:
-            effect = result.ks_stat is not None and result.ks_stat > th.ks_statistic
-        result.test = result.decided_by = test
-        size = f"{min(result.n_reference, result.n_current)} values < {self.thresholds.large_sample}: judged by p-value"
-        if not significant:
-            result.level, why = "ok", f"{what} >= {th.ks_pvalue}: no significant difference"
-        elif not effect:
-            material = f"D <= {th.ks_statistic}" if test == "ks" else f"PSI {result.psi:.3g} < {th.psi[0]}"
-            result.level, why = "monitor", f"{what} < {th.ks_pvalue} but the effect is small ({material})"
-        elif result.psi >= th.psi[2]:
-            result.level, why = "critical", f"{what} < {th.ks_pvalue} and PSI {result.psi:.3g} >= {th.psi[2]}"
-        else:
-            result.level, why = "warning", f"{what} < {th.ks_pvalue}, effect past its threshold"
-        result.why = f"{why} ({size})"
 
-    def _effect_size(
-        self,
-        result: FeatureDrift,
-        th: FeatureThresholds,
-        significant: bool,
-        distance_name: str,
-        distance: float | None,
-        distance_levels: Levels,
-        test_name: str,
-    ) -> None:
-        assert result.psi is not None
-        psi_level = grade(result.psi, th.psi)
-        raw_level = grade(distance, distance_levels)
-        dist_level = raw_level if significant else "ok"
-        result.test = "effect_size"
-        size = f"n_ref={result.n_reference}, n_cur={result.n_current} >= {self.thresholds.large_sample}: judged by effect size"
-        shown = f"{distance_name} {distance:.3g}" if distance is not None else distance_name
-        if LEVELS.index(dist_level) > LEVELS.index(psi_level):
-            result.level, result.decided_by = dist_level, distance_name
-            limit = distance_levels[LEVELS.index(dist_level) - 1]
-            why = f"{shown} >= {limit} ({dist_level}); PSI {result.psi:.3g}"
-        elif psi_level != "ok":
-            result.level, result.decided_by = psi_level, "psi"
-            why = f"PSI {result.psi:.3g} >= {th.psi[LEVELS.index(psi_level) - 1]} ({psi_level}); {shown}"
-        else:
-            result.level, result.decided_by = "ok", distance_name
-            why = f"PSI {result.psi:.3g} < {th.psi[0]} and {shown} < {distance_levels[0]}"
-        if raw_level != "ok" and not significant:
-            why += f"; {shown} alone would be {raw_level} but {test_name} finds no significant difference"
-        result.why = f"{why} ({size})"
+def _decisive(results: Mapping[str, StatResult], level: str, levels_of: Any) -> str:
+    """The first test at `level`; when all are ok, the one closest to its monitor level."""
+    if not results:
+        return ""
+    if level != "ok":
+        return next(name for name, r in results.items() if r.level == level)
+
+    def closeness(r: StatResult) -> float:
+        if r.value is None or not math.isfinite(r.value):
+            return -1.0
+        limit = max(levels_of(r.name)[0], r.floor or 0.0)
+        return r.value / limit if limit > 0 else 0.0
+
+    return max(results.values(), key=closeness).name
 
 
 def _numeric_labels(edges: np.ndarray) -> list[str]:
+    """Bin labels; a bin [v, nextafter(v)) holds the single value v (a point bin)."""
     if edges.size == 0:
         return ["all", "missing"]
     e = [f"{v:.4g}" for v in edges.tolist()]
-    return [f"< {e[0]}"] + [f"[{a}, {b})" for a, b in zip(e, e[1:], strict=False)] + [f">= {e[-1]}", "missing"]
+    point_end = [i > 0 and float(edges[i]) == float(np.nextafter(edges[i - 1], np.inf)) for i in range(edges.size)]
+
+    def left(i: int) -> str:
+        return f"({e[i - 1]}" if point_end[i] else f"[{e[i]}"
+
+    labels = [f"< {e[0]}"]
+    for i in range(edges.size - 1):
+        labels.append(f"= {e[i]}" if point_end[i + 1] else f"{left(i)}, {e[i + 1]})")
+    labels.append(f"> {e[-2]}" if point_end[-1] else f">= {e[-1]}")
+    return [*labels, "missing"]
 
 
 def _histogram(labels: list[str], reference: np.ndarray, counts: np.ndarray) -> dict[str, list[Any]]:
@@ -481,4 +543,14 @@ def _histogram(labels: list[str], reference: np.ndarray, counts: np.ndarray) -> 
     }
 
 
-__all__ = ["DRIFTED", "LEVELS", "DriftCalculator", "DriftReport", "DriftThresholds", "FeatureDrift", "FeatureThresholds", "grade", "worst"]
+__all__ = [
+    "DRIFTED",
+    "LEGACY_KEYS",
+    "LEVELS",
+    "DriftCalculator",
+    "DriftReport",
+    "DriftThresholds",
+    "FeatureDrift",
+    "grade",
+    "worst",
+]

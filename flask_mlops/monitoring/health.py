@@ -68,9 +68,10 @@ def assess_health(components: Iterable[Component]) -> Health:
 def drift_component(report: DriftReport) -> Component:
     if report.status != "ok":
         return Component("drift", None, report.message)
-    drifted = report.drifted_features
+    # each drifted feature with the test that decided it (a missing-value jump reads "Glucose: missing_rate")
+    drifted = [f"{name}: {f.decided_by}" for name, f in report.features.items() if f.drifted]
     if report.prediction is not None and report.prediction.drifted:
-        drifted = [*drifted, f"prediction ({report.prediction.name})"]
+        drifted = [*drifted, f"prediction ({report.prediction.name}): {report.prediction.decided_by}"]
     message = f"drift {report.level}: " + (", ".join(drifted) if drifted else "no feature drifted")
     return Component("drift", report.level, message, report.share_drifted)
 
@@ -78,12 +79,10 @@ def drift_component(report: DriftReport) -> Component:
 def decay_component(result: Decay) -> Component:
     if result.relative_drop is None:
         return Component("decay", None, f"{result.metric}: no baseline or no labelled predictions")
-    return Component(
-        "decay",
-        result.level,
-        f"{result.metric} {result.current:.4g} vs baseline {result.baseline:.4g} ({result.relative_drop:+.1%} drop)",
-        result.relative_drop,
-    )
+    message = f"{result.metric} {result.current:.4g} vs baseline {result.baseline:.4g} ({result.relative_drop:+.1%} drop"
+    if result.min_detectable_drop is not None:
+        message += f"; detectable from {result.min_detectable_drop:.1%} with {result.n_current} labels vs {result.n_baseline} holdout rows"
+    return Component("decay", result.level, message + ")", result.relative_drop)
 
 
 def operational_components(ops: OperationalMetrics) -> list[Component]:

@@ -4,14 +4,16 @@ Pure functions over numpy arrays that return dataclasses (no Flask, no database)
 
 * `classification_metrics` / `regression_metrics` on labelled predictions;
 * `decay`: relative drop of a metric against the version's training-time baseline,
-  graded by ``decay_thresholds`` (2 / 5 / 10 %);
+  graded by ``decay_thresholds`` (2 / 5 / 10 %) once it is larger than the sampling
+  error of both the baseline (holdout rows) and the window (labelled rows) explains;
 * `estimate_performance`: confidence-based performance estimation (CBPE, as NannyML
   does) for windows whose labels have not arrived. With *calibrated* probabilities p,
   a positive prediction is right with probability p and a negative one with 1 - p, so
   the expected confusion matrix — and accuracy, precision, recall, F1 and ROC-AUC —
   follow from the probabilities alone. This is only as good as the calibration:
-  training calibrates its models (isotonic / Platt) for that reason, and a window
-  with concept drift (p(y|x) changed) is invisible to it;
+  training calibrates its models (isotonic / Platt with a positive slope) for that
+  reason. CBPE cannot see concept shift: when p(y|x) changes but the inputs do not, the
+  probabilities — and so the estimate — stay where they were; only labels show it;
 * `operational_metrics`: volume, error rate, latency percentiles, graded by
   ``error_rate_thresholds`` and ``latency_p95_thresholds_ms``.
 """
@@ -144,20 +146,84 @@ class Decay:
     current: float | None
     relative_drop: float | None
     level: str
+    n_baseline: int | None = None
+    n_current: int | None = None
+    #: the smallest relative drop sampling error of both baseline and window cannot explain
+    min_detectable_drop: float | None = None
+    #: two-sided (1 - 2 alpha) interval of the relative drop
+    interval: tuple[float, float] | None = None
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        out = _to_dict(self)
+        out["interval"] = None if self.interval is None else [_clean(v) for v in self.interval]
+        return out
 
 
-def decay(metric: str, current: float | None, baseline: float | None, thresholds: Levels = (0.02, 0.05, 0.10)) -> Decay:
-    """Relative drop of `current` from `baseline` (a rise, for error metrics), graded by `thresholds`."""
+#: sd of |e| / mean |e| for normal errors (half-normal): the MAE's spread when only the MAE is known
+_HALF_NORMAL_CV = math.sqrt(math.pi / 2.0 - 1.0)
+
+
+def _standard_error(metric: str, value: float, n: int) -> float | None:
+    """Sampling standard error of `metric` measured on `n` rows (None where unknown)."""
+    if n <= 0:
+        return None
+    if metric in ("accuracy", "precision", "recall", "balanced_accuracy", "positive_rate"):
+        p = min(max(value, 0.0), 1.0)
+        # a measured 1.0 or 0.0 still has error: use the rule-of-three bound on the unseen rate
+        p = min(max(p, 1.5 / n), 1.0 - 1.5 / n) if n > 3 else 0.5
+        return math.sqrt(p * (1.0 - p) / n)
+    if metric == "mae":
+        return abs(value) * _HALF_NORMAL_CV / math.sqrt(n)
+    return None
+
+
+def decay(
+    metric: str,
+    current: float | None,
+    baseline: float | None,
+    thresholds: Levels = (0.02, 0.05, 0.10),
+    *,
+    n_current: int | None = None,
+    n_baseline: int | None = None,
+    alpha: float = 0.01,
+) -> Decay:
+    """Relative drop of `current` from `baseline` (a rise, for error metrics), graded by `thresholds`.
+
+    With the row counts behind both numbers, a level is raised only for a drop larger
+    than sampling error explains: past its threshold *and* past the minimum detectable
+    drop z(1 - alpha) * sqrt(se_baseline^2 + se_current^2) / baseline (one-sided). A
+    baseline measured on a 154-row holdout cannot show a drop under ~10 % at any label
+    count; that is the honest answer, not a missed decay. Without counts, no guard.
+    """
     if current is None or baseline is None or not math.isfinite(current) or not baseline:
-        return Decay(metric, baseline, current, None, "ok")
+        return Decay(metric, baseline, current, None, "ok", n_baseline, n_current)
     if metric in LOWER_IS_BETTER:
         drop = (current - baseline) / abs(baseline)
     else:
         drop = (baseline - current) / abs(baseline)
-    return Decay(metric, baseline, current, drop, grade(drop, tuple(thresholds)))  # type: ignore[arg-type]
+    se_b = _standard_error(metric, baseline, n_baseline) if n_baseline else None
+    se_c = _standard_error(metric, current, n_current) if n_current else None
+    if se_b is None or se_c is None:
+        note = "sampling error not judged (row counts of baseline or window unknown)"
+        return Decay(metric, baseline, current, drop, grade(drop, tuple(thresholds)), n_baseline, n_current, note=note)  # type: ignore[arg-type]
+    from scipy.stats import norm
+
+    z = float(norm.isf(alpha))
+    se = math.sqrt(se_b**2 + se_c**2) / abs(baseline)
+    mdd = z * se
+    level = grade(drop, tuple(max(t, mdd) for t in thresholds))  # type: ignore[arg-type]
+    note = "" if level != "ok" or drop < thresholds[0] else f"a {drop:.1%} drop is within sampling error (detectable from {mdd:.1%})"
+    return Decay(metric, baseline, current, drop, level, n_baseline, n_current, mdd, (drop - z * se, drop + z * se), note)
+
+
+def baseline_rows(metrics: Mapping[str, Any]) -> int | None:
+    """Rows the version's baseline metrics were measured on (its holdout), when recorded."""
+    for key in ("n", "holdout_n"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return None
 
 
 def rolling_mean(values: Any, window: int) -> np.ndarray:
@@ -327,6 +393,7 @@ __all__ = [
     "OperationalMetrics",
     "RegressionMetrics",
     "classification_metrics",
+    "baseline_rows",
     "decay",
     "estimate_performance",
     "group_indices",

@@ -3,9 +3,12 @@
 Built once at registration from the training data (and the model's scores on it) and
 stored in `mlops_model_versions.profile` — never pickled. Per numeric column:
 
-* ``edges``: interior quantile edges of the reference (default 10 bins, so 9 edges;
-  the outer bins are open-ended, duplicates of discrete data merged). Bin ``i`` holds
-  ``edges[i-1] <= x < edges[i]`` — `np.searchsorted(edges, x, side="right")`.
+* ``edges``: interior bin edges. A value holding at least a bin's share of the rows
+  (the zeros of a zero-inflated feature, a constant, the levels of a discrete one) gets
+  a point bin ``[v, nextafter(v))`` of its own; the other values get quantile bins
+  (default 10 bins, so 9 edges; outer bins open-ended, duplicate edges merged). Bin
+  ``i`` holds ``edges[i-1] <= x < edges[i]`` — `np.searchsorted(edges, x, side="right")`.
+  Profiles stored before point bins existed read the same way.
 * ``proportions``: share of *all* rows in each bin, then one last entry for missing
   values, so a jump in missing values moves the PSI too;
 * ``stats`` (count, mean, std, min, max, percentiles) and a seeded ``sample`` of at most
@@ -80,8 +83,7 @@ def numeric_profile(values: Any, *, bins: int = 10, sample_cap: int = 5000, seed
         edges = np.empty(0)
         counts = np.zeros(1, dtype=np.int64)
     else:
-        qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-        edges = np.unique(np.quantile(valid, qs))
+        edges = _bin_edges(valid, bins)
         cuts = np.searchsorted(valid, edges, side="left")
         counts = np.diff(np.concatenate(([0], cuts, [n])))
     denom = max(n_total, 1)
@@ -108,6 +110,24 @@ def numeric_profile(values: Any, *, bins: int = 10, sample_cap: int = 5000, seed
         "stats": stats,
         "sample": [float(v) for v in sample],
     }
+
+
+def _bin_edges(valid: np.ndarray, bins: int) -> np.ndarray:
+    """Interior edges: a point bin for every value holding a bin's share, quantiles of the rest.
+
+    A point bin is ``[v, nextafter(v))``, so it holds exactly v and the usual
+    ``edges[i-1] <= x < edges[i]`` rule still applies (old profiles read the same way).
+    Without point bins, a zero-inflated or constant feature collapses into one or two
+    bins and PSI cannot see anything but the heavy value.
+    """
+    values, counts = np.unique(valid, return_counts=True)
+    heavy = values[counts >= valid.size / bins]
+    rest = valid[~np.isin(valid, heavy)] if heavy.size else valid
+    qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    parts = [np.quantile(rest, qs)] if rest.size else []
+    if heavy.size:
+        parts += [heavy, np.nextafter(heavy, np.inf)]
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0)
 
 
 def _category_keys(values: Any) -> list[str | None]:

@@ -25,6 +25,7 @@ from ..monitoring.performance import (
     Decay,
     OperationalMetrics,
     _positive,
+    baseline_rows,
     classification_metrics,
     decay,
     estimate_performance,
@@ -235,7 +236,10 @@ def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = N
         out.update(realised.to_dict())
         out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, _floats(labels), _floats(preds), task="regression").items()}
         out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, _floats(labels), _floats(preds), task="regression").items()}
-        result = decay("mae", realised.mae, _metric(baseline_metrics, "mae"), state.config.decay_thresholds)
+        result = decay(
+            "mae", realised.mae, _metric(baseline_metrics, "mae"), state.config.decay_thresholds,
+            n_current=realised.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
+        )
     else:
         positive = spec.positive_label
         has_proba = bool(np.isfinite(proba).any())
@@ -246,7 +250,10 @@ def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = N
         correct = classification_correct(labels, preds, positive)
         rolling = rolling_mean(correct, ROLLING_WINDOW)
         out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
-        result = decay("accuracy", realised_c.accuracy, _metric(baseline_metrics, "accuracy"), state.config.decay_thresholds)
+        result = decay(
+            "accuracy", realised_c.accuracy, _metric(baseline_metrics, "accuracy"), state.config.decay_thresholds,
+            n_current=realised_c.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
+        )
         out["estimated"] = estimated(state, spec, window, threshold, win=win)
     if len(data) < MIN_LABELS_FOR_DECAY:
         result = Decay(result.metric, result.baseline, result.current, None, "ok")

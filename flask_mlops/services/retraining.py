@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from ..errors import ConflictError, MLOpsError, NotFoundError
 from ..monitoring import DriftCalculator
-from ..monitoring.performance import classification_metrics, decay
+from ..monitoring.performance import baseline_rows, classification_metrics, decay
 from ..store import retraining as runs
 from ..store.columnar import read_window
 from ..store.feedback import count_since, labelled
@@ -119,7 +119,8 @@ def _drift(state: MLOpsState, ctx: _Context) -> TriggerResult:
         return TriggerResult("drift", False, None, critical, "no PSI computed")
     worst_name = max(psis, key=lambda n: psis[n])
     value = float(psis[worst_name])
-    fired = value > critical
+    psi_test = report.features[worst_name].tests.get("psi")
+    fired = value > critical and psi_test is not None and psi_test.level == "critical"  # past its noise floor too
     return TriggerResult("drift", fired, round(value, 4), critical, f"max PSI {value:.3f} ({worst_name}) over {report.n_rows} requests")
 
 
@@ -132,7 +133,8 @@ def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
     limit = state.config.retrain_decay_threshold
     if ctx.production is None:
         return TriggerResult("decay", False, None, limit, "no production version", available=False)
-    baseline = (get_version(state, ctx.name, ctx.production).metrics or {}).get("accuracy")
+    recorded = get_version(state, ctx.name, ctx.production).metrics or {}
+    baseline = recorded.get("accuracy")
     if baseline is None:
         return TriggerResult("decay", False, None, limit, "the production version has no recorded holdout accuracy", available=False)
     with state.session() as session:
@@ -143,12 +145,15 @@ def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
         return TriggerResult("decay", False, None, limit, f"{len(pairs)} labelled predictions; {minimum} needed (MLOPS_DRIFT_MIN_SAMPLES)")
     spec = state.config.model(ctx.name)
     m = classification_metrics([p[0] for p in pairs], [p[1] for p in pairs], positive=spec.positive_label)
-    result = decay("accuracy", m.accuracy, float(baseline))
+    result = decay("accuracy", m.accuracy, float(baseline), n_current=len(pairs), n_baseline=baseline_rows(recorded), alpha=state.config.decay_alpha)
     drop = result.relative_drop
-    fired = drop is not None and drop > limit
+    # noise alone must not retrain: the drop must also be past what sampling error explains
+    mdd = result.min_detectable_drop
+    fired = drop is not None and drop > limit and (mdd is None or drop > mdd)
     return TriggerResult(
         "decay", fired, None if drop is None else round(drop, 4), limit,
-        f"accuracy {m.accuracy:.3f} on {len(pairs)} labelled vs holdout {float(baseline):.3f}",
+        f"accuracy {m.accuracy:.3f} on {len(pairs)} labelled vs holdout {float(baseline):.3f}"
+        + ("" if mdd is None else f" (drops under {mdd:.1%} are within sampling error)"),
     )
 
 

@@ -4,12 +4,14 @@
 Calibration is cross-fitted: the calibrator is fitted on the selected candidate's
 out-of-fold probabilities from cross-validation (never on the holdout), then applied to
 the pipeline refitted on the whole training split, like scikit-learn's
-`CalibratedClassifierCV(ensemble=False)` but without extra fits. Calibrated probabilities
+`CalibratedClassifierCV(ensemble=False)` but without extra fits. Both calibrations keep
+the ranking: isotonic is monotone, and the sigmoid's slope is constrained positive. Calibrated probabilities
 matter downstream: performance estimation without labels (CBPE) assumes them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,29 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 CALIBRATIONS = ("sigmoid", "isotonic", "none")
 _EPS = 1e-6
+#: Platt scaling's slope is constrained to at least this: a calibrator must never invert
+#: the ranking (on out-of-fold scores with no signal, half the folds would get a negative
+#: slope, and the "calibrated" AUC would rise above chance)
+MIN_SLOPE = 1e-3
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
+
+
+def _intercept_given_slope(x: np.ndarray, y: np.ndarray, slope: float) -> float:
+    """Maximum-likelihood intercept of a logistic model with a fixed slope (Newton steps)."""
+    rate = float(np.clip(np.mean(y), _EPS, 1 - _EPS)) if y.size else 0.5
+    b = math.log(rate / (1 - rate)) - slope * float(np.mean(x)) if x.size else 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(slope * x + b)))
+        grad = float(np.sum(p - y))
+        hess = float(np.sum(p * (1 - p)))
+        if hess <= 0 or abs(grad) < 1e-10:
+            break
+        b -= grad / hess
+    return b
 
 
 class Calibrator:
@@ -39,9 +59,15 @@ class Calibrator:
         if self.method == "sigmoid":
             from sklearn.linear_model import LogisticRegression
 
+            x = _logit(proba)
+            target = np.asarray(y).astype(int)
             lr = LogisticRegression(C=1e4, max_iter=1000)
-            lr.fit(_logit(proba).reshape(-1, 1), np.asarray(y).astype(int))
+            lr.fit(x.reshape(-1, 1), target)
             self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+            if self.a_ < MIN_SLOPE:
+                # The slope's constrained optimum is on the boundary: a score that carries no
+                # (or inverted) signal on these folds gets the base rate, its order kept.
+                self.a_, self.b_ = MIN_SLOPE, _intercept_given_slope(x, target, MIN_SLOPE)
         elif self.method == "isotonic":
             from sklearn.isotonic import IsotonicRegression
 
