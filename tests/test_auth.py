@@ -267,3 +267,24 @@ def test_dashboard_security_headers(session_app: Flask) -> None:
     r = client.get("/mlops/")
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
+
+
+def test_html_drift_report_is_styled_under_the_dashboard_csp(client: Any) -> None:
+    from flask_mlops.monitoring.html import render_drift_html
+
+    drift_page = client.get("/mlops/drift", headers=READ_AUTH).get_data(as_text=True)
+    assert 'href="/mlops/reports/drift?model=diabetes"' in drift_page  # the dashboard links the report
+    r = client.get("/mlops/reports/drift?model=diabetes", headers=READ_AUTH)
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    policy = dict(d.strip().split(" ", 1) for d in r.headers["Content-Security-Policy"].split(";"))
+    assert policy["style-src"] == "'self'" and "unsafe-inline" not in r.headers["Content-Security-Policy"]
+    html = r.get_data(as_text=True)
+    assert "<style" not in html and not re.search(r"\sstyle\s*=", html)  # nothing the CSP would block
+    sheets = re.findall(r'<link rel="stylesheet" href="([^"]+)">', html)
+    assert sheets == ["/mlops/static/mlops-report.css"]  # same origin: allowed by style-src 'self'
+    with client.get(sheets[0]) as css:
+        assert css.status_code == 200 and css.mimetype == "text/css" and ".badge.critical" in css.get_data(as_text=True)
+    assert 'class="badge' in html and 'class="legend"' in html
+    # a saved copy carries the same CSS inline, to read offline
+    saved = render_drift_html({"status": "ok", "level": "warning", "features": {}})
+    assert ".badge.critical" in saved and "<link" not in saved and 'class="badge warning"' in saved

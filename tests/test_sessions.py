@@ -18,7 +18,7 @@ from flask_mlops.services.auth import SESSION_COOKIE
 from flask_mlops.store.base import utcnow
 from flask_mlops.store.sessions import DashboardSession
 
-from .conftest import AUTH, READ_TOKEN, TOKEN, base_config, build_app
+from .conftest import AUTH, READ_TOKEN, ROOT, TOKEN, base_config, build_app
 
 SECRET = "a-secret-key-for-the-tests"
 WRONG = {"Authorization": "Bearer wrong-token-0123456789"}
@@ -251,3 +251,46 @@ def test_audit_records_the_caller_not_the_request_body(session_app: Flask) -> No
     assert r.status_code == 200, r.json
     event = next(e for e in _history(client) if e["action"] == "rollback")
     assert event["actor"] == "handler:alice@example.org:admin"
+
+
+# -- make run: development credentials --------------------------------------------------------
+def _devsecrets(folder: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "example_app.devsecrets", str(folder)], cwd=ROOT, check=True,
+                   preexec_fn=lambda: os.umask(0o022))  # the usual umask: files would be world-readable
+
+
+def test_make_run_writes_private_development_credentials(tmp_path: Path) -> None:
+    import stat
+
+    recipe = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "-m example_app.devsecrets instance" in recipe
+    assert "MLOPS_SECRET_KEY=$${MLOPS_SECRET_KEY:-$$(cat instance/dev-secret-key)}" in recipe
+    folder = tmp_path / "instance"
+    _devsecrets(folder)
+    files = [folder / "dev-token", folder / "dev-secret-key"]
+    values = [f.read_text().strip() for f in files]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files) and all(len(v) >= 32 for v in values)
+    # a file an older `make run` left world-readable is tightened; values survive a restart
+    files[0].chmod(0o644)
+    _devsecrets(folder)
+    assert [stat.S_IMODE(f.stat().st_mode) for f in files] == [0o600, 0o600]
+    assert [f.read_text().strip() for f in files] == values
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_after_make_run_the_dashboard_login_works(served_instance: Path, gunicorn_factory: Callable[..., Any]) -> None:
+    """The example served as `make run` serves it, nothing else set: sign in with the token, see the overview."""
+    import requests
+
+    _devsecrets(served_instance)
+    token, secret = ((served_instance / name).read_text().strip() for name in ("dev-token", "dev-secret-key"))
+    server = gunicorn_factory(served_instance, workers=2, env={"MLOPS_API_TOKEN": token, "MLOPS_SECRET_KEY": secret})
+    with requests.Session() as browser:
+        r = browser.post(f"{server.url}/mlops/login", data={"token": token}, timeout=30)
+        assert r.status_code == 200 and r.url == f"{server.url}/mlops/" and "<h1>Overview</h1>" in r.text
+        assert browser.get(f"{server.url}/mlops/models", timeout=30).status_code == 200  # either worker knows the session

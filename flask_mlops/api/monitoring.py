@@ -11,11 +11,11 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from flask import Response, jsonify
+from flask import Response, jsonify, url_for
 from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
-from ..monitoring.html import render_drift_html
+from ..monitoring.html import STYLESHEET, render_drift_html
 from ..services import monitoring as service
 from ..services.auth import audit_actor
 from ..services.feedback import record_feedback
@@ -372,6 +372,6 @@ def drift_report_page(query: DriftReportQuery) -> Any:
             window = service.WindowSpec(window.model, window.version, last=10_000)
         report = service.drift(state, window, persist=False).to_dict()
         title = f"Drift report: {spec.name}"
-    html = render_drift_html(report, title=title)
+    html = render_drift_html(report, title=title, stylesheet=url_for("mlops.static", filename=STYLESHEET))  # CSP: style-src 'self'
     return Response(html, mimetype="text/html", headers={"Cache-Control": "no-store"})
 

@@ -220,14 +220,7 @@ def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
         "live": guarded("drift", lambda: _live(state, name, version)),
         "runs": guarded("drift runs", lambda: drift_runs(state, name)),
         "psi_thresholds": list(state.config.drift_psi_thresholds),
-        "report_url": _report_url(state, name),
     }
-
-
-def _report_url(state: MLOpsState, model: str) -> str | None:
-    """The HTML drift report, when the monitoring module has written one."""
-    report = state.log_dir / "reports" / f"drift-{model}.html"
-    return "reports/" + report.name if report.exists() else None
 
 
 def models_page(state: MLOpsState) -> list[dict[str, Any]]:

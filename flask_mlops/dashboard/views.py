@@ -11,7 +11,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import redirect, render_template, request, send_from_directory, url_for
+from flask import redirect, render_template, request, url_for
 from pydantic import BaseModel, Field
 from werkzeug.wrappers import Response
 
@@ -97,12 +97,6 @@ def experiments() -> Any:
 def jobs() -> Any:
     """Scheduled jobs: schedule, next and last run, the scheduler lease."""
     return page("jobs.html", "jobs", panel=data.jobs_page(get_state()))
-
-
-@route("/reports/<path:filename>", api=False, summary="Dashboard: an HTML report")
-def report(filename: str) -> Any:
-    """An HTML report written by monitoring (drift report) under MLOPS_LOG_DIR/reports."""
-    return send_from_directory(get_state().log_dir / "reports", filename)
 
 
 # -- admin buttons --------------------------------------------------------------------------------

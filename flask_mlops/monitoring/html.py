@@ -1,28 +1,28 @@
 """The HTML drift report: per-feature reference-vs-current histograms (inline SVG) and scores.
 
-One self-contained page — inline CSS and SVG, no script, no external URL — so it reads
-offline, attached to a ticket or opened from `logs/drift_reports/`.
+No script, no external URL, no `style` attribute. Served by the API under the dashboard's
+Content-Security-Policy (`style-src 'self'`), the page links the package stylesheet
+(`dashboard/static/mlops-report.css`); a saved copy (`logs/reports/`) inlines the same CSS,
+so it reads offline, attached to a ticket.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from html import escape
+from importlib import resources
 from typing import Any
 
-COLOURS = {"ok": "#2e7d32", "monitor": "#1565c0", "warning": "#ef6c00", "critical": "#c62828", None: "#616161"}
-REF, CUR = "#90a4ae", "#1e88e5"
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121;max-width:1100px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0}
-.meta{color:#616161;font-size:13px;margin-bottom:16px}
-.badge{display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
-.card{border:1px solid #e0e0e0;border-radius:8px;padding:12px 16px;margin:12px 0}
-.head{display:flex;gap:12px;align-items:center;flex-wrap:wrap}
-table{border-collapse:collapse;font-size:13px}td,th{padding:2px 10px 2px 0;text-align:left}
-.why{font-size:13px;color:#424242;margin:6px 0}
-.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
-"""
+LEVELS = ("ok", "monitor", "warning", "critical")
+REF, CUR = "#90a4ae", "#1e88e5"  # the bars' fills (SVG presentation attributes, which CSP allows)
+STYLESHEET = "mlops-report.css"
+
+
+@functools.cache
+def report_css() -> str:
+    """The stylesheet, for a self-contained copy of the page."""
+    return (resources.files("flask_mlops") / "dashboard" / "static" / STYLESHEET).read_text(encoding="utf-8")
 
 
 def _fmt(value: Any) -> str:
@@ -34,7 +34,8 @@ def _fmt(value: Any) -> str:
 
 
 def _badge(level: str | None) -> str:
-    return f'<span class="badge" style="background:{COLOURS.get(level, COLOURS[None])}">{escape(str(level or "n/a"))}</span>'
+    kind = f" {level}" if level in LEVELS else ""
+    return f'<span class="badge{kind}">{escape(str(level or "n/a"))}</span>'
 
 
 def histogram_svg(labels: list[str], reference: list[float], current: list[float], *, width: int = 520, height: int = 170) -> str:
@@ -89,15 +90,19 @@ def _feature_card(name: str, f: Mapping[str, Any]) -> str:
     )
 
 
-def render_drift_html(report: Mapping[str, Any], *, title: str = "Drift report") -> str:
-    """The page for one drift report (the dict of `DriftReport.to_dict()`)."""
+def render_drift_html(report: Mapping[str, Any], *, title: str = "Drift report", stylesheet: str | None = None) -> str:
+    """The page for one drift report (the dict of `DriftReport.to_dict()`).
+
+    `stylesheet` is the URL of `mlops-report.css` for a served page; without it the CSS is
+    inlined (a self-contained file).
+    """
     window = report.get("window") or {}
     meta = ", ".join(f"{k}={v}" for k, v in window.items() if v is not None)
     body = [
         f"<h1>{escape(title)} {_badge(report.get('level'))}</h1>",
         f'<div class="meta">{escape(meta)}</div>',
         f"<p>{escape(str(report.get('message', '')))}</p>",
-        f'<div class="legend">bins: <span style="background:{REF}"></span>reference <span style="background:{CUR}"></span>current</div>',
+        '<div class="legend">bins: <span class="ref"></span>reference <span class="cur"></span>current</div>',
     ]
     if report.get("status") != "ok":
         body.append(f"<p><strong>{escape(str(report.get('status')))}</strong></p>")
@@ -106,9 +111,10 @@ def render_drift_html(report: Mapping[str, Any], *, title: str = "Drift report")
     prediction = report.get("prediction")
     if prediction:
         body.append(_feature_card(f"prediction ({prediction.get('name')})", prediction))
+    style = f'<link rel="stylesheet" href="{escape(stylesheet)}">' if stylesheet else f"<style>{report_css()}</style>"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+        f"<title>{escape(title)}</title>{style}</head><body>{''.join(body)}</body></html>"
     )
 
 
