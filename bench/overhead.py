@@ -45,7 +45,7 @@ def prepare_instance(folder: Path) -> None:
     df = pd.read_csv(ROOT / "data" / "diabetes.csv")
     X, y = df[list(ROW)].to_numpy(float), df["Outcome"].to_numpy()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
-    mlops.register("diabetes", model, app=app, promote=True)
+    mlops.register("diabetes", model, app=app, promote=True, force=True)
     return app
 
 

@@ -141,6 +141,15 @@ def _models(key: str, value: Any) -> tuple[ModelSpec, ...]:
         raise ConfigError(f"{key}: {exc}") from exc
 
 
+def _unit_key(key: str, value: Any) -> str:
+    """`body:<field>`, `header:<Name>` or `query:<name>`."""
+    text = _str(key, value) or ""
+    source, sep, name = text.partition(":")
+    if not sep or source not in ("body", "header", "query") or not name.strip():
+        raise ConfigError(f"{key} must be 'body:<field>', 'header:<Name>' or 'query:<name>', got {value!r}")
+    return f"{source}:{name.strip()}"
+
+
 def _key(default: Any, doc: str, parse: Parser = _str) -> Any:
     metadata = {"doc": doc, "parse": parse}
     if isinstance(default, Mapping):  # dataclasses refuse mapping defaults: hand out frozen copies
@@ -169,6 +178,11 @@ class MLOpsConfig:
     # serving
     reload_interval: float = _key(5.0, "Seconds between checks for a new production version in each worker (0 = never).", _number(float, 0, 3600))
     load_on_start: bool = _key(True, "Load production models into memory in init_app (else on first use).", _bool)
+    unit_key: str = _key(
+        "body:user_id",
+        "Where a request's unit id (A/B assignment) comes from: body:<field> (taken out of the body before validation), header:<Name> or query:<name>.",
+        _unit_key,
+    )
     device: str = _key("auto", "Training device: auto (CUDA when present), cpu or cuda.", _choice("auto", "cpu", "cuda"))
     # prediction log
     log_sample_rate: float = _key(1.0, "Share of tracked requests written to the log (decided by a hash of the prediction id).", _number(float, 0.0, 1.0))

@@ -21,7 +21,7 @@ from .api import bp
 from .cli import load_commands
 from .config import load_config
 from .monitoring.drift import DriftThresholds
-from .services import lifecycle, registry, serving, tracking
+from .services import lifecycle, serving, tracking
 from .services.ratelimit import install as install_limiter
 from .services.scheduler import install as install_scheduler
 from .services.serving import Prediction
@@ -116,8 +116,9 @@ class MLOps:
         return serving.predict(get_state(app), name, features, unit_id=unit_id)
 
     def register(self, name: str, estimator: Any, *, app: Flask | None = None, **kwargs: Any) -> Any:
-        """Register a fitted estimator as a new version (see registry.register)."""
-        return registry.register(get_state(app), name, estimator, **kwargs)
+        """Register a fitted estimator as a new version; `promote=True` promotes it through the
+        gates (see lifecycle.register_model and registry.register)."""
+        return lifecycle.register_model(get_state(app), name, estimator, **kwargs)
 
     def train(self, name: str, data: Any = None, *, target: str | None = None, app: Flask | None = None, **kwargs: Any) -> Any:
         """Train (CV + selection), register and (if it passes the gates) promote a model."""

@@ -34,6 +34,8 @@ class ModelSpec:
     data: str | None = None
     positive_label: Any = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the estimator's `classes_` (plain Python values), known once a version is registered
+    classes: tuple[Any, ...] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -46,7 +48,16 @@ class ModelSpec:
         raise KeyError(name)
 
 
-def _feature(name: str, raw: Any) -> FeatureSpec:
+def plain_name(name: Any) -> str:
+    """A feature or model name as a plain `str`: numpy.str_ and pandas' str subclasses break
+    JSON encoders (orjson refuses str subclasses as keys) and compare oddly across processes."""
+    if not isinstance(name, str):
+        raise ValueError(f"feature names must be strings, got {name!r} ({type(name).__name__})")
+    return str.__str__(name) if type(name) is not str else name
+
+
+def _feature(name: Any, raw: Any) -> FeatureSpec:
+    name = plain_name(name)
     if raw is None or isinstance(raw, str):
         raw = {"type": raw or "numeric"}
     if not isinstance(raw, Mapping):
@@ -60,7 +71,7 @@ def _feature(name: str, raw: Any) -> FeatureSpec:
         type=ftype,
         min=None if raw.get("min") is None else float(raw["min"]),
         max=None if raw.get("max") is None else float(raw["max"]),
-        categories=None if cats is None else tuple(str(c) for c in cats),
+        categories=None if cats is None else tuple(str.__str__(str(c)) for c in cats),
         required=bool(raw.get("required", True)),
     )
 
@@ -75,6 +86,7 @@ def parse_models(raw: Any) -> tuple[ModelSpec, ...]:
         raise ValueError("expected a mapping {name: spec} or a list of specs")
     specs = []
     for name, spec in items:
+        name = str.__str__(name) if isinstance(name, str) else name
         if not isinstance(name, str) or not name or not name.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"model name must be a non-empty identifier-like string, got {name!r}")
         if not isinstance(spec, Mapping):
@@ -87,6 +99,8 @@ def parse_models(raw: Any) -> tuple[ModelSpec, ...]:
             features = tuple(_feature(n, f) for n, f in feats.items())
         elif isinstance(feats, (list, tuple)) and feats:
             features = tuple(_feature(n, None) if isinstance(n, str) else _feature(n["name"], n) for n in feats)
+        elif feats is not None and hasattr(feats, "__len__") and hasattr(feats, "tolist") and len(feats):
+            features = tuple(_feature(n, None) for n in feats.tolist())  # a numpy/pandas array of names
         else:
             raise ValueError(f"model {name!r}: 'features' must list the input features")
         known = {"name", "task", "features", "target", "data", "positive_label"}
@@ -151,3 +165,127 @@ def validate_row(spec: ModelSpec, payload: Any, *, allow_extra: frozenset[str] =
         first = next(iter(problems))
         raise ValidationError(f"invalid feature {first!r}: {problems[first]}", details={"fields": problems})
     return clean
+
+
+# -- specs stored with a registered version --------------------------------------------------
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """The JSON form stored with a version (`mlops_model_versions.spec`)."""
+    return {
+        "task": spec.task,
+        "features": [
+            {k: v for k, v in (("name", f.name), ("type", f.type), ("min", f.min), ("max", f.max),
+                               ("categories", None if f.categories is None else list(f.categories)),
+                               ("required", f.required)) if v is not None}
+            for f in spec.features
+        ],
+        "target": spec.target,
+        "positive_label": spec.positive_label,
+        "classes": None if spec.classes is None else list(spec.classes),
+    }
+
+
+def spec_from_dict(name: str, data: Mapping[str, Any]) -> ModelSpec:
+    """Inverse of `spec_to_dict`."""
+    classes = data.get("classes")
+    return ModelSpec(
+        name=name,
+        features=tuple(_feature(f["name"], f) for f in data["features"]),
+        task=str(data.get("task") or "classification"),
+        target=data.get("target"),
+        positive_label=data.get("positive_label", 1),
+        classes=None if classes is None else tuple(classes),
+    )
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return str.__str__(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def estimator_classes(estimator: Any) -> tuple[Any, ...] | None:
+    """The estimator's `classes_` as plain Python values (None for a regressor)."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        return None
+    return tuple(_plain_value(c) for c in list(classes))
+
+
+def estimator_task(estimator: Any) -> str:
+    """classification when the estimator has classes (or says it is a classifier), else regression."""
+    if getattr(estimator, "classes_", None) is not None:
+        return "classification"
+    try:
+        from sklearn.base import is_classifier
+
+        return "classification" if is_classifier(estimator) else "regression"
+    except Exception:  # not a scikit-learn estimator: its own word, else regression
+        return "classification" if getattr(estimator, "_estimator_type", None) == "classifier" else "regression"
+
+
+def _column_feature(name: str, values: Any) -> FeatureSpec:
+    """numeric when the column's values are numbers, else categorical with the categories seen."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    kind = getattr(getattr(values, "dtype", None), "kind", arr.dtype.kind)
+    if kind in "biuf" and arr.dtype.kind in "biuf":
+        return FeatureSpec(name=name)
+    seen = [v for v in arr.tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if seen and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen):
+        return FeatureSpec(name=name)
+    categories = sorted({str(_plain_value(v)) for v in seen})
+    return FeatureSpec(name=name, type="categorical", categories=tuple(categories))
+
+
+def infer_spec(
+    name: str,
+    reference: Any,
+    estimator: Any,
+    *,
+    features: Any = None,
+    task: str | None = None,
+    target: str | None = None,
+) -> ModelSpec:
+    """The spec of an undeclared model, from the rows it was trained on.
+
+    `reference` is a DataFrame (its columns, or the estimator's `feature_names_in_` when it
+    has them) or a 2-D array with `features` naming its columns. A column of numbers is
+    numeric; any other column is categorical, its categories those seen. The task comes
+    from the estimator (classes -> classification) unless given; ranges are not inferred
+    (declare the model in `MLOPS_MODELS` to add them).
+    """
+
+    fitted = getattr(estimator, "feature_names_in_", None)
+    names: list[str]
+    if hasattr(reference, "columns"):
+        columns = [plain_name(c) if isinstance(c, str) else c for c in reference.columns]
+        wanted = features if features is not None else fitted if fitted is not None else columns
+        names = [plain_name(n) for n in list(wanted)]
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise ValidationError(f"the reference data lacks the model's features: {', '.join(missing)}", details={"missing": missing})
+        frame_columns = dict(zip(columns, reference.columns, strict=False))
+        feats = tuple(_column_feature(n, reference[frame_columns[n]].to_numpy()) for n in names)
+    else:
+        import numpy as np
+
+        matrix = np.asarray(reference)
+        wanted = features if features is not None else fitted
+        if wanted is None:
+            raise ValidationError(
+                f"model {name!r} is not declared in MLOPS_MODELS: pass reference= as a DataFrame "
+                "(or an array with features=[names]) so its features can be inferred"
+            )
+        names = [plain_name(n) for n in list(wanted)]
+        if matrix.ndim != 2 or matrix.shape[1] != len(names):
+            raise ValidationError(f"reference data must have {len(names)} columns ({', '.join(names)}), got shape {matrix.shape}")
+        feats = tuple(_column_feature(n, matrix[:, i]) for i, n in enumerate(names))
+    if len(set(names)) != len(names):
+        raise ValidationError("feature names must be unique", details={"features": names})
+    kind = task or estimator_task(estimator)
+    if kind not in TASKS:
+        raise ValidationError(f"task must be one of {TASKS}, got {kind!r}")
+    classes = estimator_classes(estimator)
+    positive = classes[-1] if classes is not None and len(classes) == 2 else 1
+    return ModelSpec(name=name, features=feats, task=kind, target=target, positive_label=positive, classes=classes)

@@ -15,6 +15,7 @@ from flask import Flask
 from sqlalchemy import inspect, select
 
 from flask_mlops.extension import get_state
+from flask_mlops.services.lifecycle import register_model
 from flask_mlops.services.registry import alias_version, list_versions, register, set_alias
 from flask_mlops.store import Base
 from flask_mlops.store.models import AuditEvent
@@ -45,7 +46,7 @@ def test_registry_audit_and_serving(instance: Path, tmp_path: Path, db_url: str)
     app = _app(instance, tmp_path, db_url)
     state = get_state(app)
     reference = diabetes_frame()[FEATURE_NAMES]
-    v1 = register(state, "diabetes", quick_model(), reference=reference, threshold=0.5, promote=True, actor="alice", reason="first")
+    v1 = register_model(state, "diabetes", quick_model(), reference=reference, threshold=0.5, promote=True, force=True, actor="alice", reason="first")
     v2 = register(state, "diabetes", quick_model(seed=1), threshold=0.5, actor="bob")
     previous = set_alias(state, "diabetes", "production", v2.version, actor="bob", reason="better", action="promote")
     assert previous == v1.version and alias_version(state, "diabetes") == v2.version
@@ -100,7 +101,7 @@ def _mlflow_on_postgresql(app: Flask, state: Any, pg_url: str) -> None:
     import mlflow
     from sqlalchemy import create_engine, text
 
-    info = register(state, "diabetes", quick_model(), reference=diabetes_frame()[FEATURE_NAMES], threshold=0.5, promote=True)
+    info = register_model(state, "diabetes", quick_model(), reference=diabetes_frame()[FEATURE_NAMES], threshold=0.5, promote=True, force=True)
     assert info.version == 1 and info.aliases == ("production",)
     client = mlflow.MlflowClient(tracking_uri=pg_url, registry_uri=pg_url)
     assert str(client.get_model_version_by_alias("diabetes", "production").version) == "1"

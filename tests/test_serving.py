@@ -67,7 +67,7 @@ def test_promote_swaps_the_served_version_without_restart(served_app: Flask) -> 
 def test_threshold_recorded_at_registration_is_used(served_app: Flask) -> None:
     state = get_state(served_app)
     mlops = served_app.extensions["test_mlops"]
-    info = mlops.register("diabetes", quick_model(), app=served_app, threshold=0.999, promote=True)
+    info = mlops.register("diabetes", quick_model(), app=served_app, threshold=0.999, promote=True, force=True)
     result = mlops.predict("diabetes", SAMPLE_ROW, app=served_app)
     assert result.version == info.version and result.probability is not None
     assert result.prediction == (1 if result.probability >= 0.999 else 0) == 0

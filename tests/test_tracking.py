@@ -14,7 +14,7 @@ from flask import Flask, abort, jsonify, request
 from flask_mlops import get_state
 from flask_mlops.store.predictions import read_records
 
-from .conftest import FEATURE_NAMES, SAMPLE_ROW, base_config, build_app
+from .conftest import AUTH, FEATURE_NAMES, SAMPLE_ROW, base_config, build_app
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -125,17 +125,30 @@ def test_sampling_is_deterministic_by_prediction_id(served_instance: Path, tmp_p
 
 
 def test_unserialisable_features_never_lose_the_record(served_instance: Path, tmp_path: Path) -> None:
+    """What can be converted is (numpy scalars and names, Decimal, huge ints); what cannot is
+    logged as null, named in `features_error` and counted, and the rest of the row is kept."""
+    from decimal import Decimal
+
+    import numpy as np
+
     app = build_app(served_instance, base_config(tmp_path))
     mlops = app.extensions["test_mlops"]
+    odd_value = object()
 
     @app.post("/odd")
-    @mlops.track("diabetes", features=lambda: {"big": 10**40})
+    @mlops.track(
+        "diabetes",
+        features=lambda: {np.str_("Glucose"): np.float32(1.5), "n": np.int64(3), "d": Decimal("2.5"), "big": 10**40, "obj": odd_value},
+    )
     def odd() -> Any:
         return jsonify(prediction=0)
 
     assert app.test_client().post("/odd", json={}).status_code == 200
     (rec,) = records(app)
-    assert rec["features"] is None and "not serialisable" in rec["error"]
+    assert rec["features"] == {"Glucose": 1.5, "n": 3, "d": 2.5, "big": 1e40, "obj": None}
+    assert rec["features_error"] == "not JSON-serialisable, logged as null: 1 x object"
+    metrics = app.test_client().get("/mlops/metrics", headers=AUTH).get_data(as_text=True)
+    assert 'mlops_log_unserialisable_features_total{cause="object",model="diabetes"} 1.0' in metrics
 
 
 def test_log_lines_are_single_json_objects(client: Any, served_app: Flask) -> None:

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field
 from ..errors import ValidationError
 from ..services import experiments as core
 from ..services.auth import audit_actor, reason_with_note
+from ..services.catalog import model_names
 from ..services.state import get_state
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
@@ -183,7 +184,7 @@ CONFLICT = {409: ErrorBody}
 
 # -- routes ------------------------------------------------------------------------------------
 def _model(name: str | None) -> str:
-    names = get_state().config.model_names
+    names = model_names(get_state())
     if name is None:
         if len(names) != 1:
             raise ValidationError("model is required", details={"fields": {"model": "missing"}, "known_models": names})

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import jsonify
 
+from ..services.catalog import model_names
 from ..services.state import get_state
 from .blueprint import route
 from .schemas import HealthOut
@@ -17,7 +18,7 @@ def health() -> Any:
     """Public liveness for load balancers: can each model serve? (no logged data)"""
     state = get_state()
     versions = state.models.production_versions()
-    models = {name: {"production_version": versions.get(name)} for name in state.config.model_names}
+    models = {name: {"production_version": versions.get(name)} for name in model_names(state)}
     ready = all(v["production_version"] is not None for v in models.values())
     return jsonify(
         {

@@ -11,6 +11,7 @@ from pydantic import Field
 from ..errors import ValidationError
 from ..services import lifecycle
 from ..services.auth import audit_actor
+from ..services.catalog import model_names, model_spec
 from ..services.registry import alias_version, list_versions
 from ..services.serving import PRODUCTION
 from ..services.state import get_state
@@ -134,14 +135,14 @@ def _model_dict(state: Any, name: str) -> dict[str, Any]:
 def list_models() -> Any:
     """Every declared model with its versions (newest first), aliases, status, semver and metrics."""
     state = get_state()
-    return jsonify({"models": [_model_dict(state, name) for name in state.config.model_names]})
+    return jsonify({"models": [_model_dict(state, name) for name in model_names(state)]})
 
 
 @route("/models/<name>", response_model=ModelOut, tags=("models",))
 def get_model(name: str) -> Any:
     """One model's versions and its production version."""
     state = get_state()
-    state.config.model(name)
+    model_spec(state, name)
     return jsonify(_model_dict(state, name))
 
 
@@ -150,7 +151,7 @@ def get_model(name: str) -> Any:
 def promote_model(name: str, body: PromoteBody) -> Any:
     """Point production at a version if it passes the promotion gates (422 with every check otherwise)."""
     state = get_state()
-    state.config.model(name)
+    model_spec(state, name)
     return jsonify(lifecycle.promote(state, name, body.version, actor=audit_actor(), reason=body.reason, force=body.force))
 
 
@@ -159,7 +160,7 @@ def promote_model(name: str, body: PromoteBody) -> Any:
 def rollback_model(name: str, body: RollbackBody) -> Any:
     """Production back to the previous production version, or to `version`."""
     state = get_state()
-    state.config.model(name)
+    model_spec(state, name)
     return jsonify(lifecycle.rollback(state, name, body.version, actor=audit_actor(), reason=body.reason))
 
 
@@ -168,7 +169,7 @@ def rollback_model(name: str, body: RollbackBody) -> Any:
 def archive_model(name: str, body: ArchiveBody) -> Any:
     """Archive a version that is not in production (its other aliases are removed)."""
     state = get_state()
-    state.config.model(name)
+    model_spec(state, name)
     return jsonify(lifecycle.archive(state, name, body.version, actor=audit_actor(), reason=body.reason))
 
 
@@ -176,7 +177,7 @@ def archive_model(name: str, body: ArchiveBody) -> Any:
 def model_history(name: str, query: HistoryQuery) -> Any:
     """Audit events (who, what, when, why), newest first; with `at`, the version in production then."""
     state = get_state()
-    state.config.model(name)
+    model_spec(state, name)
 
     def moment(key: str, value: Any) -> datetime | None:
         if value in (None, ""):

@@ -11,6 +11,7 @@ from pydantic import Field
 from ..errors import ValidationError
 from ..services import retraining
 from ..services.auth import audit_actor
+from ..services.catalog import model_names, model_spec
 from ..services.state import get_state
 from .blueprint import route
 from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
@@ -85,12 +86,12 @@ class RunsOut(APIModel):
 
 
 def _model(state: Any, name: str | None) -> str:
-    names = state.config.model_names
+    names = model_names(state)
     if name is None:
         if len(names) != 1:
             raise ValidationError("model is required when more than one model is declared", details={"known_models": names})
         return str(names[0])
-    state.config.model(name)
+    model_spec(state, name)
     return name
 
 
@@ -128,7 +129,7 @@ def retrain_runs(query: RunsQuery) -> Any:
     """Recent retraining runs, newest first."""
     state = get_state()
     if query.model is not None:
-        state.config.model(query.model)
+        model_spec(state, query.model)
     return jsonify({"runs": retraining.list_runs(state, model=query.model, limit=query.limit)})
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..services.catalog import model_names, model_spec
 from ..services.lifecycle import train_and_register
 from ..services.registry import alias_version, list_versions
 from ..services.state import get_state
@@ -34,7 +35,7 @@ def train(name: str, data_path: Path | None, target: str | None, promote: bool, 
     from ..training import format_comparison  # scikit-learn: only for this command, not at app start-up
 
     state = get_state()
-    state.config.model(name)
+    model_spec(state, name)
     if if_missing and alias_version(state, name) is not None:
         click.echo(f"{name}: production is v{alias_version(state, name)}; nothing to do (--if-missing)")
         return
@@ -58,14 +59,14 @@ def train(name: str, data_path: Path | None, target: str | None, promote: bool, 
 def versions(name: str | None) -> None:
     """List registered versions with their aliases and key metrics."""
     state = get_state()
-    for model in [name] if name else state.config.model_names:
+    for model in [name] if name else model_names(state):
         click.echo(f"{model}:")
         rows = [
             {
                 "version": v.version,
                 "aliases": v.aliases,
                 "status": v.status,
-                **{m: v.metrics.get(m) for m in task_for(state.config.model(model).task, recorded=(v.tags or {}).get("task")).compare},
+                **{m: v.metrics.get(m) for m in task_for(model_spec(state, model).task, recorded=(v.tags or {}).get("task")).compare},
                 "created": v.created_at,
             }
             for v in list_versions(state, model)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..services import lifecycle, retraining
+from ..services.catalog import model_names, model_spec
 from ..services.state import get_state
 from .group import cli, echo_table, mlops_errors
 
@@ -16,10 +17,11 @@ from .group import cli, echo_table, mlops_errors
 def _one_model(name: str | None) -> str:
     state = get_state()
     if name is None:
-        if len(state.config.model_names) != 1:
-            raise click.UsageError(f"--name is required; declared models: {', '.join(state.config.model_names)}")
-        return state.config.model_names[0]
-    state.config.model(name)
+        names = model_names(state)
+        if len(names) != 1:
+            raise click.UsageError(f"--name is required; models: {', '.join(names)}")
+        return names[0]
+    model_spec(state, name)
     return name
 
 

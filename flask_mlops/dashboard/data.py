@@ -20,6 +20,7 @@ from sqlalchemy import select
 from ..errors import UnprocessableError
 from ..monitoring import DriftCalculator, operational_metrics
 from ..monitoring.health import Component, assess_health, operational_components
+from ..services.catalog import model_names
 from ..services.monitoring import WindowSpec
 from ..services.registry import alias_version, list_versions, version_profile
 from ..store.models import AuditEvent
@@ -171,7 +172,7 @@ def health(state: MLOpsState, drift: dict[str, Any] | None, window: list[dict[st
 
 # -- pages ------------------------------------------------------------------------------------------
 def overview(state: MLOpsState) -> list[dict[str, Any]]:
-    return [_model_overview(state, name) for name in state.config.model_names]
+    return [_model_overview(state, name) for name in model_names(state)]
 
 
 def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
@@ -209,7 +210,7 @@ def _live(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
 
 
 def drift_page(state: MLOpsState) -> list[dict[str, Any]]:
-    return [_model_drift(state, name) for name in state.config.model_names]
+    return [_model_drift(state, name) for name in model_names(state)]
 
 
 def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
@@ -224,7 +225,7 @@ def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
 
 
 def models_page(state: MLOpsState) -> list[dict[str, Any]]:
-    return [_model_versions(state, name) for name in state.config.model_names]
+    return [_model_versions(state, name) for name in model_names(state)]
 
 
 def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:

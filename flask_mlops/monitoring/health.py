@@ -96,6 +96,21 @@ def operational_components(ops: OperationalMetrics) -> list[Component]:
     return out
 
 
+def logging_component(n_records: int, n_incomplete: int, cause: str | None) -> Component:
+    """Records written with (some) features as null because they were not JSON-serialisable:
+    drift then sees missing values, so health names the cause instead of blaming the data."""
+    if n_records == 0 or n_incomplete == 0:
+        return Component("features_logged", "ok" if n_records else None, "every record carried its features")
+    share = n_incomplete / n_records
+    return Component(
+        "features_logged",
+        "critical" if share >= 0.5 else "warning",
+        f"{n_incomplete} of {n_records} records logged without some features ({cause}); "
+        "return plain numbers and strings from the view's features (see @mlops.track)",
+        share,
+    )
+
+
 def health_of(
     *, drift: DriftReport | None = None, decay: Decay | None = None, operational: OperationalMetrics | None = None
 ) -> Health:
@@ -185,6 +200,7 @@ __all__ = [
     "decide_alert",
     "drift_component",
     "health_of",
+    "logging_component",
     "operational_components",
     "plan_alerts",
 ]

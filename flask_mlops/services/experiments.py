@@ -33,6 +33,7 @@ from ..store.feedback import Feedback
 from ..store.models import AuditEvent, ModelVersion
 from ..store.predictions import read_records
 from .alerts import post_webhook
+from .catalog import model_spec
 from .metrics import record_rollout
 from .registry import alias_version, get_version, set_alias
 from .serving import PRODUCTION
@@ -94,7 +95,7 @@ def create_experiment(
     kind: str = "experiment",
 ) -> dict[str, Any]:
     """Start an experiment of `treatment_version` against production (or `control_version`)."""
-    state.config.model(model)
+    model_spec(state, model)
     if not 0 <= share <= 1 or (kind == "experiment" and not 0 < share < 1):
         raise ValidationError("share must be strictly between 0 and 1 for an experiment", details={"share": share})
     control = control_version if control_version is not None else alias_version(state, model)

@@ -26,6 +26,7 @@ from ..errors import ConflictError, NotFoundError, UnprocessableError, Validatio
 from ..store.models import Alias, AuditEvent, ModelVersion
 from ..store.retraining import ModelHoldout, ensure_tables
 from ..tasks import Task, higher_is_better, task_for
+from .catalog import model_spec, version_spec
 from .registry import VersionInfo, _jsonable, alias_version, get_version, list_versions, mlflow_session, register, set_alias
 from .serving import PRODUCTION, load_version
 
@@ -82,7 +83,7 @@ GATE_OPTIONS = ("no_worse_than_production", "compare", "tolerance")
 
 def version_task(state: MLOpsState, name: str, version: int | None = None, info: VersionInfo | None = None) -> Task:
     """The Task of a version: the kind recorded at registration, else what the declaration says."""
-    spec = state.config.model(name)
+    spec = model_spec(state, name)
     if info is None and version is not None:
         info = get_version(state, name, version)
     recorded = (info.tags or {}).get("task") if info is not None else None
@@ -108,7 +109,7 @@ def effective_gates(state: MLOpsState, name: str, task: Task, override: Mapping[
                 gates[key] = value
             else:
                 notes.append(f"MLOPS_PROMOTION_GATES {key!r} does not apply to {task.kind} models")
-    gates.update(state.config.model(name).extra.get("gates") or {})
+    gates.update(model_spec(state, name).extra.get("gates") or {})
     gates.update(override or {})
     gates.setdefault("no_worse_than_production", True)
     if not gates.get("compare"):
@@ -122,7 +123,9 @@ def holdout_metrics(state: MLOpsState, name: str, version: int, X: np.ndarray, y
 
     served = load_version(state, name, version)
     task = version_task(state, name, version)
-    return score_estimator(task.kind, served.estimator, X, y, threshold=served.threshold, positive=state.config.model(name).positive_label)
+    rows = served.adapter.many(X) if served.adapter is not None else X  # a frame for estimators fitted on one
+    positive = served.spec.positive_label if served.spec is not None else 1
+    return score_estimator(task.kind, served.estimator, rows, y, threshold=served.threshold, positive=positive)
 
 
 def _gate_check(metric: str, threshold: Any, metrics: Mapping[str, Any], task: Task) -> GateCheck:
@@ -204,8 +207,13 @@ def promote(
     reason: str | None = None,
     force: bool = False,
     gates: Mapping[str, Any] | None = None,
+    registering: bool = False,
 ) -> dict[str, Any]:
-    """Point production at `version` if it passes the gates (or `force`); audit either way."""
+    """Point production at `version` if it passes the gates (or `force`); audit either way.
+
+    `registering`: called by `register(..., promote=True)`; a gate failure then says that
+    the version is registered and how to get it into production.
+    """
     info = get_version(state, name, version)
     if info.status == ARCHIVED and not force:
         raise ConflictError(f"{name} v{version} is archived; pass force to promote it anyway", details={"version": version})
@@ -217,8 +225,15 @@ def promote(
     result = check_gates(state, name, version, gates=gates)
     if not result.passed and not force:
         _audit(state, name, "promote_rejected", version, current, actor, reason, {"gates": result.to_dict()})
+        message = f"{name} v{version} not promoted: {result.summary()}"
+        if registering:
+            message = (
+                f"{name} v{version} is registered but not in production: {result.summary()}. The promotion gates "
+                "(MLOPS_PROMOTION_GATES) judge the metrics given at registration: pass metrics={...} measured on "
+                "rows the model did not see (e.g. accuracy, roc_auc, f1), or force=True to promote without gates"
+            )
         raise GateFailed(
-            f"{name} v{version} not promoted: {result.summary()}",
+            message,
             details={"model": name, "version": version, "production": current, **result.to_dict()},
         )
     details = {"gates": result.to_dict(), "forced": bool(force and not result.passed)}
@@ -239,6 +254,9 @@ def ensure_loadable(state: MLOpsState, name: str, version: int) -> None:
             f"{name} v{version} cannot be loaded, so it cannot serve: {exc}",
             details={"model": name, "version": version, "reason": f"{type(exc).__name__}: {exc}"},
         ) from exc
+
+
+_promote = promote  # for register_model, whose `promote` argument shadows the function
 
 
 def production_stack(state: MLOpsState, name: str) -> list[int]:
@@ -327,7 +345,7 @@ def history(
     state: MLOpsState, name: str, *, since: datetime | None = None, until: datetime | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Audit events of a model, newest first: who did what, when and why."""
-    state.config.model(name)
+    model_spec(state, name)
     rows = _events(state, name, since, until)[::-1]
     if limit is not None:
         rows = rows[:limit]
@@ -412,6 +430,28 @@ def lineage_tags(state: MLOpsState, name: str, result: TrainingResult, *, trigge
     return tags
 
 
+def register_model(
+    state: MLOpsState,
+    name: str,
+    estimator: Any,
+    *,
+    promote: bool = False,
+    force: bool = False,
+    actor: str = "system",
+    reason: str | None = None,
+    **kwargs: Any,
+) -> VersionInfo:
+    """`mlops.register`: register a fitted estimator (see `registry.register`), and with
+    `promote=True` put it in production through the promotion gates, judged on the `metrics`
+    given (a failure raises `GateFailed` saying so and leaves the version registered);
+    `force=True` promotes without the gates (audited as forced)."""
+    info = register(state, name, estimator, actor=actor, reason=reason, **kwargs)
+    if promote:
+        _promote(state, info.model, info.version, actor=actor, reason=reason or "registered and promoted", force=force, registering=True)
+        info = get_version(state, info.model, info.version)
+    return info
+
+
 def register_result(
     state: MLOpsState,
     name: str,
@@ -443,7 +483,6 @@ def register_result(
         tags=tags,
         artifacts=result.artifacts,
         semver=semver,
-        promote=False,
         actor=actor,
         reason=reason or f"trained ({trigger})",
     )
@@ -478,8 +517,7 @@ def train_and_register(
     `promote=False` registers only. Returns the training result and `register_result`'s answer.
     """
     from ..training import TrainingSettings, load_training_data, run_training
-
-    spec = state.config.model(name)
+    spec = model_spec(state, name)
     if data is not None:
         target = target or spec.target
         if target is None or target not in data.columns:
@@ -517,7 +555,7 @@ def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray
         if row is None:
             return None
         features, labels = row.features, row.labels
-    spec = state.config.model(name)
+    spec = version_spec(state, name, version)
     numeric = all(f.type == "numeric" for f in spec.features)
     X = np.array([[np.nan if v is None else v for v in r] for r in features], dtype=float if numeric else object)
     return X, np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None)

@@ -84,7 +84,13 @@ class Metrics:
         self.rollouts = Counter(
             "mlops_rollout_events", "Experiment and rollout steps by action.", ["model", "experiment", "action"], registry=None
         )
-        self._own = [self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts]
+        self.unlogged = Counter(
+            "mlops_log_unserialisable_features",
+            "Feature values a prediction record could not carry (logged as null), by model and value type.",
+            ["model", "cause"],
+            registry=None,
+        )
+        self._own = [self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts, self.unlogged]
         # labelled children of the per-request metrics, cached: `labels()` costs more than `inc()`
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
@@ -133,9 +139,8 @@ class StateCollector(Collector):
         except Exception as exc:  # database away: the process metrics still answer
             logger.warning("metrics: could not read the registry state: %s", exc)
             return
-        for name in self._state.config.model_names:
-            if name in aliases:
-                version.add_metric([name], float(aliases[name]))
+        for name in sorted(aliases):  # declared or registered undeclared
+            version.add_metric([name], float(aliases[name]))
         for name, action, count in counts:
             events.add_metric([name, action], float(count))
         yield version
@@ -200,6 +205,16 @@ def record_retrain(state: MLOpsState, model: str, trigger: str, outcome: str) ->
 def record_rollout(state: MLOpsState, model: str, experiment: Any, action: str) -> None:
     """One experiment/rollout step (started, advanced, promoted, rolled_back, stopped, ...)."""
     get_metrics(state).rollouts.labels(model, str(experiment), action).inc()
+
+
+def record_unserialisable(state: MLOpsState, model: str, causes: Mapping[str, int]) -> None:
+    """Feature values a prediction record was written without (`causes`: type name -> count)."""
+    try:
+        metrics = get_metrics(state)
+        for cause, count in causes.items():
+            metrics.unlogged.labels(model, cause).inc(count)
+    except Exception:  # metrics must never break a prediction
+        logger.exception("metrics: could not count unserialisable features")
 
 
 def mark_worker_dead(pid: int) -> None:

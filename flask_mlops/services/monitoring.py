@@ -19,7 +19,15 @@ from sqlalchemy import func, select
 
 from ..errors import NotFoundError, UnprocessableError, ValidationError
 from ..monitoring.drift import DriftCalculator, DriftReport
-from ..monitoring.health import Component, Health, assess_health, decay_component, drift_component, operational_components
+from ..monitoring.health import (
+    Component,
+    Health,
+    assess_health,
+    decay_component,
+    drift_component,
+    logging_component,
+    operational_components,
+)
 from ..monitoring.html import render_drift_html
 from ..monitoring.performance import (
     Decay,
@@ -40,6 +48,7 @@ from ..store.columnar import read_window
 from ..store.feedback import Feedback, labelled
 from ..store.monitoring import DriftRun, list_drift_runs, write_report_file
 from .alerts import evaluate_alerts
+from .catalog import model_names, model_spec
 from .metrics import record_drift, record_health
 from .registry import alias_version, get_version, version_profile
 
@@ -76,12 +85,12 @@ class WindowSpec:
 
 
 def resolve_model(state: MLOpsState, model: str | None) -> ModelSpec:
-    names = state.config.model_names
+    names = model_names(state)
     if model is None:
         if len(names) == 1:
-            return state.config.models[0]
-        raise ValidationError("model is required when more than one model is declared", details={"known_models": names})
-    return state.config.model(model)  # UnknownModelError (404) lists the known models
+            return model_spec(state, names[0])
+        raise ValidationError("model is required when there is more than one model", details={"known_models": names})
+    return model_spec(state, model)  # UnknownModelError (404) lists the known models
 
 
 def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -> int | None:
@@ -315,8 +324,21 @@ def operations(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
     return {"model": spec.name, **ops.to_dict(), "skipped_lines": skipped}
 
 
-def health_from(drift_report: DriftReport | None, perf: dict[str, Any] | None, ops: OperationalMetrics | None) -> Health:
-    components: list[Component] = []
+def features_logged(win: Window) -> Component:
+    """How many records of the window lost feature values to serialisation, and why."""
+    coded = win.features_error
+    codes = coded.codes if coded is not None else np.empty(0, dtype=np.int32)
+    bad = codes[codes >= 0]
+    cause = None
+    if bad.size and coded is not None:
+        cause = coded.categories[int(np.bincount(bad).argmax())]
+    return logging_component(win.n, int(bad.size), cause)
+
+
+def health_from(
+    drift_report: DriftReport | None, perf: dict[str, Any] | None, ops: OperationalMetrics | None, *, extra: list[Component] | None = None
+) -> Health:
+    components: list[Component] = list(extra or [])
     if drift_report is not None:
         components.append(drift_component(drift_report))
     if perf is not None:
@@ -339,7 +361,7 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
         drift_report, drift_out = None, {"status": "no_reference", "level": None, "message": exc.message}
     perf = performance(state, window, win=win)
     ops, skipped = _operational(state, spec, window, win)
-    health = health_from(drift_report, perf, ops)
+    health = health_from(drift_report, perf, ops, extra=[features_logged(win)])
     out: dict[str, Any] = {
         "model": spec.name,
         "window": window.to_dict(),
@@ -362,7 +384,7 @@ def summary(state: MLOpsState, *, hours: int = 24, now: datetime | None = None) 
     """Per model: traffic of the last `hours`, labels, production version, last drift run."""
     now = now or datetime.now(timezone.utc)
     models: dict[str, Any] = {}
-    for spec in state.config.models:
+    for spec in [model_spec(state, n) for n in model_names(state)]:
         ops = operations(state, WindowSpec(spec.name, since=now - timedelta(hours=hours), until=now))
         with state.session() as session:
             n_labels = int(session.scalar(select(func.count()).select_from(Feedback).where(Feedback.model_name == spec.name)) or 0)

@@ -10,6 +10,7 @@ pointed at something unverified.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -25,11 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from ..errors import MLOpsError, NotFoundError
+from ..errors import MLOpsError, NotFoundError, ValidationError
 from ..monitoring.profile import build_profile, profile_to_json
+from ..specs import ModelSpec, estimator_classes, infer_spec, spec_to_dict
 from ..store.models import PRODUCTION, Alias, AuditEvent, ModelVersion
 from ..tasks import infer_kind
 from .artifacts import cache_path, file_sha256
+from .catalog import declared, model_spec
+from .inputs import ArrayInput, FrameInput, frame_input_info, input_for
 
 if TYPE_CHECKING:
     from .state import MLOpsState
@@ -84,32 +88,63 @@ def _experiment_id(mlflow: Any, state: MLOpsState) -> str:
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 
-def _as_matrix(state: MLOpsState, name: str, data: Any) -> np.ndarray:
-    """Rows in declared feature order from a DataFrame, a mapping of columns or an array."""
-    features = state.config.model(name).feature_names
+def _as_matrix(spec: ModelSpec, data: Any) -> np.ndarray:
+    """Rows in spec feature order from a DataFrame, a mapping of columns or an array."""
+    features = spec.feature_names
     if hasattr(data, "columns"):
-        return np.asarray(data[features].to_numpy())
+        by_name = {str(c): c for c in data.columns}
+        missing = [f for f in features if f not in by_name]
+        if missing:
+            raise ValidationError(f"the reference data lacks the model's features: {', '.join(missing)}", details={"missing": missing})
+        return np.asarray(data[[by_name[f] for f in features]].to_numpy())
     if isinstance(data, Mapping):
         return np.column_stack([np.asarray(data[f]) for f in features])
     matrix = np.asarray(data)
     if matrix.ndim != 2 or matrix.shape[1] != len(features):
-        raise MLOpsError(f"reference data must have {len(features)} columns ({', '.join(features)})")
+        raise ValidationError(f"reference data must have {len(features)} columns ({', '.join(features)})")
     return matrix
 
 
-def reference_profile(state: MLOpsState, name: str, estimator: Any, reference: Any) -> str:
+def _model_input(adapter: ArrayInput | FrameInput, spec: ModelSpec, reference: Any) -> Any:
+    """The reference rows the way serving feeds the estimator (a frame keeps its own dtypes)."""
+    if isinstance(adapter, FrameInput) and hasattr(reference, "columns"):
+        by_name = {str(c): c for c in reference.columns}
+        frame = reference[[by_name[c] for c in adapter.columns]]
+        frame.columns = adapter.columns
+        return frame
+    return adapter.many(_as_matrix(spec, reference))
+
+
+def reference_profile(state: MLOpsState, spec: ModelSpec, estimator: Any, reference: Any, adapter: ArrayInput | FrameInput | None = None) -> str:
     """The drift reference profile (JSON) of the training data and the model's scores on it."""
-    spec = state.config.model(name)
-    matrix = _as_matrix(state, name, reference)
+    matrix = _as_matrix(spec, reference)
     columns = {f: matrix[:, i] for i, f in enumerate(spec.feature_names)}
+    adapter = adapter or input_for(estimator, spec)
+    X = _model_input(adapter, spec, reference)
     scores = None
     kind = infer_kind(spec.task, getattr(estimator, "classes_", None))
     if kind != "regression" and hasattr(estimator, "predict_proba"):
-        proba = np.asarray(estimator.predict_proba(matrix.astype(float) if matrix.dtype != object else matrix))
+        proba = np.asarray(estimator.predict_proba(X))
         scores = proba.max(axis=1) if kind == "multiclass" else proba[:, -1]  # what serving logs as probability
     elif hasattr(estimator, "predict"):
-        scores = np.asarray(estimator.predict(matrix), dtype=float)
+        scores = np.asarray(estimator.predict(X), dtype=float if kind == "regression" else object)
     return str(profile_to_json(build_profile(columns, spec, predictions=scores, seed=state.config.random_seed)))
+
+
+def resolve_spec(state: MLOpsState, name: str, estimator: Any, reference: Any, *, features: Any = None, task: str | None = None) -> ModelSpec:
+    """The contract of a new version: the declaration when `name` is declared, else inferred
+    from `reference` (which an undeclared model must then have); classes from the estimator."""
+    spec = declared(state, name)
+    if spec is None:
+        if reference is None:
+            raise ValidationError(
+                f"model {name!r} is not declared in MLOPS_MODELS: pass reference= (a DataFrame of the rows it was "
+                "trained on) so its features can be inferred, or declare it",
+                details={"model": name},
+            )
+        return infer_spec(name, reference, estimator, features=features, task=task)
+    classes = estimator_classes(estimator)
+    return dataclasses.replace(spec, classes=classes) if classes is not None else spec
 
 
 def register(
@@ -124,22 +159,35 @@ def register(
     tags: Mapping[str, Any] | None = None,
     artifacts: Mapping[str, str | Path] | None = None,
     semver: str | None = None,
-    promote: bool = False,
+    features: Any = None,
+    task: str | None = None,
     actor: str = "system",
     reason: str | None = None,
 ) -> VersionInfo:
-    """Register a fitted estimator as a new version of `name` (a declared model).
+    """Register a fitted estimator as a new version of `name`.
 
-    Logs params, metrics, artifacts and the model (MLflow sklearn flavor, with signature
-    and input example when `reference` is given) to one MLflow run, registers the version,
-    records the serving artifact's sha256, and with `promote=True` points production at it.
+    `name` is declared in `MLOPS_MODELS`, or not: then its spec (features, numeric or
+    categorical, categories, task, classes) is inferred from `reference` (a DataFrame, or
+    an array with `features=[names]`) and stored with the version. Logs params, metrics,
+    artifacts and the model (MLflow sklearn flavor, with signature and input example when
+    `reference` is given) to one MLflow run, registers the version and records the serving
+    artifact's sha256. Production does not move: `lifecycle.register_model(..., promote=True)`
+    (what `mlops.register` calls) promotes through the gates.
     """
     import joblib
 
-    spec = state.config.model(name)
+    if not isinstance(name, str) or not name or not name.replace("-", "_").replace(".", "_").isidentifier():
+        raise ValidationError(f"model name must be a non-empty identifier-like string, got {name!r}")
+    name = str.__str__(name)
+    spec = resolve_spec(state, name, estimator, reference, features=features, task=task)
+    adapter = input_for(estimator, spec)
+    frame_info = frame_input_info(estimator, reference, spec)
+    if frame_info is not None:
+        adapter = input_for(estimator, spec, frame_info)
+    profile = reference_profile(state, spec, estimator, reference, adapter) if reference is not None else None
+    stored_spec = {**spec_to_dict(spec), **({"input": frame_info} if frame_info is not None else {})}
     # the task kind travels with the version (binary vs multi-class is a property of the model)
     tags = {"task": infer_kind(spec.task, getattr(estimator, "classes_", None)), **(tags or {})}
-    profile = reference_profile(state, name, estimator, reference) if reference is not None else None
     numeric = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
         local = Path(tmp) / "model.joblib"
@@ -162,11 +210,13 @@ def register(
                     mlflow.log_text(profile, "reports/reference_profile.json")
                 signature = example = None
                 if reference is not None:
-                    # rows in declared feature order, as serving passes them (names: the mlops.features tag)
-                    example = _as_matrix(state, name, reference)[:5]
+                    # rows as serving passes them: a frame of the training columns, or a matrix in
+                    # spec order (names: the mlops.features tag)
+                    example = _model_input(adapter, spec, reference)[:5]
                     output = estimator.predict_proba(example) if hasattr(estimator, "predict_proba") else estimator.predict(example)
                     signature = infer_signature(example, output)
                 mlflow.set_tag("mlops.features", ",".join(spec.feature_names))
+                mlflow.log_dict(stored_spec, "serving/spec.json")
                 info = mlflow.sklearn.log_model(
                     estimator,
                     name="model",
@@ -198,12 +248,11 @@ def register(
             params=_jsonable(params or {}),
             tags=_jsonable(tags or {}),
             profile=profile,
+            spec=_jsonable(stored_spec),
         )
         session.add(row)
         session.add(AuditEvent(model_name=name, action="register", version=version, actor=actor, reason=reason, details={"sha256": sha256, "run_id": run_id}))
     logger.info("registered %s v%s (sha256 %s…)", name, version, sha256[:12])
-    if promote:
-        set_alias(state, name, PRODUCTION, version, actor=actor, reason=reason or "registered and promoted", action="promote")
     return get_version(state, name, version)
 
 
@@ -301,7 +350,7 @@ def _info(row: ModelVersion, aliases: Mapping[int, list[str]]) -> VersionInfo:
 
 def list_versions(state: MLOpsState, name: str) -> list[VersionInfo]:
     """Every registered version of `name`, newest first, with its aliases."""
-    state.config.model(name)
+    model_spec(state, name)
     with state.session() as session:
         rows = session.scalars(select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version.desc())).all()
         aliases: dict[int, list[str]] = {}

@@ -27,17 +27,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from ..errors import ConflictError, MLOpsError, NotFoundError
-from ..monitoring import DriftCalculator
+from ..errors import ConflictError, MLOpsError, NotFoundError, UnprocessableError
 from ..monitoring.performance import baseline_rows, classification_metrics, decay
 from ..store import retraining as runs
-from ..store.columnar import read_window
 from ..store.feedback import count_since, labelled
 from ..store.models import ModelVersion
 from ..store.predictions import read_records
 from . import lifecycle
+from .catalog import model_names, model_spec
 from .metrics import record_retrain
-from .registry import _jsonable, alias_version, get_version, version_profile
+from .monitoring import WindowSpec, drift
+from .registry import _jsonable, alias_version, get_version
 
 if TYPE_CHECKING:
     from .state import MLOpsState
@@ -104,14 +104,10 @@ def _drift(state: MLOpsState, ctx: _Context) -> TriggerResult:
     critical = float(state.config.drift_psi_thresholds[2])
     if ctx.production is None:
         return TriggerResult("drift", False, None, critical, "no production version", available=False)
-    profile = version_profile(state, ctx.name, ctx.production)
-    if profile is None:
-        return TriggerResult("drift", False, None, critical, "the production version has no reference profile", available=False)
-    spec = state.config.model(ctx.name)
-    window = read_window(state.log_dir, model=ctx.name, since=ctx.now - DRIFT_WINDOW, until=ctx.now, spec=spec, open_days=state.open_days)
-    ok = window.status < 400 if window.n else np.zeros(0, dtype=bool)
-    columns = {k: np.asarray(v)[ok] for k, v in window.features.items()}
-    report = DriftCalculator.from_config(profile, state.config).calculate(columns, n_rows=int(ok.sum()))
+    try:  # the one drift computation (numeric and categorical), against production's profile
+        report = drift(state, WindowSpec(ctx.name, since=ctx.now - DRIFT_WINDOW, until=ctx.now), persist=False)
+    except UnprocessableError as exc:
+        return TriggerResult("drift", False, None, critical, exc.message, available=False)
     if report.status != "ok":
         return TriggerResult("drift", False, None, critical, report.message or report.status)
     psis = {n: f.psi for n, f in report.features.items() if f.psi is not None}
@@ -143,7 +139,7 @@ def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
     minimum = state.config.drift_min_samples
     if len(pairs) < minimum:
         return TriggerResult("decay", False, None, limit, f"{len(pairs)} labelled predictions; {minimum} needed (MLOPS_DRIFT_MIN_SAMPLES)")
-    spec = state.config.model(ctx.name)
+    spec = model_spec(state, ctx.name)
     m = classification_metrics([p[0] for p in pairs], [p[1] for p in pairs], positive=spec.positive_label)
     result = decay("accuracy", m.accuracy, float(baseline), n_current=len(pairs), n_baseline=baseline_rows(recorded), alpha=state.config.decay_alpha)
     drop = result.relative_drop
@@ -192,7 +188,7 @@ def last_trained_at(state: MLOpsState, name: str) -> datetime | None:
 
 def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: bool = False) -> RetrainCheck:
     """Evaluate every trigger; retraining is due when any fires. A failing trigger reports why, never raises."""
-    state.config.model(name)
+    model_spec(state, name)
     now = now or datetime.now(timezone.utc)
     last = last_trained_at(state, name)
     ctx = _Context(name, now, alias_version(state, name), last, manual)
@@ -212,7 +208,7 @@ def training_data(state: MLOpsState, name: str, *, since: datetime | None = None
     """Base dataset + logged predictions that received a label (since `since`), deduplicated."""
     from ..training import load_training_data
 
-    spec = state.config.model(name)
+    spec = model_spec(state, name)
     parts_X: list[np.ndarray] = []
     parts_y: list[np.ndarray] = []
     info: dict[str, Any] = {"base_rows": 0, "feedback_labels": 0, "feedback_rows": 0, "duplicates_dropped": 0, "missing_in_log": 0}
@@ -286,7 +282,7 @@ def start(
 
     `promote=False` registers the new version without promoting it (a reviewed promotion follows).
     """
-    state.config.model(name)
+    model_spec(state, name)
     runs.ensure_tables(state.engine)
     with state.session() as session, session.begin():
         reaped = runs.reap_stale(session, _stale_after(state))
@@ -339,7 +335,7 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
     try:
         X, y, data_info = training_data(state, name)
         say(f"training data: {data_info['rows']} rows ({data_info['base_rows']} base + {data_info['feedback_rows']} labelled feedback)")
-        trained = run_training(state.config.model(name), X, y, TrainingSettings.from_config(state.config), progress=say)
+        trained = run_training(model_spec(state, name), X, y, TrainingSettings.from_config(state.config), progress=say)
         say(f"registering {trained.candidate}")
         holdout = (trained.X_holdout, trained.y_holdout) if trained.X_holdout is not None and trained.y_holdout is not None else None
         reg = lifecycle.register_result(
@@ -413,7 +409,7 @@ def retrain_if_due(
 def scheduled_check(state: MLOpsState) -> dict[str, Any]:
     """The scheduler's retrain job: for each declared model, retrain (here, synchronously) when due."""
     out: dict[str, Any] = {}
-    for name in state.config.model_names:
+    for name in model_names(state):
         try:
             res = retrain_if_due(state, name, actor="scheduler", background=False)
             run = res["run"]

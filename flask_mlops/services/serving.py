@@ -22,13 +22,15 @@ from flask import has_request_context, request
 from sqlalchemy import select
 
 from ..ab.assign import TREATMENT, Assigner
-from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError
-from ..specs import validate_row
+from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError, ValidationError
+from ..specs import ModelSpec, validate_row
 from ..store.experiments import RUNNING, Experiment
 from ..store.models import PRODUCTION, Alias, ModelVersion
 from ..tasks import BINARY, MULTICLASS, task_for
 from .artifacts import cache_path, file_sha256
+from .catalog import declared, model_spec, stored_spec, version_spec
 from .context import current_context
+from .inputs import ArrayInput, FrameInput, input_for
 from .registry import fetch_artifact  # MLflow is imported inside, only when a file is missing
 
 if TYPE_CHECKING:
@@ -47,12 +49,16 @@ class ServedModel:
     sha256: str
     task: str  # the task kind: binary | multiclass | regression (tasks.py)
     classes: tuple[Any, ...] | None
+    spec: ModelSpec | None = None  # the contract this version validates against
+    adapter: ArrayInput | FrameInput | None = None  # ndarray or DataFrame, chosen at load time
 
     def predict_one(self, values: list[Any]) -> tuple[Any, float | None]:
         """(prediction, probability) for one row: of the positive class (binary), of the
         predicted class (multi-class), None (regression or no probabilities)."""
-        dtype = float if all(isinstance(v, float) or v is None for v in values) else object
-        x = np.asarray([values], dtype=dtype)
+        if self.adapter is not None:
+            x = self.adapter.one(values)
+        else:
+            x = np.asarray([values], dtype=float if all(isinstance(v, float) or v is None for v in values) else object)
         if self.task == MULTICLASS and hasattr(self.estimator, "predict_proba") and self.classes:
             row = np.asarray(self.estimator.predict_proba(x)[0], dtype=float)
             best = int(row.argmax())
@@ -108,16 +114,31 @@ class ActiveExperiment:
     assigner: Assigner
 
 
-def default_unit_key() -> str | None:
-    """The unit of assignment of the current request: `user_id` in the JSON body or query
-    string, else the `X-User-ID` header; None (random assignment) when there is none."""
-    if not has_request_context():
+def unit_key_reader(setting: str) -> Callable[[], str | None]:
+    """The unit of assignment of the current request, read where `MLOPS_UNIT_KEY` says:
+    `body:<field>` (JSON body), `header:<Name>` or `query:<name>`; None (random
+    assignment) when the request has none."""
+    source, _, key = setting.partition(":")
+
+    def read() -> str | None:
+        if not has_request_context():
+            return None
+        if source == "body":
+            body = request.get_json(silent=True)
+            value = body.get(key) if isinstance(body, dict) else None
+        elif source == "header":
+            value = request.headers.get(key)
+        else:
+            value = request.args.get(key)
+        return _unit_text(value)
+
+    return read
+
+
+def _unit_text(value: Any) -> str | None:
+    if value is None or isinstance(value, (bool, dict, list)):
         return None
-    body = request.get_json(silent=True)
-    value = body.get("user_id") if isinstance(body, dict) else None
-    if value is None:
-        value = request.args.get("user_id") or request.headers.get("X-User-ID")
-    return None if value is None or isinstance(value, bool) else str(value)
+    return str(value)
 
 
 class Router:
@@ -126,14 +147,14 @@ class Router:
     `refresh()` (run by the reload loop every `MLOPS_RELOAD_INTERVAL`) re-reads the running
     experiments and swaps the whole mapping in one assignment; assignment itself is a keyed
     hash (ab/assign.py), so every worker and host routes a unit the same way with no shared
-    state. `unit_key` (a callable, default `default_unit_key`) names the unit when the
-    caller passes no `unit_id`; hosts may replace it.
+    state. `unit_key` (a callable reading `MLOPS_UNIT_KEY`) names the unit when the caller
+    passes no `unit_id`; hosts may replace it.
     """
 
     def __init__(self, state: MLOpsState) -> None:
         self._state = state
         self._active: dict[str, ActiveExperiment] = {}
-        self.unit_key: Callable[[], str | None] = default_unit_key
+        self.unit_key: Callable[[], str | None] = unit_key_reader(state.config.unit_key)
 
     def route(self, name: str, unit_id: str | None) -> Route:
         exp = self._active.get(name)
@@ -198,9 +219,9 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
 
     estimator = joblib.load(path)
     classes = getattr(estimator, "classes_", None)
-    declared = state.config.model(name).task if name in state.config.model_names else "classification"
+    spec = version_spec(state, name, version)
     recorded = (row.tags or {}).get("task")
-    task = task_for(declared, classes, recorded=str(recorded) if recorded is not None else None).kind
+    task = task_for(spec.task, classes, recorded=str(recorded) if recorded is not None else None).kind
     return ServedModel(
         name=name,
         version=version,
@@ -209,6 +230,8 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
         sha256=row.sha256,
         task=task,
         classes=None if classes is None else tuple(_plain(c) for c in classes),
+        spec=spec,
+        adapter=input_for(estimator, spec, (row.spec or {}).get("input")),
     )
 
 
@@ -233,6 +256,8 @@ class ModelStore:
                 self.refresh()
                 version = self._production.get(name)
             if version is None:
+                if declared(self._state, name) is None and stored_spec(self._state, name) is None:
+                    model_spec(self._state, name)  # raises UnknownModelError listing the known models
                 raise ModelNotReady(
                     f"model {name!r} has no production version yet; train one with "
                     f"`flask mlops train --name {name}` or register one with mlops.register()",
@@ -330,15 +355,37 @@ def new_prediction_id() -> str:
     return f"{bits:032x}"
 
 
+def _split_unit(state: MLOpsState, spec: ModelSpec, features: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    """Take the unit id out of the body (`MLOPS_UNIT_KEY=body:<field>`) unless it is a feature."""
+    source, _, key = state.config.unit_key.partition(":")
+    if source != "body" or not isinstance(features, Mapping) or key not in features or key in spec.feature_names:
+        return features, None
+    value = features[key]
+    if value is not None and _unit_text(value) is None:
+        raise ValidationError(
+            f"{key} (the unit key, MLOPS_UNIT_KEY) must be a string or a number", details={"fields": {key: "invalid"}}
+        )
+    return {k: v for k, v in features.items() if k != key}, _unit_text(value)
+
+
 def predict(state: MLOpsState, name: str, features: Mapping[str, Any], *, unit_id: str | None = None) -> Prediction:
-    """Validate one row, route it, predict, and hand the result to the tracking context."""
-    spec = state.config.model(name)
+    """Validate one row, route it, predict, and hand the result to the tracking context.
+
+    A declared model validates against its declaration; an undeclared one against the spec
+    stored with its production version (the routed version's, when an experiment differs).
+    """
+    spec = declared(state, name) or state.models.get(name).spec
+    if spec is None:  # pragma: no cover - load_version always sets it
+        raise ModelNotReady(f"model {name!r} has no input spec", details={"model": name})
     ctx = current_context(name)
+    features, body_unit = _split_unit(state, spec, features)
     row = validate_row(spec, features)
     state.models._ensure_watcher()  # routing state is current before the first route in a worker
-    route = state.router.route(name, unit_id)
-    unit_id = route.unit_id if route.unit_id is not None else unit_id
+    route = state.router.route(name, unit_id if unit_id is not None else body_unit)
+    unit_id = route.unit_id if route.unit_id is not None else unit_id if unit_id is not None else body_unit
     served = state.models.get(name, route.version)
+    if served.spec is not None and served.spec.feature_names != spec.feature_names:
+        spec, row = served.spec, validate_row(served.spec, features)
     try:
         label, proba = served.predict_one([row[f] for f in spec.feature_names])
     except Exception:

@@ -23,6 +23,7 @@ from ..errors import MLOpsError
 from ..store import Base, PredictionLogWriter
 from ..store.day_cache import OpenDayCache
 from ..store.leases import schema_lock
+from ..store.migrate import add_missing_columns
 from .serving import ModelStore, Router
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class MLOpsState:
             try:
                 with schema_lock(self.engine) as conn:  # PostgreSQL: one creator at a time
                     Base.metadata.create_all(conn, checkfirst=True)
+                    add_missing_columns(conn)  # columns newer releases added to existing tables
                 return
             except (OperationalError, ProgrammingError) as exc:  # lost a race with another worker
                 if attempt == 2:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import numbers
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
 from time import perf_counter
@@ -20,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..store.predictions import format_ts
 from .context import TRACKED, TrackContext
-from .metrics import observe_prediction
+from .metrics import observe_prediction, record_unserialisable
 from .serving import new_prediction_id
 from .state import get_state
 
@@ -92,13 +93,59 @@ def build_record(
 
 
 def write_record(state: MLOpsState, record: dict[str, Any], day: date) -> None:
-    """Append; a record that cannot be serialised is logged without its features, never lost."""
+    """Append one record. Values orjson cannot encode are converted where they can be (numpy
+    scalars, str subclasses as keys or values, Decimal); what cannot is logged as null, named in
+    the record's `features_error`, and counted (metric + a health reason), never dropped silently."""
     try:
         state.log_writer.write(record, day)
+        return
     except (TypeError, orjson.JSONEncodeError):
-        record["features"] = None
-        record["error"] = (record.get("error") or "") + " [features not serialisable]"
-        state.log_writer.write(record, day)
+        pass
+    causes: dict[str, int] = {}
+    feats = record.get("features")
+    if isinstance(feats, Mapping):
+        record["features"] = {_plain_key(k): _plain_value(v, causes) for k, v in feats.items()}
+    elif feats is not None:
+        record["features"] = _plain_value(feats, causes)
+    for key in ("prediction", "probability", "unit_id", "model_version", "variant"):
+        if key in record:
+            record[key] = _plain_value(record[key], causes)
+    if causes:
+        record["features_error"] = "not JSON-serialisable, logged as null: " + ", ".join(f"{n} x {t}" for t, n in sorted(causes.items()))
+        record_unserialisable(state, str(record.get("model")), causes)
+    state.log_writer.write(record, day)
+
+
+def _plain_key(key: Any) -> str:
+    return str.__str__(key) if isinstance(key, str) else str(key)
+
+
+def _plain_value(value: Any, causes: dict[str, int]) -> Any:
+    """`value` as something orjson encodes; None (counted in `causes` by type) when impossible."""
+    if type(value) is int and not -(1 << 63) <= value < (1 << 64):
+        return float(value)  # orjson encodes 64-bit integers only
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, Mapping):
+        return {_plain_key(k): _plain_value(v, causes) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v, causes) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar (or 0-d array)
+        try:
+            return _plain_value(value.item(), causes)
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)  # Decimal, Fraction, ...
+        except (TypeError, ValueError, OverflowError):
+            pass
+    causes[type(value).__name__] = causes.get(type(value).__name__, 0) + 1
+    return None
 
 
 def track(

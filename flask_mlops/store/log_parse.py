@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FEATURE_PREFIX = "f."
-_TOP_FIELDS = ("id", "ts", "model", "model_version", "variant", "unit_id", "probability", "latency_ms", "status", "error", "experiment", "assignment")
+_TOP_FIELDS = (
+    "id", "ts", "model", "model_version", "variant", "unit_id", "probability", "latency_ms", "status", "error", "experiment",
+    "assignment", "features_error",
+)
 
 
 def _explicit_schema() -> pa.Schema:
@@ -43,6 +46,7 @@ def _explicit_schema() -> pa.Schema:
             ("status", pa.int64()),
             ("error", pa.string()),
             ("assignment", pa.string()),
+            ("features_error", pa.string()),
         ]
     )
 
@@ -95,7 +99,7 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
     arrays: dict[str, Any] = {"ts": pa.array([parse_ts(str(v)) for v in columns.pop("ts")], pa.timestamp("us", tz="UTC"))}
     for name, values in [*columns.items(), *((FEATURE_PREFIX + k, v) for k, v in feats.items())]:
         numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
-        if name in ("id", "ts", "model", "model_version", "variant", "unit_id", "error", "assignment", "experiment") or not numbers:
+        if name in ("id", "ts", "model", "model_version", "variant", "unit_id", "error", "assignment", "experiment", "features_error") or not numbers:
             arrays[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
         else:
             arrays[name] = pa.array([None if v is None else float(v) for v in values], pa.float64())
@@ -123,7 +127,7 @@ def _flatten(table: pa.Table) -> pa.Table:
         kind = col.type
         if name == "ts":
             continue  # already timestamp[us, UTC] (see _with_timestamps)
-        elif name in ("model", "model_version", "variant", "assignment", "experiment") or (
+        elif name in ("model", "model_version", "variant", "assignment", "experiment", "features_error") or (
             (name.startswith(FEATURE_PREFIX) or name == "prediction") and pa.types.is_string(kind)
         ):
             out[name] = pc.dictionary_encode(pc.cast(col, pa.string()) if not pa.types.is_string(kind) else col)

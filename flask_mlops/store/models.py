@@ -32,6 +32,9 @@ class ModelVersion(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
     profile: Mapped[str | None] = mapped_column(Text)  # reference profile JSON (never pickle)
+    #: the input contract this version was registered with (specs.spec_to_dict) and how
+    #: serving feeds it ({"input": {"columns", "dtypes"}} for estimators fitted on DataFrames)
+    spec: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

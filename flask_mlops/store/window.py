@@ -65,6 +65,8 @@ class Window:
     variant: CodedColumn
     ids: np.ndarray | None = None
     stats: ColumnarStats = field(default_factory=ColumnarStats)
+    #: why a record's features were logged (partly) as null (tracking.write_record); -1 = none
+    features_error: CodedColumn | None = None
 
     @property
     def errors(self) -> np.ndarray:
@@ -282,6 +284,7 @@ def _assemble(pieces: list[tuple[pa.Table, np.ndarray]], names: list[str], kinds
         status=np.nan_to_num(status, nan=0).astype(np.int32),
         version=_column(pieces, "model_version", "categorical"),
         variant=_column(pieces, "variant", "categorical"),
+        features_error=_column(pieces, "features_error", "categorical"),
     )
     if with_ids:
         id_parts = []
@@ -314,6 +317,7 @@ def _take(window: Window, index: np.ndarray) -> Window:
         variant=window.variant.take(index),
         ids=None if window.ids is None else window.ids[index],
         stats=window.stats,
+        features_error=None if window.features_error is None else window.features_error.take(index),
     )
 
 

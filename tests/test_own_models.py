@@ -1,0 +1,214 @@
+"""A user's own models: undeclared registration, numpy.str_ names, DataFrame pipelines, labels, unit key."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from flask import Flask, jsonify, request
+
+from flask_mlops import MLOps, get_state
+from flask_mlops.services.catalog import model_names, model_spec
+from flask_mlops.store.predictions import read_records
+
+from .conftest import AUTH, TOKEN
+
+
+def host(instance: Path, tmp_path: Path, name: str, **config: Any) -> tuple[Flask, MLOps]:
+    """A host app with no MLOPS_MODELS: the user's model is registered, not declared."""
+    app = Flask("own", instance_path=str(instance))
+    app.config.update(
+        TESTING=True, MLOPS_LOG_DIR=str(tmp_path / "logs"), MLOPS_API_TOKEN=TOKEN, MLOPS_RELOAD_INTERVAL=0, **config
+    )
+    mlops = MLOps(app)
+
+    @app.post("/predict")
+    @mlops.track(name)
+    def predict() -> Any:
+        result = mlops.predict(name, request.get_json())
+        return jsonify(prediction=result.prediction, probability=result.probability)
+
+    return app, mlops
+
+
+def cancer() -> tuple[pd.DataFrame, np.ndarray, Any]:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer()
+    assert type(data.feature_names[0]) is np.str_  # what users really get
+    X = pd.DataFrame(data.data, columns=data.feature_names)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X.to_numpy(), data.target)
+    return X, data.target, model
+
+
+def test_undeclared_model_registers_from_a_dataframe_with_numpy_str_names(instance: Path, tmp_path: Path) -> None:
+    X, y, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    info = mlops.register("cancer", model, reference=X, metrics={"accuracy": 0.97, "roc_auc": 0.99, "f1": 0.97}, promote=True, app=app)
+    assert info.version == 1 and "production" in info.aliases
+    with app.app_context():
+        state = get_state(app)
+        spec = model_spec(state, "cancer")
+        assert model_names(state) == ["cancer"]
+    assert all(type(n) is str for n in spec.feature_names) and len(spec.features) == 30
+    assert spec.task == "classification" and spec.classes == (0, 1)
+    row = {str(k): float(v) for k, v in X.iloc[0].items()}
+    c = app.test_client()
+    r = c.post("/predict", json=row)
+    assert r.status_code == 200, r.json
+    bad = c.post("/predict", json={**row, "mean radius": "big", "extra": 1})
+    assert bad.status_code == 400 and set(bad.json["error"]["details"]["fields"]) == {"mean radius", "extra"}
+    (rec, *_) = list(read_records(get_state(app).log_dir))
+    assert rec["features"] == row and "features_error" not in rec
+    # every API that takes a model name knows it
+    assert c.get("/mlops/api/models/cancer", headers=AUTH).status_code == 200
+    assert c.get("/mlops/api/monitoring/performance?model=cancer", headers=AUTH).status_code == 200
+    assert c.get("/mlops/api/models/nope", headers=AUTH).json["error"]["details"]["known_models"] == ["cancer"]
+
+
+def test_undeclared_model_without_reference_is_refused_with_the_fix(instance: Path, tmp_path: Path) -> None:
+    from flask_mlops.errors import ValidationError
+
+    _, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    with pytest.raises(ValidationError, match="pass reference="):
+        mlops.register("cancer", model, app=app)
+
+
+def test_register_promote_without_metrics_says_what_the_gates_need(instance: Path, tmp_path: Path) -> None:
+    from flask_mlops.services.lifecycle import GateFailed
+
+    X, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    with pytest.raises(GateFailed, match="registered but not in production.*metrics=.*force=True"):
+        mlops.register("cancer", model, reference=X, promote=True, app=app)
+    assert app.test_client().post("/predict", json={str(k): 1.0 for k in X.columns}).status_code == 503
+    info = mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
+    assert info.version == 2 and "production" in info.aliases
+
+
+def pipeline_data(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "income": rng.normal(50_000, 15_000, n),
+            "plan": rng.choice(["basic", "pro", "team"], n, p=[0.6, 0.3, 0.1]),
+            "region": rng.choice(["north", "south"], n),
+        }
+    )
+    logit = (frame["age"] - 45) / 15 + (frame["plan"] == "pro") * 1.5 - (frame["region"] == "south") * 0.5
+    return frame, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+def column_pipeline() -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    pre = ColumnTransformer([("num", StandardScaler(), ["age", "income"]), ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "region"])])
+    return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=1000))])
+
+
+def test_dataframe_pipeline_is_served_a_frame_without_warnings(instance: Path, tmp_path: Path) -> None:
+    X, y = pipeline_data()
+    model = column_pipeline().fit(X, y)
+    app, mlops = host(instance, tmp_path, "churn")
+    mlops.register("churn", model, reference=X, metrics={"accuracy": 0.8, "roc_auc": 0.85, "f1": 0.7}, promote=True, app=app)
+    with app.app_context():
+        spec = model_spec(get_state(app), "churn")
+    kinds = {f.name: (f.type, f.categories) for f in spec.features}
+    assert kinds == {"age": ("numeric", None), "income": ("numeric", None), "plan": ("categorical", ("basic", "pro", "team")), "region": ("categorical", ("north", "south"))}
+    c = app.test_client()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X does not have valid feature names" would fail here
+        r = c.post("/predict", json={"age": 30, "income": 40000.5, "plan": "pro", "region": "north"})
+    assert r.status_code == 200, r.json
+    expected = model.predict_proba(X.iloc[:0].reindex([0]).assign(age=30, income=40000.5, plan="pro", region="north"))[0, 1]
+    assert r.json["probability"] == pytest.approx(expected)
+    assert c.post("/predict", json={"age": 30, "income": 1.0, "plan": "gold", "region": "north"}).status_code == 400
+
+
+def test_the_request_path_of_an_ndarray_model_does_not_import_pandas(instance: Path, tmp_path: Path) -> None:
+    from flask_mlops.services.inputs import ArrayInput, FrameInput
+
+    X, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
+    with app.app_context():
+        served = get_state(app).models.get("cancer")
+    assert isinstance(served.adapter, ArrayInput) and not isinstance(served.adapter, FrameInput)
+    # the adapter module itself imports pandas only inside FrameInput
+    import flask_mlops.services.inputs as inputs
+
+    assert "pandas" not in inputs.__dict__ and "pd" not in inputs.__dict__
+    assert "pandas" in sys.modules  # (the test itself uses pandas; the check is the adapter's kind)
+
+
+def test_feedback_labels_must_be_the_models_classes(instance: Path, tmp_path: Path) -> None:
+    X, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
+    c = app.test_client()
+    pid = c.post("/predict", json={str(k): float(v) for k, v in X.iloc[0].items()}).headers["X-Prediction-ID"]
+    for label in ("malignant", 0.5, 1e308, 2, None, float("nan")):
+        r = c.post("/mlops/api/feedback", json={"prediction_id": pid, "label": label}, headers=AUTH)
+        assert r.status_code == 400, (label, r.json)
+    assert "classes [0, 1]" in c.post("/mlops/api/feedback", json={"prediction_id": pid, "label": 2}, headers=AUTH).json["error"]["message"]
+    assert c.post("/mlops/api/feedback", json={"prediction_id": pid, "label": 1}, headers=AUTH).status_code == 201
+
+
+def test_regression_feedback_labels_must_be_finite_numbers(instance: Path, tmp_path: Path) -> None:
+    from sklearn.linear_model import Ridge
+
+    X, y = pipeline_data()
+    Xn = X[["age", "income"]]
+    app, mlops = host(instance, tmp_path, "spend")
+    mlops.register("spend", Ridge().fit(Xn.to_numpy(), y * 10.0), reference=Xn, promote=True, force=True, app=app)
+    c = app.test_client()
+    pid = c.post("/predict", json={"age": 40, "income": 1000.0}).headers["X-Prediction-ID"]
+    for label in ("high", 1e308, True and "x"):
+        assert c.post("/mlops/api/feedback", json={"prediction_id": pid, "label": label}, headers=AUTH).status_code == 400
+    assert c.post("/mlops/api/feedback", json={"prediction_id": pid, "label": 12.5}, headers=AUTH).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("setting", "how"),
+    [("body:user_id", "body"), ("header:X-Customer", "header"), ("query:uid", "query")],
+)
+def test_unit_key_is_read_where_configured_and_taken_out_of_the_body(instance: Path, tmp_path: Path, setting: str, how: str) -> None:
+    X, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer", MLOPS_UNIT_KEY=setting)
+    mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
+    row = {str(k): float(v) for k, v in X.iloc[0].items()}
+    c = app.test_client()
+    if how == "body":
+        r = c.post("/predict", json={**row, "user_id": "u-42"})
+    elif how == "header":
+        r = c.post("/predict", json=row, headers={"X-Customer": "u-42"})
+    else:
+        r = c.post("/predict?uid=u-42", json=row)
+    assert r.status_code == 200, r.json
+    if how == "body":
+        (rec,) = list(read_records(get_state(app).log_dir))
+        assert rec["unit_id"] == "u-42" and "user_id" not in rec["features"]
+    else:  # outside experiments only the body's unit key is recorded; others decide A/B routing
+        assert c.post("/predict", json={**row, "user_id": "u-42"}).status_code == 400  # not a feature here
+
+
+def test_unit_key_setting_is_validated() -> None:
+    from flask_mlops.config import load_config
+    from flask_mlops.errors import ConfigError
+
+    assert load_config({"MLOPS_UNIT_KEY": "header:X-User"}, "/tmp/x").unit_key == "header:X-User"
+    with pytest.raises(ConfigError, match="MLOPS_UNIT_KEY"):
+        load_config({"MLOPS_UNIT_KEY": "cookie:uid"}, "/tmp/x")
