@@ -7,6 +7,7 @@ else from the view's JSON response (`prediction`, `probability`, `model_version`
 
 from __future__ import annotations
 
+import decimal
 import functools
 import logging
 import numbers
@@ -139,7 +140,7 @@ def _plain_value(value: Any, causes: dict[str, int]) -> Any:
             pass
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    if isinstance(value, numbers.Real):
+    if isinstance(value, (numbers.Real, decimal.Decimal)):
         try:
             return float(value)  # Decimal, Fraction, ...
         except (TypeError, ValueError, OverflowError):
