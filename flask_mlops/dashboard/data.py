@@ -8,7 +8,6 @@ broken panel never takes the whole dashboard down.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -18,12 +17,12 @@ import numpy as np
 from sqlalchemy import select
 
 from ..errors import UnprocessableError
-from ..monitoring import DriftCalculator, operational_metrics
-from ..monitoring.health import Component, assess_health, operational_components
+from ..services import experiments, monitoring, scheduler
 from ..services.catalog import model_names
 from ..services.monitoring import WindowSpec
-from ..services.registry import alias_version, list_versions, version_profile
+from ..services.registry import alias_version, list_versions
 from ..store.models import AuditEvent
+from ..store.monitoring import list_drift_runs
 from ..store.predictions import read_records
 
 if TYPE_CHECKING:
@@ -49,18 +48,6 @@ def guarded(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     except Exception as exc:
         logger.exception("dashboard: could not load %s", what)
         return unavailable(f"could not load {what}: {type(exc).__name__}: {exc}")
-
-
-def optional(target: str) -> Callable[..., Any] | None:
-    """`module:function` if both exist (modules still being built are simply absent)."""
-    module_name, func_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, func_name, None)
 
 
 # -- traffic (from the prediction log) -----------------------------------------------------------
@@ -109,65 +96,13 @@ def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: d
 
 
 # -- drift --------------------------------------------------------------------------------------
-def live_drift(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
-    """Drift of the last DRIFT_WINDOW records of the production version against its reference."""
-    if version is None:
-        return {"status": "no_model", "message": "no production version: nothing to compare against"}
-    profile = version_profile(state, model, version)
-    if profile is None:
-        return {"status": "no_profile", "message": f"v{version} was registered without reference data"}
-    records = [
-        r for r in read_records(state.log_dir, model=model, version=str(version), last=DRIFT_WINDOW)
-        if isinstance(r.get("status"), int) and r["status"] < 400 and isinstance(r.get("features"), dict)
-    ]
-    names = list(profile["features"])
-    columns = {n: np.asarray([_num(r["features"].get(n)) for r in records], dtype=float) if profile["features"][n]["type"] == "numeric"
-               else np.asarray([r["features"].get(n) for r in records], dtype=object) for n in names}
-    scores = [r.get("probability") if r.get("probability") is not None else r.get("prediction") for r in records]
-    prediction = np.asarray([_num(s) for s in scores], dtype=float) if records else None
-    window = {"last": DRIFT_WINDOW, "version": str(version)}
-    calc = DriftCalculator.from_config(profile, state.config)
-    report = calc.calculate(columns, prediction=prediction, window=window, n_rows=len(records))
-    return report.to_dict()
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def drift_runs(state: MLOpsState, model: str) -> dict[str, Any]:
-    """Stored drift runs (trend) and the latest HTML report, from the monitoring store when it exists."""
-    loader = optional("flask_mlops.store.monitoring:list_drift_runs")
-    message = "no drift runs yet: the scheduled drift check (or GET /api/monitoring/drift) stores them"
-    if loader is None:
-        return {"runs": [], "message": message}
-    runs = [r if isinstance(r, dict) else r.to_dict() for r in loader(state, model=model, limit=30)]
-    runs.reverse()  # oldest first, for the trend
+    """Stored drift runs (the trend, oldest first)."""
+    with state.session() as session:
+        runs = list_drift_runs(session, model=model, limit=30)
+    runs.reverse()
+    message = "no drift runs yet: the scheduled drift check (or flask mlops drift) stores them"
     return {"runs": runs, "message": message if not runs else ""}
-
-
-# -- health -------------------------------------------------------------------------------------
-def health(state: MLOpsState, drift: dict[str, Any] | None, window: list[dict[str, Any]]) -> dict[str, Any]:
-    """Health (monitoring's rule: the worst component) from live drift and recent error rate/latency."""
-    cfg = state.config
-    components = []
-    if drift is not None and drift.get("status") == "ok":
-        drifted = ", ".join(drift.get("drifted_features") or []) or "no feature drifted"
-        components.append(Component("drift", drift.get("level"), f"drift {drift.get('level')}: {drifted}", drift.get("share_drifted")))
-    elif drift is not None:
-        components.append(Component("drift", None, str(drift.get("message") or drift.get("reason") or "drift not measurable")))
-    if window:
-        operational = operational_metrics(
-            np.asarray([r.get("status") if isinstance(r.get("status"), int) else 200 for r in window], dtype=float),
-            np.asarray([_num(r.get("latency_ms")) for r in window], dtype=float),
-            error_thresholds=cfg.error_rate_thresholds,
-            latency_thresholds=cfg.latency_p95_thresholds_ms,
-        )
-        components.extend(operational_components(operational))
-    return dict(assess_health(components).to_dict())
 
 
 # -- pages ------------------------------------------------------------------------------------------
@@ -179,32 +114,17 @@ def _model_overview(state: MLOpsState, name: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name}
     entry["production"] = guarded("the registry", lambda: {"version": alias_version(state, name)})
     entry["traffic"] = guarded("the prediction log", lambda: traffic(state, name))
-    version = entry["production"].get("version")
-    report_fn = optional("flask_mlops.services.monitoring:report")
-    if report_fn is not None:  # monitoring's own verdict: drift, decay and operations
-        report = guarded("monitoring", lambda: _service_report(state, report_fn, name))
-        entry["health"] = {"available": True, **report["health"]} if report.get("available") else report
-        entry["drift"] = {"available": True, **report["drift"]} if report.get("available") else report
-    else:
-        drift = guarded("drift", lambda: live_drift(state, name, version))
-        recent = list(read_records(state.log_dir, model=name, last=DRIFT_WINDOW))
-        entry["health"] = guarded("health", lambda: health(state, drift, recent))
-        entry["drift"] = drift
+    # monitoring's own verdict (drift, decay and operations), not persisted: reading a page changes nothing
+    report = guarded("monitoring", lambda: dict(monitoring.report(state, WindowSpec(model=name, last=DRIFT_WINDOW), persist=False)))
+    entry["health"] = {"available": True, **report["health"]} if report.get("available") else report
+    entry["drift"] = {"available": True, **report["drift"]} if report.get("available") else report
     return entry
 
 
-def _service_report(state: MLOpsState, report_fn: Callable[..., Any], model: str) -> dict[str, Any]:
-    return dict(report_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False))
-
-
-def _live(state: MLOpsState, model: str, version: int | None) -> dict[str, Any]:
-    """Drift of the recent window: monitoring's service when present, else the core calculator here."""
-    drift_fn = optional("flask_mlops.services.monitoring:drift")
-    if drift_fn is None:
-        return live_drift(state, model, version)
-
+def _live(state: MLOpsState, model: str) -> dict[str, Any]:
+    """Drift of the recent window (monitoring's `drift`, not persisted)."""
     try:
-        return dict(drift_fn(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False).to_dict())
+        return dict(monitoring.drift(state, WindowSpec(model=model, last=DRIFT_WINDOW), persist=False).to_dict())
     except UnprocessableError as exc:
         return {"status": "no_reference", "level": None, "message": exc.message}
 
@@ -218,7 +138,7 @@ def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "version": version,
-        "live": guarded("drift", lambda: _live(state, name, version)),
+        "live": guarded("drift", lambda: _live(state, name)),
         "runs": guarded("drift runs", lambda: drift_runs(state, name)),
         "psi_thresholds": list(state.config.drift_psi_thresholds),
     }
@@ -248,30 +168,20 @@ def audit_trail(state: MLOpsState, model: str, limit: int = 20) -> list[dict[str
 
 def experiments_page(state: MLOpsState) -> dict[str, Any]:
     def load() -> dict[str, Any]:
-        lister = optional("flask_mlops.services.experiments:list_experiments")
-        if lister is None:
-            return {"items": [], "message": "experiments are not set up in this installation"}
-        results = optional("flask_mlops.services.experiments:experiment_results")
         items = []
-        for exp in lister(state, limit=20):
+        for exp in experiments.list_experiments(state, limit=20):
             entry: dict[str, Any] = {"experiment": exp, "results": None}
-            if results is not None and exp.get("status") == "running":
-                entry["results"] = _results(state, results, exp["id"])
+            if exp.get("status") == "running":
+                entry["results"] = _results(state, int(exp["id"]))
             items.append(entry)
         return {"items": items}
 
     return guarded("experiments", load)
 
 
-def _results(state: MLOpsState, results: Callable[..., Any], experiment_id: int) -> dict[str, Any]:
-    return guarded("results", lambda: dict(results(state, experiment_id)))
+def _results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
+    return guarded("results", lambda: dict(experiments.experiment_results(state, experiment_id)))
 
 
 def jobs_page(state: MLOpsState) -> dict[str, Any]:
-    def load() -> dict[str, Any]:
-        overview_fn = optional("flask_mlops.services.scheduler:overview")
-        if overview_fn is None:
-            return {"jobs": [], "message": "the scheduler is not available in this installation"}
-        return dict(overview_fn(state))
-
-    return guarded("jobs", load)
+    return guarded("jobs", lambda: dict(scheduler.overview(state)))

@@ -18,9 +18,7 @@ from werkzeug.wrappers import Response
 from ..api.blueprint import FORM, bp, route
 from ..api.schemas import LoginForm
 from ..errors import MLOpsError, RateLimited
-from ..services import auth, sessions
-from ..services.registry import set_alias
-from ..services.serving import PRODUCTION
+from ..services import auth, lifecycle, sessions
 from ..services.state import get_state
 from . import charts, data
 
@@ -112,13 +110,8 @@ def promote(name: str, body: VersionForm) -> Any:
     if body.version is None:
         return _back(name, "choose a version to promote")
     actor = auth.audit_actor()
-    try:
-        action = data.optional("flask_mlops.services.lifecycle:promote")
-        if action is not None:
-            action(state, name, body.version, actor=actor, reason=body.reason or "promoted from the dashboard")
-        else:
-
-            set_alias(state, name, PRODUCTION, body.version, actor=actor, reason=body.reason or "promoted from the dashboard", action="promote")
+    try:  # through the promotion gates, like the API (never a bare alias move)
+        lifecycle.promote(state, name, body.version, actor=actor, reason=body.reason or "promoted from the dashboard")
     except MLOpsError as exc:
         return _back(name, f"promotion refused: {exc.message}")
     return _back(name, f"{name} v{body.version} is now in production")
@@ -129,11 +122,8 @@ def promote(name: str, body: VersionForm) -> Any:
 def rollback(name: str, body: VersionForm) -> Any:
     """Point production back at the previous version (admin; CSRF-protected form)."""
     state = get_state()
-    action = data.optional("flask_mlops.services.lifecycle:rollback")
-    if action is None:
-        return _back(name, "rollback is not available in this installation yet")
     try:
-        action(state, name, actor=auth.audit_actor(), reason=body.reason or "rolled back from the dashboard")
+        lifecycle.rollback(state, name, actor=auth.audit_actor(), reason=body.reason or "rolled back from the dashboard")
     except MLOpsError as exc:
         return _back(name, f"rollback refused: {exc.message}")
     return _back(name, f"{name} rolled back")
