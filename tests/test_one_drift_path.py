@@ -54,7 +54,8 @@ def test_the_retraining_drift_trigger_is_monitorings_drift(instance: Path, tmp_p
     ).fit(reference.to_numpy(dtype=object), y)
     app = _app(instance, tmp_path)
     state = get_state(app)
-    app.extensions["mlops"].ext.register("shop", model, app=app, reference=reference, promote=True)
+    app.extensions["mlops"].ext.register("shop", model, app=app, reference=reference, promote=True,
+                                         metrics={"accuracy": 0.9, "roc_auc": 0.9, "f1": 0.9})
     now = datetime.now(timezone.utc)
     # the channel mix moves from a third each to nearly all "app": a categorical drift
     _log(app, ["app"] * 190 + ["web"] * 10, rng.normal(50, 10, 200), now)
