@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from flask_mlops.ab.stats import (
     PROMOTE,
     STOP,
     Plan,
+    PlanError,
     analyze,
     bayes_binomial,
     power_proportions,
@@ -216,13 +218,45 @@ def test_analyze_bundles_everything_as_json() -> None:
 
 
 def test_plan_validation() -> None:
-    with pytest.raises(ValueError, match="baseline and mde"):
+    with pytest.raises(PlanError, match="non-zero, finite mde") as missing:
         Plan()
+    assert missing.value.field == "mde"
+    with pytest.raises(PlanError, match=r"baseline \+ mde must stay strictly between 0 and 1 .*choose \|mde\| < 0.03") as high:
+        Plan(baseline=0.97, mde=0.05)  # the default MDE over a 0.97 control: impossible, said at creation
+    assert high.value.field == "mde"
+    with pytest.raises(PlanError, match="sd > 0"):
+        Plan(outcome="mean", mde=-2.0)
+    assert Plan(outcome="mean", mde=-2.0, sd=10.0).required().control == sample_size_means(10.0, 2.0).control
     with pytest.raises(ValueError, match="share"):
         Plan(share=1.0, baseline=0.5, mde=0.1)
     assert Plan(planned_control=10, planned_treatment=20).required().total == 30
     with pytest.raises(ValueError, match="unknown guardrail"):
         Guardrails.from_dict({"max_error_rate": 3})
+
+
+def test_mean_outcomes_are_judged_by_welch_lower_is_better() -> None:
+    """Regression A/B: absolute errors per labelled request; the treatment errs less."""
+    from scipy.stats import ttest_ind
+
+    rng = np.random.default_rng(3)
+    err_c, err_t = np.abs(rng.normal(0, 50, 800)), np.abs(rng.normal(0, 42, 800))
+    variant = np.r_[np.zeros(800), np.ones(800)]
+    outcome = np.r_[err_c, err_t]
+    control, treatment = summarize(variant, outcome, kind="mean")
+    assert control.outcome == "mean" and control.successes == 0 and control.rate == pytest.approx(err_c.mean())
+    plan = Plan(outcome="mean", mde=-8.0, sd=30.0, higher_is_better=False)  # needs ~221 per variant
+    result = analyze(control, treatment, plan)
+    expected = ttest_ind(err_t, err_c, equal_var=False)
+    assert result.outcome_welch is not None and result.bayes is None and result.ztest is None
+    assert result.outcome_welch.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert result.outcome_welch.diff == pytest.approx(err_t.mean() - err_c.mean())
+    assert result.verdict.action == PROMOTE and "mean" in result.verdict.reasons[0]
+    assert result.to_dict()["plan"]["test"] == "welch"
+    worse = analyze(treatment, control, plan)  # swapped: the treatment errs ~19 % more
+    assert worse.verdict.action == STOP and "guardrail abs_error breached" in worse.verdict.reasons[0]
+    slightly = analyze(control, replace(control, outcome_mean=control.outcome_mean * 1.03), plan)
+    assert slightly.verdict.action == KEEP  # 3 % worse: under the 5 % guardrail, not significant
+    assert [c.name for c in result.guardrails][-1] == "abs_error"
 
 
 # ------------------------------------------------------ simulated experiments

@@ -1,4 +1,4 @@
-"""Guardrails: is the treatment doing harm (errors, p95 latency, accuracy) compared with control?
+"""Guardrails: is the treatment doing harm (errors, p95 latency, accuracy or absolute error) compared with control?
 
 Shared by the experiment verdict and the gradual rollout. A guardrail is judged only once
 both variants have enough traffic (`ok=None` until then). Rates are noisy at the sample
@@ -107,6 +107,9 @@ def check_guardrails(
             f"p95 latency {t95:.1f} ms vs control {c95:.1f} ms (limit {limit:.1f} ms)",
         ))
 
+    if control.outcome == "mean":
+        checks.append(_mean_outcome(control, treatment, g))
+        return checks
     # accuracy (primary rate): treatment ≥ (1 - drop) × control
     c_acc, t_acc = control.rate, treatment.rate
     if min(control.labelled, treatment.labelled) < g.min_labelled:
@@ -126,6 +129,20 @@ def check_guardrails(
             f"accuracy {t_acc:.2%} vs control {c_acc:.2%} (floor {limit:.2%}, p={p:.3g})",
         ))
     return checks
+
+
+def _mean_outcome(control: VariantSummary, treatment: VariantSummary, g: Guardrails) -> GuardrailCheck:
+    """Absolute error (lower is better): treatment ≤ (1 + drop) × control, one-sided Welch z."""
+    c, t = control.outcome_mean, treatment.outcome_mean
+    if min(control.labelled, treatment.labelled) < g.min_labelled or math.isnan(c) or math.isnan(t):
+        return GuardrailCheck("abs_error", None, c, t, math.nan, _too_few(control.labelled, treatment.labelled, g.min_labelled, "labelled outcomes"))
+    ratio = 1.0 + g.max_accuracy_drop
+    limit = ratio * c
+    var = (treatment.outcome_var if not math.isnan(treatment.outcome_var) else 0.0) / treatment.labelled
+    var += ratio**2 * (control.outcome_var if not math.isnan(control.outcome_var) else 0.0) / control.labelled
+    p = _norm_sf((t - limit) / math.sqrt(var)) if var > 0 else (0.0 if t > limit else 1.0)
+    ok = not (t > limit and p < g.alpha)
+    return GuardrailCheck("abs_error", ok, c, t, limit, f"mean absolute error {t:.4g} vs control {c:.4g} (ceiling {limit:.4g}, p={p:.3g})")
 
 
 def _too_few(n_c: int, n_t: int, need: int, what: str) -> str:

@@ -150,7 +150,7 @@ def evaluate(
     if treatment.n < stage.min_samples:
         waiting.append(f"{treatment.n} of {stage.min_samples} treatment requests in this stage")
     for check in checks:
-        if check.ok is None and (check.name != "accuracy" or state.require_accuracy):
+        if check.ok is None and (check.name not in ("accuracy", "abs_error") or state.require_accuracy):
             waiting.append(f"guardrail {check.name} {check.message}")
     if waiting:
         return Decision(HOLD, stage.share, state.stage, waiting, checks)

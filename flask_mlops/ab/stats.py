@@ -11,7 +11,8 @@ Methods, so that results are reproducible and checkable:
   (`draws` posterior draws per variant, `seed` 0 unless given): identical inputs give
   identical intervals.
 - Frequentist: two-proportion z-test (pooled standard error for the test, unpooled for
-  the confidence interval), Welch's t-test from (n, mean, variance).
+  the confidence interval), Welch's t-test from (n, mean, variance) — for latency, and for
+  mean outcomes (a regression model's absolute error, lower is better) as the primary test.
 - Peeking guard: fixed horizon. `verdict` gives no promote/keep verdict before both
   variants reach the planned number of labelled outcomes; see docs/ab-testing.md.
 """
@@ -312,28 +313,64 @@ def srm_counts(control: VariantSummary, treatment: VariantSummary, plan: Plan) -
 # ------------------------------------------------------------------------- verdict
 
 
+class PlanError(ValueError):
+    """An impossible plan; `field` names the plan option to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Plan:
-    """How an experiment is judged. The planned sample comes from baseline + MDE unless given."""
+    """How an experiment is judged. The planned sample comes from baseline + MDE (proportions)
+    or sd + MDE (mean outcomes) unless given; an impossible plan raises `PlanError`."""
 
     share: float = 0.5
     alpha: float = 0.05
     power: float = 0.8
     baseline: float | None = None
-    mde: float | None = None  # absolute change in the primary rate worth detecting
+    mde: float | None = None  # absolute change in the primary rate (or mean) worth detecting
     planned_control: int | None = None  # labelled outcomes per variant; overrides baseline/mde
     planned_treatment: int | None = None
     higher_is_better: bool = True
     srm_threshold: float = 0.001
     guardrails: Guardrails = field(default_factory=Guardrails)
+    outcome: str = "proportion"  # proportion (z-test, Beta-Binomial) | mean (Welch's t-test)
+    sd: float | None = None  # standard deviation of a mean outcome, for its sample size
 
     def __post_init__(self) -> None:
         if not 0 < self.share < 1:
-            raise ValueError("an experiment's treatment share must be strictly between 0 and 1")
+            raise PlanError("share", "an experiment's treatment share must be strictly between 0 and 1")
+        if not 0 < self.alpha < 1:
+            raise PlanError("alpha", f"alpha must be strictly between 0 and 1, got {self.alpha}")
+        if not 0 < self.power < 1:
+            raise PlanError("power", f"power must be strictly between 0 and 1, got {self.power}")
+        if not 0 < self.srm_threshold < 1:
+            raise PlanError("srm_threshold", f"srm_threshold must be strictly between 0 and 1, got {self.srm_threshold}")
+        if self.outcome not in ("proportion", "mean"):
+            raise PlanError("outcome", f"outcome must be 'proportion' or 'mean', got {self.outcome!r}")
         if (self.planned_control is None) != (self.planned_treatment is None):
-            raise ValueError("give both planned_control and planned_treatment, or neither")
-        if self.planned_control is None and (self.baseline is None or self.mde is None):
-            raise ValueError("a plan needs baseline and mde, or planned_control and planned_treatment")
+            raise PlanError("planned_control", "give both planned_control and planned_treatment, or neither")
+        if self.planned_control is not None and self.planned_treatment is not None:
+            if self.planned_control < 1 or self.planned_treatment < 1:
+                raise PlanError("planned_control", "planned sample sizes must be at least 1")
+            return
+        if self.mde is None or not math.isfinite(self.mde) or self.mde == 0:
+            raise PlanError("mde", "a plan needs a non-zero, finite mde (or planned_control and planned_treatment)")
+        if self.outcome == "mean":
+            if self.sd is None or not math.isfinite(self.sd) or self.sd <= 0:
+                raise PlanError("sd", "a plan on a mean outcome needs sd > 0 (or planned_control and planned_treatment)")
+            return
+        if self.baseline is None or not 0 < self.baseline < 1:
+            raise PlanError("baseline", f"baseline must be strictly between 0 and 1, got {self.baseline}")
+        if not 0 < self.baseline + self.mde < 1:
+            room = 1 - self.baseline if self.mde > 0 else self.baseline
+            raise PlanError(
+                "mde",
+                f"baseline + mde must stay strictly between 0 and 1 (baseline {self.baseline:.4g}, mde {self.mde:.4g}): "
+                f"choose |mde| < {room:.4g}",
+            )
 
     def required(self) -> SampleSize:
         """Labelled outcomes per variant before any promote/keep verdict (computed once)."""
@@ -346,7 +383,11 @@ class Plan:
                 self.planned_control, self.planned_treatment,
                 self.planned_control + self.planned_treatment, self.alpha, self.power,
             )
-        assert self.baseline is not None and self.mde is not None
+        assert self.mde is not None
+        if self.outcome == "mean":
+            assert self.sd is not None
+            return sample_size_means(self.sd, abs(self.mde), alpha=self.alpha, power=self.power, share=self.share)
+        assert self.baseline is not None
         return sample_size_proportions(self.baseline, self.mde, alpha=self.alpha, power=self.power, share=self.share)
 
 
@@ -362,10 +403,14 @@ def verdict(
     plan: Plan,
     *,
     ztest: ZTestResult | None = None,
+    welch: WelchResult | None = None,
     srm: SRMResult | None = None,
     guardrails: list[GuardrailCheck] | None = None,
 ) -> Verdict:
-    """Guardrails and SRM first (any time), then a significance verdict only at the planned sample."""
+    """Guardrails and SRM first (any time), then a significance verdict only at the planned sample.
+
+    Proportions are judged by the two-proportion z-test, mean outcomes by Welch's t-test.
+    """
     srm = srm or srm_counts(control, treatment, plan)
     checks = guardrails if guardrails is not None else check_guardrails(control, treatment, plan.guardrails)
     reasons: list[str] = []
@@ -384,46 +429,70 @@ def verdict(
             f"{control.labelled}/{need.control} control and {treatment.labelled}/{need.treatment} treatment "
             "labelled outcomes: no verdict before the planned sample size (peeking guard)"
         ])
-    z = ztest or ztest_two_proportions(
-        control.successes, control.labelled, treatment.successes, treatment.labelled, alpha=plan.alpha
-    )
-    better = z.diff > 0 if plan.higher_is_better else z.diff < 0
-    detail = (
-        f"{z.treatment_rate:.4f} treatment vs {z.control_rate:.4f} control, "
-        f"diff {z.diff:+.4f} (CI {z.ci[0]:+.4f}..{z.ci[1]:+.4f}), p={z.p_value:.3g}"
-    )
-    if z.p_value < plan.alpha and better:
+    if plan.outcome == "mean":
+        w = welch or outcome_welch(control, treatment, plan)
+        diff, p_value = w.diff, w.p_value
+        detail = (
+            f"mean {treatment.outcome_mean:.4g} treatment vs {control.outcome_mean:.4g} control, "
+            f"diff {w.diff:+.4g} (CI {w.ci[0]:+.4g}..{w.ci[1]:+.4g}), p={w.p_value:.3g}"
+        )
+    else:
+        z = ztest or ztest_two_proportions(
+            control.successes, control.labelled, treatment.successes, treatment.labelled, alpha=plan.alpha
+        )
+        diff, p_value = z.diff, z.p_value
+        detail = (
+            f"{z.treatment_rate:.4f} treatment vs {z.control_rate:.4f} control, "
+            f"diff {z.diff:+.4f} (CI {z.ci[0]:+.4f}..{z.ci[1]:+.4f}), p={z.p_value:.3g}"
+        )
+    better = diff > 0 if plan.higher_is_better else diff < 0
+    if p_value < plan.alpha and better:
         return Verdict(PROMOTE, [f"treatment significantly better at the planned sample size: {detail}"])
-    if z.p_value < plan.alpha:
+    if p_value < plan.alpha:
         return Verdict(KEEP, [f"treatment significantly worse: {detail}"])
     return Verdict(KEEP, [f"no significant difference at the planned sample size: {detail}"])
 
 
+def outcome_welch(control: VariantSummary, treatment: VariantSummary, plan: Plan) -> WelchResult:
+    """Welch's t-test of the mean labelled outcome (treatment - control)."""
+    return welch_ttest(
+        (control.labelled, control.outcome_mean, control.outcome_var),
+        (treatment.labelled, treatment.outcome_mean, treatment.outcome_var),
+        alpha=plan.alpha,
+    )
+
+
 @dataclass(frozen=True)
 class Results(_Result):
-    """Everything `/experiments/<id>/results` shows."""
+    """Everything `/experiments/<id>/results` shows. Proportions carry `bayes` and `ztest`;
+    mean outcomes (regression's absolute error) carry `outcome_welch` instead."""
 
     control: dict[str, Any]
     treatment: dict[str, Any]
     plan: dict[str, Any]
-    bayes: BayesResult
-    ztest: ZTestResult
+    bayes: BayesResult | None
+    ztest: ZTestResult | None
     latency_welch: WelchResult
     srm: SRMResult
     guardrails: list[GuardrailCheck]
     verdict: Verdict
+    outcome_welch: WelchResult | None = None
 
 
 def analyze(control: VariantSummary, treatment: VariantSummary, plan: Plan, *, seed: int = 0) -> Results:
     """All statistics and the verdict for one experiment, from the two variant summaries."""
-    z = ztest_two_proportions(
-        control.successes, control.labelled, treatment.successes, treatment.labelled, alpha=plan.alpha
-    )
-    bayes = bayes_binomial(
-        control.successes, control.labelled, treatment.successes, treatment.labelled,
-        higher_is_better=plan.higher_is_better, seed=seed,
-    )
-    welch = welch_ttest(
+    z = bayes = welch = None
+    if plan.outcome == "mean":
+        welch = outcome_welch(control, treatment, plan)
+    else:
+        z = ztest_two_proportions(
+            control.successes, control.labelled, treatment.successes, treatment.labelled, alpha=plan.alpha
+        )
+        bayes = bayes_binomial(
+            control.successes, control.labelled, treatment.successes, treatment.labelled,
+            higher_is_better=plan.higher_is_better, seed=seed,
+        )
+    latency = welch_ttest(
         (control.n, control.latency_mean, control.latency_var),
         (treatment.n, treatment.latency_mean, treatment.latency_var),
         alpha=plan.alpha,
@@ -435,8 +504,10 @@ def analyze(control: VariantSummary, treatment: VariantSummary, plan: Plan, *, s
         "share": plan.share, "alpha": plan.alpha, "power": plan.power, "baseline": plan.baseline,
         "mde": plan.mde, "planned_control": need.control, "planned_treatment": need.treatment,
         "higher_is_better": plan.higher_is_better, "peeking_guard": "fixed_horizon",
+        "outcome": plan.outcome, "sd": plan.sd, "test": "welch" if plan.outcome == "mean" else "z_test+beta_binomial",
     }
     return Results(
-        control.to_dict(), treatment.to_dict(), plan_info, bayes, z, welch, srm, checks,
-        verdict(control, treatment, plan, ztest=z, srm=srm, guardrails=checks),
+        control.to_dict(), treatment.to_dict(), plan_info, bayes, z, latency, srm, checks,
+        verdict(control, treatment, plan, ztest=z, welch=welch, srm=srm, guardrails=checks),
+        welch,
     )

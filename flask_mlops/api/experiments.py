@@ -42,8 +42,11 @@ class ExperimentIn(_StrictBody):
     control_version: Id | None = Field(default=None, description="Default: the production version.")
     share: float = Field(default=0.5, gt=0, lt=1, description="Share of units served the treatment.")
     name: str | None = Field(default=None, max_length=200)
-    metric: str = Field(default="accuracy", max_length=50, description=f"Primary metric: {', '.join(core.METRICS)}.")
-    plan: dict[str, Any] | None = Field(default=None, description="alpha, power, baseline, mde, planned_control, planned_treatment, srm_threshold.")
+    metric: str | None = Field(
+        default=None, max_length=50,
+        description="Primary metric: accuracy or positive_rate (binary), accuracy (multi-class), abs_error (regression); default: the task's first.",
+    )
+    plan: dict[str, Any] | None = Field(default=None, description=f"{', '.join(core.PLAN_OPTIONS)} (validated: a 400 names the field).")
     guardrails: dict[str, Any] | None = Field(default=None, description="Overrides of the guardrail limits (unknown names are refused).")
     actor: str | None = Field(default=None, max_length=200, description="A note kept with the reason; the audit log's who is the authenticated caller.")
 
@@ -107,6 +110,9 @@ class VariantOut(APIModel):
     latency_var_ms2: float | None
     latency_p95_ms: float | None
     units: int | None
+    outcome: Literal["proportion", "mean"] = "proportion"
+    outcome_mean: float | None = Field(default=None, description="Mean labelled outcome (absolute error) for mean outcomes.")
+    outcome_var: float | None = None
 
 
 class GuardrailCheckOut(APIModel):
@@ -130,8 +136,9 @@ class ResultsOut(APIModel):
     control: VariantOut
     treatment: VariantOut
     plan: dict[str, Any]
-    bayes: dict[str, Any]
-    ztest: dict[str, Any]
+    bayes: dict[str, Any] | None = Field(description="Beta-Binomial comparison (proportion outcomes; null for mean outcomes).")
+    ztest: dict[str, Any] | None = Field(description="Two-proportion z-test (proportion outcomes; null for mean outcomes).")
+    outcome_welch: dict[str, Any] | None = Field(default=None, description="Welch's t-test of the mean outcome (regression's absolute error).")
     latency_welch: dict[str, Any]
     srm: dict[str, Any]
     guardrails: list[GuardrailCheckOut]

@@ -35,13 +35,13 @@ def experiment() -> None:
 @click.option("--treatment", "treatment", type=int, required=True, help="Treatment version.")
 @click.option("--control", "control", type=int, help="Control version (default: production).")
 @click.option("--share", type=float, default=0.5, show_default=True, help="Treatment's traffic share.")
-@click.option("--metric", type=click.Choice(core.METRICS), default="accuracy", show_default=True)
-@click.option("--mde", type=float, help="Absolute change of the metric worth detecting (default 0.05).")
+@click.option("--metric", type=click.Choice(core.METRICS), default=None, help="Default: the task's outcome (accuracy; abs_error for regression).")
+@click.option("--mde", type=float, help="Absolute change of the metric worth detecting (default: 0.05, less near a perfect baseline; 10 % of the MAE for abs_error).")
 @click.option("--plan", "plan_json", help='Plan as JSON, e.g. {"alpha": 0.05, "power": 0.8}.')
 @click.option("--guardrails", "guardrails_json", help='Guardrails as JSON, e.g. {"max_error_ratio": 2}.')
 @click.option("--name", help="A label for the experiment.")
 @mlops_errors
-def experiment_start(model: str, treatment: int, control: int | None, share: float, metric: str, mde: float | None,
+def experiment_start(model: str, treatment: int, control: int | None, share: float, metric: str | None, mde: float | None,
                      plan_json: str | None, guardrails_json: str | None, name: str | None) -> None:
     """Start an experiment (one running experiment per model)."""
     plan = _json_option(plan_json, "--plan") or {}

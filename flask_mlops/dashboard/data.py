@@ -151,9 +151,31 @@ def models_page(state: MLOpsState) -> list[dict[str, Any]]:
 def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:
     return {
         "name": name,
+        "columns": _version_columns(state, name),
         "versions": guarded("the registry", lambda: {"items": [v.to_dict() for v in list_versions(state, name)]}),
         "audit": guarded("the audit trail", lambda: {"items": audit_trail(state, name)}),
     }
+
+
+#: holdout metrics shown per version, by task kind
+VERSION_COLUMNS = {
+    "binary": (("accuracy", "Accuracy"), ("f1", "F1"), ("roc_auc", "ROC-AUC")),
+    "multiclass": (("accuracy", "Accuracy"), ("f1_macro", "F1 macro"), ("log_loss", "Log loss")),
+    "regression": (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²")),
+}
+
+
+def _version_columns(state: MLOpsState, name: str) -> list[tuple[str, str]]:
+    """The production version's task decides the columns (the declaration when none is in production)."""
+    from ..services.lifecycle import version_task
+    from ..services.registry import alias_version
+
+    try:
+        production = alias_version(state, name)
+        kind = version_task(state, name, production).kind
+    except Exception:  # noqa: BLE001 - a page never breaks on a missing backend
+        kind = "regression" if state.config.model(name).task == "regression" else "binary"
+    return list(VERSION_COLUMNS[kind])
 
 
 def audit_trail(state: MLOpsState, model: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from ..ab.assign import CONTROL, TREATMENT, new_salt
 from ..ab.guardrails import Guardrails
 from ..ab.rollout import COMPLETE, DEFAULT_STAGES, HOLD, ROLLBACK, RolloutState, Stage, apply, evaluate, validate_stages
-from ..ab.stats import Plan, analyze
+from ..ab.stats import Plan, PlanError, analyze
 from ..ab.summary import summarize
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..store.columnar import read_window
@@ -34,18 +34,24 @@ from ..store.models import AuditEvent, ModelVersion
 from ..store.predictions import read_records
 from .alerts import post_webhook
 from .catalog import model_spec
+from .lifecycle import ARCHIVED, ensure_loadable, version_task
 from .metrics import record_rollout
 from .registry import alias_version, get_version, set_alias
 from .serving import PRODUCTION
 
 if TYPE_CHECKING:
-    from ..ab.stats import Plan
     from ..ab.summary import VariantSummary
     from .state import MLOpsState
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("accuracy", "positive_rate")
+#: A/B outcome metrics per task kind (the first is the default): a labelled request is
+#: correct or not (accuracy), its label positive or not, or its prediction off by an amount
+METRICS_BY_TASK = {"binary": ("accuracy", "positive_rate"), "multiclass": ("accuracy",), "regression": ("abs_error",)}
+METRICS = ("accuracy", "positive_rate", "abs_error")
+PLAN_OPTIONS = ("alpha", "power", "baseline", "mde", "sd", "planned_control", "planned_treatment", "srm_threshold")
+#: what is stored with an experiment (and rebuilt into a `Plan` for its results)
+STORED_PLAN = (*PLAN_OPTIONS, "outcome", "higher_is_better")
 
 
 def _now() -> datetime:
@@ -55,21 +61,88 @@ def _now() -> datetime:
 # ------------------------------------------------------------------------ creating
 
 
-def _plan(metric: str, share: float, plan: dict[str, Any] | None, guardrails: dict[str, Any] | None, baseline: float | None) -> Plan:
-    if metric not in METRICS:
-        raise ValidationError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}", details={"metric": metric})
+def _number(metrics: dict[str, Any], *names: str) -> float | None:
+    for name in names:
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def plan_defaults(metric: str, control_metrics: dict[str, Any]) -> dict[str, Any]:
+    """The plan a user did not spell out, from the control version's holdout metrics.
+
+    Proportions: baseline = the control's accuracy (0.5 when unknown or not a rate), MDE 5
+    points, shrunk to half the room left so baseline + MDE stays below 1 (a 0.97 control is
+    planned with an MDE of 0.015). Absolute error: MDE = 10 % of the control's MAE, sd = its
+    RMSE (an upper bound of the absolute error's spread).
+    """
+    if metric == "abs_error":
+        mae, rmse = _number(control_metrics, "mae", "holdout_mae"), _number(control_metrics, "rmse", "holdout_rmse")
+        return {"outcome": "mean", "higher_is_better": False, "mde": None if mae is None else -0.1 * mae, "sd": rmse or (None if mae is None else 1.25 * mae)}
+    baseline = _number(control_metrics, "accuracy", "holdout_accuracy") if metric == "accuracy" else None
+    baseline = min(max(baseline, 0.01), 0.99) if baseline is not None else 0.5
+    return {"outcome": "proportion", "higher_is_better": True, "baseline": baseline, "mde": min(0.05, (1.0 - baseline) / 2)}
+
+
+def _plan(
+    metric: str, kind: str, share: float, plan: dict[str, Any] | None, guardrails: dict[str, Any] | None, control_metrics: dict[str, Any]
+) -> Plan:
+    """Validate the plan at creation: a 400 names the field (`metric`, `plan.mde`, `guardrails`, ...)."""
+
+    allowed = METRICS_BY_TASK[kind]
+    if metric not in allowed:
+        raise ValidationError(
+            f"metric {metric!r} does not fit a {kind} model; use {', '.join(allowed)}",
+            details={"field": "metric", "metric": metric, "allowed": list(allowed)},
+        )
     options = dict(plan or {})
-    known = {"alpha", "power", "baseline", "mde", "planned_control", "planned_treatment", "srm_threshold"}
-    unknown = set(options) - known
+    unknown = sorted(set(options) - set(PLAN_OPTIONS))
     if unknown:
-        raise ValidationError(f"unknown plan option(s) {sorted(unknown)}; known: {sorted(known)}")
-    options.setdefault("mde", 0.05)
-    if options.get("baseline") is None:
-        options["baseline"] = baseline if baseline is not None and 0 < baseline < 1 else 0.5
+        raise ValidationError(f"unknown plan option(s) {unknown}; known: {list(PLAN_OPTIONS)}", details={"field": f"plan.{unknown[0]}"})
+    for key, value in options.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValidationError(f"plan.{key} must be a number, got {value!r}", details={"field": f"plan.{key}"})
+    defaults = plan_defaults(metric, control_metrics)
+    merged = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     try:
-        return Plan(share=min(max(share, 0.01), 0.99), guardrails=Guardrails.from_dict(guardrails), **options)
+        limits = Guardrails.from_dict(guardrails)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"invalid experiment plan: {exc}", details={"plan": plan, "guardrails": guardrails}) from exc
+        raise ValidationError(f"invalid guardrails: {exc}", details={"field": "guardrails", "guardrails": guardrails}) from exc
+    try:
+        return Plan(share=min(max(share, 0.01), 0.99), guardrails=limits, **merged)
+    except PlanError as exc:
+        raise ValidationError(f"invalid experiment plan: {exc}", details={"field": f"plan.{exc.field}", "plan": plan}) from exc
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid experiment plan: {exc}", details={"field": "plan", "plan": plan}) from exc
+
+
+def stored_plan(row: Experiment) -> tuple[Plan, str | None]:
+    """The experiment's plan, rebuilt; an impossible stored plan (an older release's default
+    MDE over a high baseline) is adapted rather than failing the results (with a note)."""
+
+    share = min(max(row.share, 0.01), 0.99)
+    stored = {k: v for k, v in (row.plan or {}).items() if k in STORED_PLAN}
+    guards = Guardrails.from_dict(row.guardrails)
+    try:
+        return Plan(share=share, guardrails=guards, **stored), None
+    except (TypeError, ValueError) as exc:
+        baseline = stored.get("baseline")
+        fixed = {**stored, "mde": min(0.05, (1.0 - baseline) / 2) if isinstance(baseline, (int, float)) and 0 < baseline < 1 else 0.05}
+        if not isinstance(baseline, (int, float)) or not 0 < baseline < 1:
+            fixed["baseline"] = 0.5
+        fixed.pop("planned_control", None), fixed.pop("planned_treatment", None)
+        return Plan(share=share, guardrails=guards, **fixed), f"the stored plan was not usable ({exc}); judged with mde {fixed['mde']:.4g}"
+
+
+def _servable(state: MLOpsState, model: str, version: int, role: str) -> Any:
+    """The version's info when it can serve (registered, not archived, loadable), else 404/409 naming why."""
+
+    info = get_version(state, model, version)
+    if info.status == ARCHIVED:
+        raise ConflictError(f"{model} v{version} is archived and cannot be the {role}", details={"field": f"{role}_version", "version": version})
+    ensure_loadable(state, model, version)
+    return info
 
 
 def _audit(session: Any, model: str, action: str, *, version: int | None = None, previous: int | None = None,
@@ -86,7 +159,7 @@ def create_experiment(
     control_version: int | None = None,
     share: float = 0.5,
     name: str | None = None,
-    metric: str = "accuracy",
+    metric: str | None = None,
     plan: dict[str, Any] | None = None,
     guardrails: dict[str, Any] | None = None,
     unit_key: str = "user_id",
@@ -94,7 +167,11 @@ def create_experiment(
     reason: str | None = None,
     kind: str = "experiment",
 ) -> dict[str, Any]:
-    """Start an experiment of `treatment_version` against production (or `control_version`)."""
+    """Start an experiment of `treatment_version` against production (or `control_version`).
+
+    Both versions must be registered, loadable and not archived (404/409); the plan is
+    validated here (400 naming the field), with the metric defaulting to the task's outcome.
+    """
     model_spec(state, model)
     if not 0 <= share <= 1 or (kind == "experiment" and not 0 < share < 1):
         raise ValidationError("share must be strictly between 0 and 1 for an experiment", details={"share": share})
@@ -103,14 +180,15 @@ def create_experiment(
         raise ConflictError(f"model {model!r} has no production version to use as control", details={"model": model})
     if control == treatment_version:
         raise ValidationError("control and treatment must be different versions", details={"version": control})
-    control_info = get_version(state, model, control)
-    get_version(state, model, treatment_version)
-    baseline = control_info.metrics.get("accuracy") if metric == "accuracy" else None
-    checked = _plan(metric, share, plan, guardrails, baseline if isinstance(baseline, (int, float)) else None)
+    control_info = _servable(state, model, control, "control")
+    _servable(state, model, treatment_version, "treatment")
+    kind = version_task(state, model, info=control_info).kind
+    metric = metric or METRICS_BY_TASK[kind][0]
+    checked = _plan(metric, kind, share, plan, guardrails, dict(control_info.metrics or {}))
     row = Experiment(
         model_name=model, running_model=model, name=name, kind=kind, control_version=control,
         treatment_version=treatment_version, share=float(share), salt=new_salt(), unit_key=unit_key,
-        metric=metric, plan={k: getattr(checked, k) for k in ("alpha", "power", "baseline", "mde", "planned_control", "planned_treatment", "srm_threshold")},
+        metric=metric, plan={k: getattr(checked, k) for k in STORED_PLAN},
         guardrails=dict(vars(checked.guardrails)), actor=actor,
     )
     try:
@@ -214,9 +292,12 @@ def observations(
                 continue
             if metric == "positive_rate":
                 outcome[i] = 1.0 if _truthy(label) else 0.0
+            elif metric == "abs_error":
+                outcome[i] = _abs_error(predictions[i], label)
             else:
                 outcome[i] = 1.0 if _same(predictions[i], label) else 0.0
-    control, treatment = summarize(is_t.astype(np.int8), outcome, window.latency_ms[keep], window.errors[keep])
+    kind = "mean" if metric == "abs_error" else "proportion"
+    control, treatment = summarize(is_t.astype(np.int8), outcome, window.latency_ms[keep], window.errors[keep], kind=kind)
     if with_units:
         units = _units(state, model, since, until)
         control, treatment = replace(control, units=units[CONTROL]), replace(treatment, units=units[TREATMENT])
@@ -243,6 +324,15 @@ def _truthy(value: Any) -> bool:
     return value in (1, True, "1", "true", "yes", "positive") or (isinstance(value, float) and value == 1.0)
 
 
+def _abs_error(prediction: Any, label: Any) -> float:
+    """|prediction - label| for a regression outcome; NaN (not counted) when either is not a number."""
+    try:
+        value = abs(float(prediction) - float(label))
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
 def _same(prediction: Any, label: Any) -> bool:
     if prediction is None or (isinstance(prediction, float) and math.isnan(prediction)):
         return False
@@ -254,12 +344,14 @@ def _same(prediction: Any, label: Any) -> bool:
 
 def experiment_results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
     """All statistics and the verdict of an experiment, from its logged requests and feedback."""
+
     with state.session() as session:
         row = _get(session, experiment_id)
-    share = min(max(row.share, 0.01), 0.99)
-    plan = Plan(share=share, guardrails=Guardrails.from_dict(row.guardrails), **row.plan)
+    plan, note = stored_plan(row)
     control, treatment = observations(state, row.model_name, row.metric, row.created_at, row.ended_at, with_units=True)
     results = analyze(control, treatment, plan).to_dict()
+    if note:
+        results["plan"]["note"] = note
     return {"experiment": _experiment_dict(row), **results}
 
 
@@ -293,6 +385,7 @@ def promote_experiment(state: MLOpsState, experiment_id: int, *, actor: str = "s
         row = _get(session, experiment_id)
     if row.status != RUNNING:
         raise ConflictError(f"experiment {experiment_id} is {row.status}, not running", details={"status": row.status})
+    _servable(state, row.model_name, row.treatment_version, "treatment")
     data = _end(state, experiment_id, PROMOTED, actor=actor, reason=reason or "treatment promoted", action="experiment_promote")
     set_alias(state, row.model_name, PRODUCTION, row.treatment_version, actor=actor, action="promote",
               reason=reason or f"promoted from experiment {experiment_id}", details={"experiment": experiment_id})

@@ -309,6 +309,7 @@ def archive(state: MLOpsState, name: str, version: int, *, actor: str = "system"
     info = get_version(state, name, version)
     if info.status == ARCHIVED:
         return {"model": name, "version": version, "changed": False}
+    _not_in_a_running_experiment(state, name, version)
     removed: list[str] = []
     with state.session() as session, session.begin():
         for row in session.scalars(select(Alias).where(Alias.model_name == name, Alias.version == version)):
@@ -328,6 +329,23 @@ def archive(state: MLOpsState, name: str, version: int, *, actor: str = "system"
     _set_status(state, name, {version: ARCHIVED})
     _audit(state, name, "archive", version, None, actor, reason, {"removed_aliases": removed})
     return {"model": name, "version": version, "changed": True, "removed_aliases": removed}
+
+
+def _not_in_a_running_experiment(state: MLOpsState, name: str, version: int) -> None:
+    """An archived version must not serve: refuse while a running experiment routes to it."""
+    from ..store.experiments import Experiment
+
+    with state.session() as session:
+        running = session.scalar(
+            select(Experiment.id).where(
+                Experiment.running_model == name,
+                (Experiment.treatment_version == version) | (Experiment.control_version == version),
+            )
+        )
+    if running is not None:
+        raise ConflictError(
+            f"{name} v{version} serves in running experiment {running}; stop it first", details={"version": version, "experiment_id": running}
+        )
 
 
 # -- history ------------------------------------------------------------------------------------
