@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from ..errors import UnprocessableError
 from ..services import experiments, monitoring, scheduler
-from ..services.catalog import model_names
+from ..services.catalog import model_names, model_spec
+from ..services.lifecycle import version_task
 from ..services.monitoring import WindowSpec
 from ..services.registry import alias_version, list_versions
 from ..store.models import AuditEvent
@@ -167,9 +168,6 @@ VERSION_COLUMNS = {
 
 def _version_columns(state: MLOpsState, name: str) -> list[tuple[str, str]]:
     """The production version's task decides the columns (the declaration when none is in production)."""
-    from ..services.lifecycle import version_task
-    from ..services.registry import alias_version
-
     try:
         production = alias_version(state, name)
         kind = version_task(state, name, production).kind

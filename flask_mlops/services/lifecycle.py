@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from ..config import DEFAULT_PROMOTION_GATES
 from ..errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
+from ..store.experiments import Experiment
 from ..store.models import Alias, AuditEvent, ModelVersion
 from ..store.retraining import ModelHoldout, ensure_tables
 from ..tasks import Task, higher_is_better, task_for
@@ -333,8 +334,6 @@ def archive(state: MLOpsState, name: str, version: int, *, actor: str = "system"
 
 def _not_in_a_running_experiment(state: MLOpsState, name: str, version: int) -> None:
     """An archived version must not serve: refuse while a running experiment routes to it."""
-    from ..store.experiments import Experiment
-
     with state.session() as session:
         running = session.scalar(
             select(Experiment.id).where(
