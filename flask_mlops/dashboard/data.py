@@ -172,7 +172,7 @@ def _version_columns(state: MLOpsState, name: str) -> list[tuple[str, str]]:
         production = alias_version(state, name)
         kind = version_task(state, name, production).kind
     except Exception:  # noqa: BLE001 - a page never breaks on a missing backend
-        kind = "regression" if state.config.model(name).task == "regression" else "binary"
+        kind = "regression" if model_spec(state, name).task == "regression" else "binary"
     return list(VERSION_COLUMNS[kind])
 
 
