@@ -110,6 +110,14 @@ def test_dashboard_pages_in_chromium(browser: Any, live: Any) -> None:
     if runs.count():
         assert int(runs.inner_text()) >= 1
     _shot(page, "03-drift")
+    # the HTML drift report, styled under the dashboard's CSP (a console error would say "Refused to apply")
+    page.click("text=HTML drift report")
+    page.wait_for_url(f"{base}/reports/drift?*")
+    assert page.evaluate("getComputedStyle(document.querySelector('.badge')).borderRadius") == "10px"
+    assert page.evaluate("getComputedStyle(document.body).marginTop") == "24px"
+    assert not errors, errors
+    _shot(page, "03b-drift-report")
+    page.go_back()
 
     # models: both versions, production alias, audit trail, and an admin button with confirmation
     page.click("nav >> text=Models")
@@ -141,6 +149,11 @@ def test_dashboard_pages_in_chromium(browser: Any, live: Any) -> None:
     assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
     _shot(mobile, "07-drift-phone")
     assert not errors, errors  # no CSP violations or script errors
+
+    # logging out ends the session on the server: the phone's copy of the cookie stops working
+    page.click("button:has-text('Log out')")
+    page.wait_for_url(f"{base}/login")
+    assert mobile.goto(f"{base}/").status == 401
 
 
 def test_screenshots_folder_is_not_committed() -> None:

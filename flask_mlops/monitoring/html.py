@@ -113,7 +113,7 @@ def render_drift_html(report: Mapping[str, Any], *, title: str = "Drift report",
         body.append(_feature_card(f"prediction ({prediction.get('name')})", prediction))
     style = f'<link rel="stylesheet" href="{escape(stylesheet)}">' if stylesheet else f"<style>{report_css()}</style>"
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'  # no /favicon.ico request
         f"<title>{escape(title)}</title>{style}</head><body>{''.join(body)}</body></html>"
     )
 
