@@ -238,7 +238,19 @@ class MLOpsConfig:
     retrain_cron: str = _key("0 3 * * sun", "Cron (UTC) of the retrain check job.")
     rollout_interval_s: float = _key(300.0, "Seconds between rollout evaluations.", _number(float, 1))
     retention_cron: str = _key("30 1 * * *", "Cron (UTC) of the log retention job.")
-    lease_ttl_s: float = _key(60.0, "Seconds a scheduler lease lives unless renewed.", _number(float, 1))
+    lease_ttl_s: float = _key(60.0, "Seconds a scheduler lease lives unless renewed (timed on the database's clock).", _number(float, 1))
+    scheduler_catch_up: str = _key(
+        "latest",
+        "Ticks missed while no process held the lease (outage, dead host) are recorded as `missed`; "
+        "`latest` also runs the newest missed tick of each job once, `none` runs none.",
+        _choice("latest", "none"),
+    )
+    scheduler_stop_timeout_s: float = _key(
+        10.0,
+        "On shutdown, seconds to wait for running jobs before the lease is released anyway (keep it below "
+        "gunicorn's graceful_timeout; an unfinished job cannot commit and is retried by the next holder).",
+        _number(float, 0, 3600),
+    )
 
     # resolved paths (filled by load_config, not keys)
     instance_path: str = field(default="", metadata={"internal": True})

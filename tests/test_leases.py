@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -30,7 +31,8 @@ def test_tables_exist(engine: Engine) -> None:
 
 def test_one_holder_until_it_expires_then_takeover(engine: Engine) -> None:
     now = utcnow()
-    assert leases.acquire(engine, "scheduler", "a", 10, now=now) == now + timedelta(seconds=10)
+    granted = leases.acquire(engine, "scheduler", "a", 10, now=now)
+    assert granted is not None and granted.expires_at == now + timedelta(seconds=10) and granted.holder == "a"
     assert leases.acquire(engine, "scheduler", "b", 10, now=now + timedelta(seconds=1)) is None
     # the holder renews: the lease lives on past the first expiry
     assert leases.acquire(engine, "scheduler", "a", 10, now=now + timedelta(seconds=5)) is not None
@@ -39,7 +41,7 @@ def test_one_holder_until_it_expires_then_takeover(engine: Engine) -> None:
     assert first is not None and first.holder == "a"
     # a dead holder stops renewing: after its TTL anyone may take over, and the fence grows
     taken = leases.acquire(engine, "scheduler", "b", 10, now=now + timedelta(seconds=16))
-    assert taken == now + timedelta(seconds=26)
+    assert taken is not None and taken.expires_at == now + timedelta(seconds=26)
     second = leases.current(engine, "scheduler")
     assert second is not None and second.holder == "b" and second.fence == first.fence + 1
     assert leases.acquire(engine, "scheduler", "a", 10, now=now + timedelta(seconds=17)) is None
@@ -109,13 +111,82 @@ def test_concurrent_claims_of_one_tick(engine: Engine) -> None:
     assert len([i for i in ids if i is not None]) == 1
 
 
-def test_unfinished_runs_of_a_lost_holder_are_abandoned(engine: Engine) -> None:
+def test_the_database_clock_times_the_lease(engine: Engine) -> None:
+    """The expiry is the database's time plus the TTL, whatever the caller's clock says."""
+    before = leases.db_time(engine)
+    granted = leases.acquire(engine, "scheduler", "a", 30)
+    after = leases.db_time(engine)
+    assert granted is not None and granted.fence == 1
+    assert before + timedelta(seconds=30) <= granted.expires_at <= after + timedelta(seconds=30)
+    assert abs((before - utcnow()).total_seconds()) < 5  # same machine: the clocks agree roughly
+    stored = leases.current(engine, "scheduler")
+    assert stored is not None and stored.expires_at == granted.expires_at  # round-trips exactly (SQLite text, PG timestamptz)
+    assert leases.holds(engine, "scheduler", "a", 1) and not leases.holds(engine, "scheduler", "a", 2)
+    assert not leases.holds(engine, "scheduler", "b", 1)
+    leases.release(engine, "scheduler", "a")
+    assert not leases.holds(engine, "scheduler", "a", 1)  # a released lease fences its holder's work
+
+
+def test_a_fast_or_slow_caller_clock_cannot_steal_or_lose_the_lease(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert leases.acquire(engine, "scheduler", "a", 5) is not None
+    skewed = utcnow() + timedelta(hours=1)  # a host an hour fast sees every lease as long expired
+    monkeypatch.setattr(leases, "utcnow", lambda: skewed)
+    assert leases.acquire(engine, "scheduler", "b", 5) is None
+    monkeypatch.setattr(leases, "utcnow", lambda: skewed - timedelta(hours=2))  # the holder an hour slow still renews
+    renewed = leases.acquire(engine, "scheduler", "a", 5)
+    assert renewed is not None and renewed.fence == 1
+    assert abs((renewed.expires_at - leases.db_time(engine)).total_seconds() - 5) < 2
+
+
+def test_expiry_on_the_database_clock(engine: Engine) -> None:
+    assert leases.acquire(engine, "short", "a", 0.3) is not None
+    assert leases.acquire(engine, "short", "b", 0.3) is None
+    time.sleep(0.5)
+    taken = leases.acquire(engine, "short", "b", 0.3)
+    assert taken is not None and taken.holder == "b" and taken.fence == 2
+
+
+def test_a_fenced_run_does_not_commit(engine: Engine) -> None:
+    granted = leases.acquire(engine, "scheduler", "a", 60)
+    assert granted is not None
+    tick = utcnow().replace(microsecond=0)
+    kept = leases.claim_run(engine, "drift_check", tick, "a")
+    lost = leases.claim_run(engine, "drift_check", tick + timedelta(seconds=1), "a")
+    assert kept is not None and lost is not None
+    assert leases.finish_run(engine, kept, "succeeded", result={"n": 1}, holder="a", lease=("scheduler", granted.fence)) == "succeeded"
+    leases.release(engine, "scheduler", "a")
+    assert leases.acquire(engine, "scheduler", "b", 60) is not None  # b holds it now, with a new fence
+    assert leases.finish_run(engine, lost, "succeeded", result={"n": 2}, holder="a", lease=("scheduler", granted.fence)) == "fenced"
+    run = leases.get_run(engine, lost)
+    assert run is not None and run.status == "fenced" and run.result is None and "lost the 'scheduler' lease" in (run.error or "")
+
+
+def test_unfinished_runs_are_retried_once_then_abandoned(engine: Engine) -> None:
     dead = leases.claim_run(engine, "retrain_check", utcnow(), "dead-holder")
     manual = leases.claim_run(engine, "retrain_check", utcnow() + timedelta(seconds=1), "cli", trigger="manual")
     mine = leases.claim_run(engine, "drift_check", utcnow(), "me")
-    assert leases.abandon_runs(engine, "me") == 1
-    statuses = {r.id: r.status for r in leases.list_runs(engine)}
-    assert statuses == {dead: "abandoned", manual: "running", mine: "running"}
+    retries, abandoned = leases.reclaim_runs(engine, "me")
+    assert [r.id for r in retries] == [dead] and abandoned == 0 and retries[0].previous_holder == "dead-holder"
+    runs = {r.id: r for r in leases.list_runs(engine)}
+    assert (runs[dead].status, runs[dead].trigger, runs[dead].holder) == ("running", "retry", "me")
+    assert runs[manual].status == runs[mine].status == "running"  # manual runs are their caller's business; "me" runs its own
+    # "me" dies as well: the next holder retries its first attempt, but abandons the retry instead of retrying forever
+    retries, abandoned = leases.reclaim_runs(engine, "other")
+    assert [r.id for r in retries] == [mine] and abandoned == 1
+    dead_run = leases.get_run(engine, dead)
+    assert dead_run is not None and dead_run.status == "abandoned" and "did not finish either" in (dead_run.error or "")
+    assert leases.get_run(engine, manual).status == "running"  # type: ignore[union-attr]
+
+
+def test_missed_ticks_are_recorded_once(engine: Engine) -> None:
+    base = utcnow().replace(microsecond=0)
+    ticks = [base + timedelta(seconds=i) for i in range(5)]
+    assert leases.claim_run(engine, "probe", ticks[0], "a") is not None
+    assert leases.record_missed(engine, "probe", ticks, "b", reason="outage") == 4  # the claimed tick keeps its row
+    assert leases.record_missed(engine, "probe", ticks, "c", reason="outage") == 0
+    assert leases.last_scheduled_tick(engine, "probe") == ticks[-1]
+    statuses = [r.status for r in sorted(leases.list_runs(engine, job="probe"), key=lambda r: r.tick)]
+    assert statuses == ["running"] + ["missed"] * 4
 
 
 def test_list_runs_pages_newest_first(engine: Engine) -> None:

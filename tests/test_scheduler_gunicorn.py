@@ -1,4 +1,4 @@
-"""Exactly once under real gunicorn: 4 workers each run the scheduler, one tick runs once; `kill -9` of the holder."""
+"""Exactly once under real gunicorn: 4 workers each run the scheduler, one tick runs once; `kill -9` of the holder loses no tick silently."""
 
 from __future__ import annotations
 
@@ -45,11 +45,12 @@ def test_each_tick_once_across_four_workers_and_takeover_after_kill(instance: Pa
     summary = check_ticks_once(runs, len(probe_file.read_text().splitlines()), INTERVAL_S)
     assert summary["holders"][0] == holder and len(summary["holders"]) >= 2
     assert "Traceback" not in output, output[-3000:]
-    # ticks are contiguous except one gap around the kill, no longer than the TTL plus a tick or two
-    skipped = gaps([r["tick"] for r in runs], INTERVAL_S)
-    assert len(skipped) <= 1, skipped
-    assert all(seconds <= TTL_S + 2 * INTERVAL_S + 1 for _, seconds in skipped), skipped
+    # no tick lost silently: every tick from the first to the last has a row (run, retried, caught up or missed)
+    assert gaps([r["tick"] for r in runs], INTERVAL_S) == [], runs
+    takeover = [r for r in runs if r["holder"] != holder and (r["status"] == "missed" or r["trigger"] in ("catch-up", "retry"))]
+    assert takeover, "the takeover left no trace of the ticks nobody ran"
     assert takeover_s <= TTL_S + 5 and before >= 5
     # the other job on the same grid ran once per tick too
     rollouts = job_runs(db_url, "rollout_evaluation")
-    assert len({r["tick"] for r in rollouts}) == len(rollouts) >= 10
+    assert len({r["tick"] for r in rollouts}) == len(rollouts) >= 5
+    assert gaps([r["tick"] for r in rollouts], INTERVAL_S) == [], rollouts

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..jobs.monitoring import drift_check as run
 from ..services.experiments import evaluate_rollouts
 from ..services.retraining import scheduled_check
-from ..services.scheduler import register_job
+from ..services.scheduler import check_fence, register_job
 from ..store.predictions import purge_older_than
 
 if TYPE_CHECKING:
@@ -43,5 +43,6 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 def log_retention(state: MLOpsState) -> Any:
     """Delete daily prediction log files older than MLOPS_LOG_RETENTION_DAYS."""
     days = state.config.log_retention_days
+    check_fence()  # deleting is for the lease holder only
     removed = purge_older_than(state.log_dir, days)
     return {"retention_days": days, "removed": [p.name for p in removed]}
