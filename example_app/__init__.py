@@ -88,6 +88,7 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
             "prediction": result.prediction,
             "probability": None if result.probability is None else round(result.probability, 6),
             "model_version": result.version,
+            "prediction_id": result.prediction_id,  # the key for POST /mlops/api/feedback later
         }
         if result.variant is not None:
             body["variant"] = result.variant

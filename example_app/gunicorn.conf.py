@@ -2,13 +2,11 @@
 
 `gunicorn -c example_app/gunicorn.conf.py example_app.wsgi:app`. Run several of these
 hosts behind a load balancer with the `mlops` database and MLflow on PostgreSQL (see
-docs/deployment.md). The hooks at the bottom are what flask-mlops needs after a fork.
+docs/deployment.md). The hooks at the bottom come from the package (`flask_mlops.gunicorn`).
 """
 
-import glob
 import multiprocessing
 import os
-import tempfile
 
 
 def _env(name, default):
@@ -47,50 +45,8 @@ loglevel = _env("GUNICORN_LOGLEVEL", "info")
 preload_app = _env("GUNICORN_PRELOAD", "0") in ("1", "true", "yes")
 
 
-# -- Prometheus ---------------------------------------------------------------------------
-# multiprocess mode, so /mlops/metrics adds up every worker's counters: a folder per master,
-# set here (before any worker imports prometheus_client) unless the deployment chose one
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlops-prometheus-")
-
-
-def on_starting(server):
-    """The multiprocess folder must start empty: counters from an earlier run would add up."""
-    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
-        os.unlink(stale)
-
-
-def child_exit(server, worker):
-    """A dead worker's live gauges leave the multiprocess totals."""
-    from flask_mlops.services.metrics import mark_worker_dead
-
-    mark_worker_dead(worker.pid)
-
-
-# -- hooks --------------------------------------------------------------------------------
-def _mlops_state(app):
-    return (getattr(app, "extensions", None) or {}).get("mlops")
-
-
-def post_fork(server, worker):
-    """With preload_app the master built the app: drop the database connections it inherited."""
-    if server.cfg.preload_app:
-        state = _mlops_state(server.app.wsgi())
-        if state is not None:
-            state.engine.dispose(close=False)  # new pool in this worker; the parent's sockets stay the parent's
-
-
-def post_worker_init(worker):
-    """Start the MLOps scheduler in the worker (never in the master), when MLOPS_SCHEDULER_ENABLED."""
-    from flask_mlops.services.scheduler import start_in_worker
-
-    start_in_worker(getattr(worker, "wsgi", None))
-
-
-def worker_exit(server, worker):
-    """On a clean exit hand the scheduler lease back at once (a killed worker's lease expires)."""
-    from flask_mlops.services.scheduler import stop_in_worker
-
-    app = getattr(worker, "wsgi", None)  # unset when the worker died while booting
-    if app is not None:
-        stop_in_worker(app)
+# -- flask-mlops hooks ----------------------------------------------------------------------
+# Prometheus multiprocess mode (so /mlops/metrics adds up every worker), dead workers leaving the
+# totals, the scheduler started in workers only: the package's hooks, the same as
+# `gunicorn -c python:flask_mlops.gunicorn`. Add your own hooks by wrapping these.
+from flask_mlops.gunicorn import child_exit, on_starting, post_fork, post_worker_init, worker_exit  # noqa: E402,F401

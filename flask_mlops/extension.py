@@ -22,6 +22,7 @@ from .cli import load_commands
 from .config import load_config
 from .monitoring.drift import DriftThresholds
 from .services import lifecycle, serving, tracking
+from .services.metrics import check_server_setup
 from .services.ratelimit import install as install_limiter
 from .services.scheduler import install as install_scheduler
 from .services.serving import Prediction
@@ -96,6 +97,7 @@ class MLOps:
         install_limiter(state)  # a wrong MLOPS_RATELIMIT_STORAGE_URI fails here, at start-up
         app.register_blueprint(bp, url_prefix=config.url_prefix)
         app.cli.add_command(load_commands())
+        check_server_setup(state)  # several gunicorn workers without multiprocess metrics: say so now
         if config.load_on_start:
             state.models.refresh()
         if config.scheduler_enabled:  # built (schedules validated) now; started in the serving process

@@ -13,9 +13,9 @@ from .conftest import SAMPLE_ROW
 def test_predict_ok(example_client: Any) -> None:
     r = example_client.post("/predict", json={**SAMPLE_ROW, "user_id": "patient-7"})
     assert r.status_code == 200
-    assert set(r.json) == {"prediction", "probability", "model_version"}
+    assert set(r.json) == {"prediction", "probability", "model_version", "prediction_id"}
     assert r.json["prediction"] in (0, 1) and 0 <= r.json["probability"] <= 1 and r.json["model_version"] == 1
-    assert r.headers["X-Prediction-ID"] and r.headers["X-Model-Version"] == "1"
+    assert r.headers["X-Prediction-ID"] == r.json["prediction_id"] and r.headers["X-Model-Version"] == "1"
 
 
 @pytest.mark.parametrize(

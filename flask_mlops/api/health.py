@@ -8,6 +8,7 @@ from typing import Any
 from flask import jsonify
 
 from ..services.catalog import model_names
+from ..services.metrics import setup_warnings
 from ..services.state import get_state
 from .blueprint import route
 from .schemas import HealthOut
@@ -25,5 +26,6 @@ def health() -> Any:
             "status": "ok" if ready else "degraded",
             "models": models,
             "uptime_s": round(time.time() - state.started_at, 3),
+            "warnings": setup_warnings(state),
         }
     )

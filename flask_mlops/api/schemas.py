@@ -116,6 +116,7 @@ class HealthOut(APIModel):
     status: Literal["ok", "degraded"]
     models: dict[str, ModelHealth]
     uptime_s: float
+    warnings: list[str] = []  # setup problems that do not stop serving (e.g. metrics of one worker only)
 
 
 # -- meta ----------------------------------------------------------------------------------------

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -47,12 +49,68 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
 
 
+_WARNING_KEY = "metrics_setup_warning"
+_warned_pid = 0
+
+
+def gunicorn_workers() -> int | None:
+    """Workers of the gunicorn server that is loading this app now; None outside gunicorn.
+
+    gunicorn's master sets SERVER_SOFTWARE; the number of workers is in the config of the
+    worker (or, with preload_app, the arbiter) whose method is loading the app: found by
+    walking up the stack from init_app.
+    """
+    if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        workers = getattr(getattr(owner, "cfg", None), "workers", None)
+        if isinstance(workers, int) and type(owner).__module__.startswith("gunicorn."):
+            return workers
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def check_server_setup(state: MLOpsState) -> str | None:
+    """At init_app: several gunicorn workers without multiprocess mode -> a loud warning.
+
+    Each worker would then count only its own requests, and a scrape shows whichever worker
+    answered. The reason is kept for `/metrics` (a comment) and `/api/health` (`warnings`),
+    and logged once per process.
+    """
+    global _warned_pid
+    workers = gunicorn_workers()
+    if workers is None or workers <= 1 or multiprocess_dir() is not None:
+        return None
+    reason = (
+        f"gunicorn runs {workers} workers without PROMETHEUS_MULTIPROC_DIR: each /mlops/metrics scrape shows "
+        "one worker's counters only; start gunicorn with `-c python:flask_mlops.gunicorn` (or import its hooks "
+        "in your config, see docs/deployment.md)"
+    )
+    state.extras[_WARNING_KEY] = reason
+    if _warned_pid != os.getpid():
+        _warned_pid = os.getpid()
+        logger.warning("flask-mlops: %s", reason)
+    return reason
+
+
+def setup_warnings(state: MLOpsState) -> list[str]:
+    """What check_server_setup found wrong with this process's serving setup (empty when fine)."""
+    reason = state.extras.get(_WARNING_KEY)
+    return [reason] if reason else []
+
+
 class Metrics:
     """The metric objects of one app (registered in a private registry outside multiprocess mode)."""
 
     def __init__(self, state: MLOpsState) -> None:
         self._state = state
         self.multiprocess = multiprocess_dir() is not None
+        if self.multiprocess and prometheus_values.ValueClass is prometheus_values.MutexValue:
+            # prometheus_client chose its value class when first imported; `-c python:flask_mlops.gunicorn`
+            # sets PROMETHEUS_MULTIPROC_DIR after that (importing it imports this package first)
+            prometheus_values.ValueClass = prometheus_values.get_value_class()
         self.predictions = Counter(
             "mlops_predictions", "Tracked prediction requests.", ["model", "version", "variant", "status"], registry=None
         )
@@ -112,7 +170,8 @@ class Metrics:
 
     def exposition(self) -> bytes:
         if not self.multiprocess:
-            return bytes(generate_latest(self.registry))
+            warnings = "".join(f"# WARNING: {w}\n" for w in setup_warnings(self._state))
+            return warnings.encode() + bytes(generate_latest(self.registry))
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

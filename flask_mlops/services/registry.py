@@ -266,7 +266,7 @@ def _skops_trusted_types(estimator: Any) -> list[str]:
 def _requirements() -> list[str]:
     """Pinned requirements of the serving environment (skips MLflow's slow inference)."""
     pins = []
-    for dist in ("flask-mlops", "scikit-learn", "numpy", "scipy", "xgboost", "joblib", "cloudpickle"):
+    for dist in ("flask-mlops", "scikit-learn", "numpy", "scipy", "xgboost", "xgboost-cpu", "joblib", "cloudpickle"):
         try:
             pins.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:
