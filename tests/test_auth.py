@@ -288,4 +288,4 @@ def test_html_drift_report_is_styled_under_the_dashboard_csp(client: Any) -> Non
     assert 'class="badge' in html and 'class="legend"' in html
     # a saved copy carries the same CSS inline, to read offline
     saved = render_drift_html({"status": "ok", "level": "warning", "features": {}})
-    assert ".badge.critical" in saved and "<link" not in saved and 'class="badge warning"' in saved
+    assert ".badge.critical" in saved and 'rel="stylesheet"' not in saved and 'class="badge warning"' in saved
