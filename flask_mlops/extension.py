@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from . import dashboard, jobs  # noqa: F401  (declare the dashboard pages; register the built-in jobs)
 from .api import bp
@@ -27,47 +24,9 @@ from .services.ratelimit import install as install_limiter
 from .services.scheduler import install as install_scheduler
 from .services.serving import Prediction
 from .services.state import EXTENSION_KEY, MLOpsState, get_state
-from .store import BIND_KEY
+from .store.engine import make_engine
 
 logger = logging.getLogger(__name__)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _bind_engine(app: Flask, uri: str) -> tuple[SQLAlchemy, Engine]:
-    """The engine of the `mlops` bind, managed by Flask-SQLAlchemy.
-
-    A host that already registered its own `SQLAlchemy()` keeps it: the bind is added to
-    that instance. A host without one gets a private instance that is not left in
-    `app.extensions["sqlalchemy"]`, so the host can still register its own later.
-    """
-    options: dict[str, Any] = {"url": uri, "pool_pre_ping": True}
-    if uri.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    binds = app.config.setdefault("SQLALCHEMY_BINDS", {})
-    binds.setdefault(BIND_KEY, dict(options))
-    host_db = app.extensions.get("sqlalchemy")
-    if host_db is not None:
-        db = host_db
-        engines = db._app_engines.setdefault(app, {})
-        if BIND_KEY not in engines:  # the host initialised its db before MLOps: add our bind
-            db._make_metadata(BIND_KEY)
-            db._apply_driver_defaults(options, app)
-            engines[BIND_KEY] = db._make_engine(BIND_KEY, options, app)
-    else:
-        db = SQLAlchemy(add_models_to_shell=False)
-        db.init_app(app)
-        app.extensions.pop("sqlalchemy", None)
-    with app.app_context():
-        engine = db._app_engines[app][BIND_KEY]
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return db, engine
 
 
 class MLOps:
@@ -90,7 +49,7 @@ class MLOps:
         config = load_config(app.config, app.instance_path, self._options)
         DriftThresholds.from_config(config)  # drift test names and levels fail here, at start-up
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        _db, engine = _bind_engine(app, config.database_uri or "")
+        engine = make_engine(config.database_uri or "", app.instance_path)
         state = MLOpsState(self, app, config, engine)
         app.extensions[EXTENSION_KEY] = state
         state.create_tables()

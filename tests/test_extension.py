@@ -109,3 +109,13 @@ def test_mlops_database_uri_is_used(instance: Path, tmp_path: Path) -> None:
     app = build_app(instance, base_config(tmp_path, MLOPS_DATABASE_URI=uri))
     assert str(get_state(app).engine.url) == uri
     assert (tmp_path / "elsewhere.db").exists()
+
+
+def test_a_relative_sqlite_uri_lives_in_the_instance_folder(instance: Path, tmp_path: Path) -> None:
+    """The engine is SQLAlchemy's own (no Flask-SQLAlchemy internals); URIs mean what they mean there."""
+    app = build_app(instance, base_config(tmp_path, MLOPS_DATABASE_URI="sqlite:///relative-mlops.db"))
+    engine = get_state(app).engine
+    assert engine.url.database == str(instance / "relative-mlops.db")
+    assert (instance / "relative-mlops.db").exists()
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"

@@ -43,7 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    """Flask-SQLAlchemy routes these tables to the `mlops` bind through `metadata.info`."""
+    """Every `mlops_*` table; created on the `mlops` engine only (store/engine.py)."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION, info={"bind_key": BIND_KEY})
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
