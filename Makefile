@@ -80,12 +80,14 @@ lint: venv
 bench: venv
 	$(PY) bench/overhead.py
 	$(PY) bench/drift.py
+	$(PY) bench/drift_power.py
 	$(PY) bench/ab.py
 	$(PY) bench/training.py
 
 bench-peers: venv
 	bash bench/peers/setup.sh
 	$(PY) bench/drift.py --peers
+	$(PY) bench/drift_power.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

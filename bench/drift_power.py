@@ -9,6 +9,9 @@ bench-peers`), for: no change (per feature: the false-alarm rate; targets: warni
 <= 1 %, monitor+ <= 5 %) and seven changes (targets: >= 90 % detected at 1,000 rows).
 
 Usage: python bench/drift_power.py [--quick] [--no-peers] [--json out.json]
+
+Runtime: a few minutes of CPU (about 21 min wall on the shared, heavily loaded 2-core VM);
+`--quick` (one reference, one or two windows per size) is the smoke test.
 """
 
 from __future__ import annotations
@@ -75,6 +78,33 @@ def collect(proc: subprocess.Popen[str] | None) -> Counts | None:
     return dict(json.loads(out.strip().splitlines()[-1])["counts"])
 
 
+def decay_rates(checks: int = 5000) -> str:
+    """Decay with true accuracy 0.76 unchanged (false alarms) and falling 15 % (0.646), baseline and window redrawn."""
+    import numpy as np
+
+    from flask_mlops.monitoring.performance import decay
+
+    rng = np.random.default_rng(12)
+    lines = [
+        "\ndecay of accuracy 0.76 (baseline and window redrawn each check) — % of checks",
+        f"{'holdout rows':>13s} {'labels':>7s} {'no change: warning+':>20s} {'no change: retrain':>19s} {'15 % drop: retrain':>19s}",
+    ]
+    for n_base in (154, 2000):
+        for n_lab in (100, 1000, 5000):
+            base = rng.binomial(n_base, 0.76, checks) / n_base
+            counts = [0, 0, 0]
+            for truth, slot in ((0.76, 0), (0.646, 2)):
+                cur = rng.binomial(n_lab, truth, checks) / n_lab
+                for b, c in zip(base, cur, strict=True):
+                    d = decay("accuracy", float(c), float(b), n_current=n_lab, n_baseline=n_base)
+                    fired = d.relative_drop is not None and d.relative_drop > 0.10 and d.relative_drop > (d.min_detectable_drop or 0.0)
+                    counts[slot] += int(fired)
+                    if slot == 0:
+                        counts[1] += int(d.level in DRIFTED)
+            lines.append(f"{n_base:>13,} {n_lab:>7,} {_pct(counts[1], checks):>20s} {_pct(counts[0], checks):>19s} {_pct(counts[2], checks):>19s}")
+    return "\n".join(lines)
+
+
 def _pct(k: int, n: int) -> str:
     return f"{100.0 * k / n:5.1f}" if n else "    -"
 
@@ -112,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ours_s = time.perf_counter() - started
     peers = collect(proc)
     print(table(ours, peers, args.quick))
+    print(decay_rates(500 if args.quick else 5000))
     note = "Evidently: not run (no .venv-peers; `make bench-peers`)" if peers is None else "Evidently 0.7.23 defaults from its own registry"
     print(f"{note}; ours took {ours_s:.1f} s, total {time.perf_counter() - started:.1f} s")
     result = {"ours": ours, "evidently": peers}

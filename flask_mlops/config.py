@@ -205,7 +205,7 @@ class MLOpsConfig:
     drift_stattests: Any = _key(None, "Drift tests by name per feature type or feature: {numeric: [..], categorical: [..], <feature>: [..]} (default: see README).", _json_obj)
     drift_feature_thresholds: Any = _key(None, "Per-feature levels of any test: {feature: {psi: [m, w, c], wasserstein: [..], ...}}.", _json_obj)
     decay_thresholds: Any = _key((0.02, 0.05, 0.10), "Relative accuracy drop levels monitor/warning/critical.", _json_obj)
-    decay_alpha: float = _key(0.01, "Decay counts only a drop larger than sampling error of baseline and window explains at this one-sided level.", _number(float, 1e-12, 0.5))
+    decay_alpha: float = _key(0.005, "Decay counts only a drop larger than sampling error of baseline and window explains at this one-sided level.", _number(float, 1e-12, 0.5))
     error_rate_thresholds: Any = _key((0.01, 0.05, 0.10), "Error-rate levels monitor/warning/critical.", _json_obj)
     latency_p95_thresholds_ms: Any = _key((200.0, 500.0, 1000.0), "p95 latency levels (ms) monitor/warning/critical.", _json_obj)
     alert_webhook: str | None = _key(None, "URL alerts are POSTed to as JSON (Slack-compatible `text`).")

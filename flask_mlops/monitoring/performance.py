@@ -186,7 +186,7 @@ def decay(
     *,
     n_current: int | None = None,
     n_baseline: int | None = None,
-    alpha: float = 0.01,
+    alpha: float = 0.005,
 ) -> Decay:
     """Relative drop of `current` from `baseline` (a rise, for error metrics), graded by `thresholds`.
 
