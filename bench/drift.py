@@ -87,7 +87,9 @@ def decisions(report: Any) -> str:
     for name, f in report.features.items():
         mark = "DRIFT" if f.drifted else "     "
         w = "-" if f.wasserstein is None else f"{f.wasserstein:.3f}"
-        rows.append(f"    {name:4s} {mark} {f.level:8s} by {f.decided_by:13s} psi={f.psi:.3f} wass={w} js={f.js:.3f}")
+        js = "-" if f.js is None else f"{f.js:.3f}"
+        psi = "-" if f.psi is None else f"{f.psi:.3f}"
+        rows.append(f"    {name:4s} {mark} {f.level:8s} by {f.decided_by:13s} psi={psi} wass={w} js={js}")
     return "\n".join(rows)
 
 
