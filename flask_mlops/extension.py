@@ -47,7 +47,8 @@ class MLOps:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("MLOps is already registered on this app; use that instance")
         config = load_config(app.config, app.instance_path, self._options)
-        DriftThresholds.from_config(config)  # drift test names and levels fail here, at start-up
+        # drift test names, levels and their fit to the declared feature types fail here, at start-up
+        DriftThresholds.from_config(config).check_features([(f.name, f.type) for m in config.models for f in m.features])
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         engine = make_engine(config.database_uri or "", app.instance_path)
         state = MLOpsState(self, app, config, engine)

@@ -177,6 +177,9 @@ def test_a_newly_registered_stattest_reaches_the_drift_api(mean_ratio: str, serv
 def test_unknown_stattest_in_config_fails_at_start_up(served_instance: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="MLOPS_DRIFT_STATTESTS"):
         build_app(served_instance, base_config(tmp_path, MLOPS_DRIFT_STATTESTS={"Glucose": ["no_such_test"]}))
+    # Glucose is declared numeric: a categorical-only test cannot judge it
+    with pytest.raises(ConfigError, match="does not apply to numeric"):
+        build_app(served_instance, base_config(tmp_path, MLOPS_DRIFT_STATTESTS={"Glucose": ["chisquare"]}))
 
 
 def test_power_bench_quick_mode_runs(tmp_path: Path) -> None:

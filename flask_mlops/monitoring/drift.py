@@ -141,6 +141,12 @@ class DriftThresholds:
         names = self.stattests.get(feature_type, DEFAULT_STATTESTS[feature_type])
         return resolve_stattests(names, feature_type, f"{key}[{feature_type!r}]")
 
+    def check_features(self, features: Sequence[tuple[str, str]]) -> None:
+        """Resolve the tests of every (name, type) now, so a test that cannot apply fails at start-up."""
+        for name, feature_type in features:
+            if feature_type in FEATURE_TYPES:
+                self.tests_for(name, feature_type)
+
     @classmethod
     def build(
         cls,
