@@ -163,7 +163,8 @@ def mean_ratio() -> Iterator[str]:
 
 def test_a_newly_registered_stattest_reaches_the_drift_api(mean_ratio: str, served_instance: Path, tmp_path: Path) -> None:
     config = base_config(tmp_path, MLOPS_DRIFT_STATTESTS={"Glucose": ["ks", mean_ratio]}, MLOPS_DRIFT_FEATURE_THRESHOLDS={"Glucose": {mean_ratio: [0.5, 0.6, 0.7]}})
-    client = build_app(served_instance, config).test_client()
+    app = build_app(served_instance, config)
+    client = app.test_client()
     predict_rows(client, 150, seed=11)
     body = client.get(f"{API}/monitoring/drift?last=150", headers=READ_AUTH).get_json()
     glucose = body["features"]["Glucose"]
@@ -172,6 +173,8 @@ def test_a_newly_registered_stattest_reaches_the_drift_api(mean_ratio: str, serv
     assert glucose["decided_by"] == mean_ratio and glucose["level"] == "critical"
     assert "mean ratio" in glucose["why"]
     assert "psi" in body["features"]["BMI"]["tests"]  # the other features keep the defaults
+    html = (app.extensions["mlops"].log_dir / "reports" / "drift-diabetes.html").read_text()
+    assert mean_ratio in html  # and the HTML report lists it too
 
 
 def test_unknown_stattest_in_config_fails_at_start_up(served_instance: Path, tmp_path: Path) -> None:

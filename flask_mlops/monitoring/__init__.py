@@ -16,7 +16,7 @@ from .performance import (
     regression_metrics,
 )
 from .profile import build_profile, profile_from_json, profile_to_json
-from .stattests import STATTESTS, get_stattest
+from .stattests import STATTESTS, FeatureData, StatResult, get_stattest, register_stattest
 
 __all__ = [
     "LEVELS",
@@ -25,8 +25,10 @@ __all__ = [
     "DriftCalculator",
     "DriftReport",
     "DriftThresholds",
+    "FeatureData",
     "FeatureDrift",
     "Health",
+    "StatResult",
     "assess_health",
     "build_profile",
     "classification_metrics",
@@ -39,5 +41,6 @@ __all__ = [
     "profile_from_json",
     "profile_to_json",
     "regression_metrics",
+    "register_stattest",
     "worst",
 ]

@@ -474,7 +474,6 @@ class DriftCalculator:
             reference_sample=sample,
             current_values=valid,
             scale=stats.get("std") or max(abs(stats.get("mean") or 0.0), 1.0),
-            reference_range=None if ref_min is None or ref_max is None else (float(ref_min), float(ref_max)),
             declared_range=None if not declared or declared == [None, None] else (declared[0], declared[1]),
             n_out_of_range=outside,
             point_values=self._points[key],

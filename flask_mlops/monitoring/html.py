@@ -67,15 +67,15 @@ def histogram_svg(labels: list[str], reference: list[float], current: list[float
 
 def _feature_card(name: str, f: Mapping[str, Any]) -> str:
     hist = f.get("histogram") or {}
+    # one row per stat test that ran (a newly registered test shows up here with no edit)
+    tests = [
+        (name, f"{t.get('level')}: {_fmt(t.get('value'))}" + (f", p={_fmt(t.get('pvalue'))}" if t.get("pvalue") is not None else "")
+         + (f", floor {_fmt(t.get('floor'))}" if t.get("floor") is not None else ""))
+        for name, t in (f.get("tests") or {}).items()
+    ]
     scores = [
-        ("test", f.get("test")),
         ("decided by", f.get("decided_by")),
-        ("PSI", f.get("psi")),
-        ("normed Wasserstein", f.get("wasserstein")),
-        ("Jensen–Shannon", f.get("js")),
-        ("KS statistic", f.get("ks_stat")),
-        ("KS p-value", f.get("ks_pvalue")),
-        ("chi-square p-value", f.get("chi2_pvalue")),
+        *tests,
         ("missing (ref → cur)", f"{_fmt(f.get('reference_missing_rate'))} → {_fmt(f.get('missing_rate'))}"),
         ("out of range", f.get("out_of_range_rate")),
         ("values (ref / cur)", f"{f.get('n_reference')} / {f.get('n_current')}"),

@@ -69,7 +69,6 @@ class FeatureData:
     reference_sample: np.ndarray | None = None
     current_values: np.ndarray | None = None
     scale: float | None = None
-    reference_range: tuple[float, float] | None = None
     declared_range: tuple[float | None, float | None] | None = None
     #: numeric: window values outside the reference's [min, max]; categorical: in "other"
     n_out_of_range: int = 0
@@ -123,12 +122,8 @@ class StatTest:
     kind: str  # "pvalue": needs p < alpha; "distance": needs value >= noise floor
     description: str
 
-    @property
-    def default_threshold(self) -> float:
-        """The value from which a (real) difference counts as drift: the warning level."""
-        return self.levels[1]
-
     def drifted(self, value: float, threshold: float | None = None) -> bool:
+        """Whether `value` reaches the warning level (or `threshold`): drift, if it is also real."""
         return value >= (self.levels[1] if threshold is None else threshold)
 
     def run(self, data: FeatureData, levels: Levels | None = None, alpha: float = 0.001) -> StatResult:
