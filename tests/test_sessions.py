@@ -233,8 +233,10 @@ def test_audit_records_the_caller_not_the_request_body(session_app: Flask) -> No
     # a bearer token: its keyed label and role, whatever the body claims
     r = client.post("/mlops/api/experiments", headers=AUTH, json={"treatment_version": 2, "actor": "mallory"})
     assert r.status_code == 201, r.json
-    assert r.json["actor"] == f"token:{label}:admin"
-    event = next(e for e in _history(client) if e["action"] == "experiment_start")
+    assert r.json["actor"] == f"token:{label}:admin" and r.json["kind"] == "experiment"
+    events = _history(client)
+    event = next((e for e in events if e["action"] == "experiment_start"), None)
+    assert event is not None, [e["action"] for e in events]
     assert event["actor"] == f"token:{label}:admin" and "[stated actor: mallory]" in event["reason"]
     stop = client.post(f"/mlops/api/experiments/{r.json['id']}/stop", headers=AUTH, json={"actor": "admin", "reason": "done"})
     assert stop.status_code == 200

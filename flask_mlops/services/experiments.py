@@ -182,9 +182,9 @@ def create_experiment(
         raise ValidationError("control and treatment must be different versions", details={"version": control})
     control_info = _servable(state, model, control, "control")
     _servable(state, model, treatment_version, "treatment")
-    kind = version_task(state, model, info=control_info).kind
-    metric = metric or METRICS_BY_TASK[kind][0]
-    checked = _plan(metric, kind, share, plan, guardrails, dict(control_info.metrics or {}))
+    task = version_task(state, model, info=control_info).kind  # not `kind` (experiment | rollout)
+    metric = metric or METRICS_BY_TASK[task][0]
+    checked = _plan(metric, task, share, plan, guardrails, dict(control_info.metrics or {}))
     row = Experiment(
         model_name=model, running_model=model, name=name, kind=kind, control_version=control,
         treatment_version=treatment_version, share=float(share), salt=new_salt(), unit_key=unit_key,
