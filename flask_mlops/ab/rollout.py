@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from ..jsonable import jsonable
 from .assign import CONTROL, TREATMENT
 from .guardrails import GuardrailCheck, Guardrails, check_guardrails
-from .summary import VariantSummary, jsonable
+from .summary import VariantSummary
 
 ADVANCE, HOLD, ROLLBACK, COMPLETE = "advance", "hold", "rollback", "complete"
 RUNNING, COMPLETED, ROLLED_BACK = "running", "completed", "rolled_back"

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from ..jsonable import jsonable
 from .guardrails import GuardrailCheck, Guardrails, check_guardrails
-from .summary import VariantSummary, jsonable
+from .summary import VariantSummary
 
 EXACT_MAX_TERMS = 50_000
 

@@ -14,16 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-def jsonable(value: Any) -> Any:
-    """JSON-friendly copy: NaN/inf → None, tuples → lists, recursively through dicts and lists."""
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
+from ..jsonable import jsonable
 
 
 @dataclass(frozen=True)

@@ -28,19 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from ..jsonable import jsonable
 from .drift import grade
 
 Levels = Sequence[float]
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _to_dict(obj: Any) -> dict[str, Any]:
-    return {k: _clean(v) for k, v in asdict(obj).items()}
+    return dict(jsonable(asdict(obj)))
 
 
 def _positive(values: Any, positive: Any) -> np.ndarray:
@@ -156,7 +151,7 @@ class Decay:
 
     def to_dict(self) -> dict[str, Any]:
         out = _to_dict(self)
-        out["interval"] = None if self.interval is None else [_clean(v) for v in self.interval]
+        out["interval"] = None if self.interval is None else jsonable(list(self.interval))
         return out
 
 

@@ -23,12 +23,13 @@ from sqlalchemy import select
 
 from ..config import DEFAULT_PROMOTION_GATES
 from ..errors import ConflictError, NotFoundError, UnprocessableError, ValidationError
+from ..jsonable import jsonable
 from ..store.experiments import Experiment
 from ..store.models import Alias, AuditEvent, ModelVersion
 from ..store.retraining import ModelHoldout, ensure_tables
 from ..tasks import Task, higher_is_better, task_for
 from .catalog import model_spec, version_spec
-from .registry import VersionInfo, _jsonable, alias_version, get_version, list_versions, mlflow_session, register, set_alias
+from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
 from .serving import PRODUCTION, load_version
 
 if TYPE_CHECKING:
@@ -609,4 +610,4 @@ def _audit(
     state: MLOpsState, name: str, action: str, version: int | None, previous: int | None, actor: str, reason: str | None, details: Mapping[str, Any]
 ) -> None:
     with state.session() as session, session.begin():
-        session.add(AuditEvent(model_name=name, action=action, version=version, previous_version=previous, actor=actor, reason=reason, details=_jsonable(dict(details))))
+        session.add(AuditEvent(model_name=name, action=action, version=version, previous_version=previous, actor=actor, reason=reason, details=jsonable(dict(details))))

@@ -27,6 +27,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..errors import MLOpsError, NotFoundError, ValidationError
+from ..jsonable import jsonable
 from ..monitoring.profile import build_profile, profile_to_json
 from ..specs import ModelSpec, estimator_classes, infer_spec, spec_to_dict
 from ..store.models import PRODUCTION, Alias, AuditEvent, ModelVersion
@@ -244,11 +245,11 @@ def register(
             sha256=sha256,
             threshold=threshold,
             semver=semver,
-            metrics=_jsonable(metrics or {}),
-            params=_jsonable(params or {}),
-            tags=_jsonable(tags or {}),
+            metrics=jsonable(metrics or {}),
+            params=jsonable(params or {}),
+            tags=jsonable(tags or {}),
             profile=profile,
-            spec=_jsonable(stored_spec),
+            spec=jsonable(stored_spec),
         )
         session.add(row)
         session.add(AuditEvent(model_name=name, action="register", version=version, actor=actor, reason=reason, details={"sha256": sha256, "run_id": run_id}))
@@ -272,10 +273,6 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return pins
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def set_alias(

@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..errors import ConflictError, MLOpsError, NotFoundError, UnprocessableError
+from ..jsonable import jsonable
 from ..monitoring.performance import baseline_rows, classification_metrics, decay
 from ..store import retraining as runs
 from ..store.feedback import count_since, labelled
@@ -37,7 +38,7 @@ from . import lifecycle
 from .catalog import model_names, model_spec
 from .metrics import record_retrain
 from .monitoring import WindowSpec, drift
-from .registry import _jsonable, alias_version, get_version
+from .registry import alias_version, get_version
 
 if TYPE_CHECKING:
     from .state import MLOpsState
@@ -365,7 +366,7 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
         with state.session() as session, session.begin():
             run = session.get(runs.RetrainRun, run_id)
             if run is not None and run.slot is not None:
-                runs.finish(session, run, status, result=_jsonable(result) if result is not None else None, error=error)
+                runs.finish(session, run, status, result=jsonable(result) if result is not None else None, error=error)
         try:
             record_retrain(state, name, trigger_name, outcome)
         except Exception:  # noqa: BLE001 - metrics are best effort

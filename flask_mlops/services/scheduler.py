@@ -28,7 +28,6 @@ process that serves — from gunicorn's ``post_worker_init`` hook or on the firs
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import os
@@ -40,13 +39,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
 from ..errors import ConfigError, MLOpsError, NotFoundError
+from ..jsonable import jsonable
 from ..store import leases
 
 if TYPE_CHECKING:
@@ -203,14 +203,10 @@ def ticks_between(trigger: BaseTrigger, after: datetime, until: datetime, *, lim
 
 
 # -- running one job --------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        value = value.to_dict()
-    elif is_dataclass(value) and not isinstance(value, type):
-        value = asdict(value)
-    if value is None or isinstance(value, dict):
-        return json.loads(json.dumps(value, default=str))
-    return {"value": json.loads(json.dumps(value, default=str))}
+def _result(value: Any) -> Any:
+    """A job's result as stored: a JSON object (a bare value is wrapped as `{"value": ...}`)."""
+    out = jsonable(value)
+    return out if out is None or isinstance(out, dict) else {"value": out}
 
 
 def run_job(
@@ -241,7 +237,7 @@ def run_job(
     started = time.perf_counter()
     token = _FENCE.set(None if fence is None else _Fence(state.engine, holder, fence))
     try:
-        result = _jsonable(spec.func(state))
+        result = _result(spec.func(state))
     except Exception as exc:
         status, error = "failed", "".join(traceback.format_exception(exc))[-4000:]
         logger.exception("job %s (tick %s) failed", name, tick.isoformat())

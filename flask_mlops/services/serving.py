@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from ..ab.assign import TREATMENT, Assigner
 from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError, ValidationError
+from ..jsonable import plain
 from ..specs import ModelSpec, validate_row
 from ..store.experiments import RUNNING, Experiment
 from ..store.models import PRODUCTION, Alias, ModelVersion
@@ -62,19 +63,14 @@ class ServedModel:
         if self.task == MULTICLASS and hasattr(self.estimator, "predict_proba") and self.classes:
             row = np.asarray(self.estimator.predict_proba(x)[0], dtype=float)
             best = int(row.argmax())
-            return _plain(self.classes[best]), float(row[best])
+            return plain(self.classes[best]), float(row[best])
         if self.task == BINARY and hasattr(self.estimator, "predict_proba"):
             proba = float(self.estimator.predict_proba(x)[0, -1])
             cut = 0.5 if self.threshold is None else self.threshold
             classes = self.classes or (0, 1)
             label = classes[-1] if proba >= cut else classes[0]
-            return _plain(label), proba
-        return _plain(self.estimator.predict(x)[0]), None
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (JSON-ready)."""
-    return value.item() if hasattr(value, "item") else value
+            return plain(label), proba
+        return plain(self.estimator.predict(x)[0]), None
 
 
 @dataclass(frozen=True)
@@ -229,7 +225,7 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
         threshold=row.threshold,
         sha256=row.sha256,
         task=task,
-        classes=None if classes is None else tuple(_plain(c) for c in classes),
+        classes=None if classes is None else tuple(plain(c) for c in classes),
         spec=spec,
         adapter=input_for(estimator, spec, (row.spec or {}).get("input")),
     )

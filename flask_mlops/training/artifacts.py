@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .metrics import jsonable
+from ..jsonable import jsonable
 
 
 def roc_curve_png(path: Path, y: np.ndarray, proba: np.ndarray, title: str) -> Path:

@@ -137,19 +137,6 @@ def is_better(metric: str, a: float, b: float) -> bool:
     return better(metric, a, b)
 
 
-def jsonable(value: Any) -> Any:
-    """numpy scalars/arrays -> plain Python, for JSON/YAML artifacts."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def score_estimator(kind: str, estimator: Any, X: np.ndarray, y: np.ndarray, *, threshold: float | None = None, positive: Any = 1) -> dict[str, float]:
     """Metrics of any fitted estimator (ours or the user's) on labelled rows, for its task kind.
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MLOpsError
+from ..jsonable import plain
 from ..specs import ModelSpec
 from ..tasks import BINARY, MULTICLASS, REGRESSION, Task, get_task, infer_kind
 from . import artifacts as art
@@ -161,11 +162,11 @@ def run_training(
         say(f"holdout: ROC-AUC {holdout['roc_auc']:.3f}, F1 {holdout['f1']:.3f}, accuracy {holdout['accuracy']:.3f} at threshold {threshold:.2f}")
     elif task.kind == MULTICLASS:
         assert classes is not None
-        model = TrainedModel(pipeline, None, None, names, best.candidate.name, classes=tuple(_plain(c) for c in classes))
+        model = TrainedModel(pipeline, None, None, names, best.candidate.name, classes=tuple(plain(c) for c in classes))
         out_ho = model.predict_proba(X_ho)
         holdout = dict(multiclass_metrics(y_ho, out_ho))
         holdout["confusion_matrix"] = _confusion_k(y_ho, out_ho.argmax(axis=1), len(classes))
-        holdout.update(n=int(len(y_ho)), classes=[_plain(c) for c in classes])
+        holdout.update(n=int(len(y_ho)), classes=[plain(c) for c in classes])
         say(f"holdout: accuracy {holdout['accuracy']:.3f}, F1 macro {holdout['f1_macro']:.3f}, log loss {holdout['log_loss']:.3f}")
     else:
         model = TrainedRegressor(pipeline, names, best.candidate.name)
@@ -190,7 +191,7 @@ def run_training(
         selection_metric=metric,
         calibration=calibration,
         task=task.kind,
-        classes=None if classes is None else [_plain(c) for c in classes],
+        classes=None if classes is None else [plain(c) for c in classes],
         data_sha256=data_hash(X, y),
         n_train=int(len(y_tr)),
         n_holdout=int(len(y_ho)),
@@ -210,10 +211,6 @@ def run_training(
 
 def _is_object(values: Any) -> bool:
     return any(isinstance(v, str) for v in values)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _confusion_k(y: np.ndarray, pred: np.ndarray, k: int) -> list[list[int]]:
