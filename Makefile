@@ -76,6 +76,7 @@ lint: venv
 	$(VENV)/bin/ruff check flask_mlops example_app tests bench
 	$(VENV)/bin/mypy flask_mlops
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture
 
 bench: venv
 	$(PY) bench/overhead.py

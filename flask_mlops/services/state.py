@@ -42,7 +42,6 @@ class MLOpsState:
 
     def __init__(self, ext: HostHooks, app: Flask, config: MLOpsConfig, engine: Engine) -> None:
         self.ext = ext
-        self.app_name = app.import_name
         self.config = config
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
