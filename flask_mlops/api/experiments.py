@@ -9,7 +9,7 @@ from flask import jsonify
 from pydantic import ConfigDict, Field
 
 from ..errors import ValidationError
-from ..services import experiments as core
+from ..services import experiments as service
 from ..services.auth import audit_actor, reason_with_note
 from ..services.catalog import model_names
 from ..services.state import get_state
@@ -46,7 +46,7 @@ class ExperimentIn(_StrictBody):
         default=None, max_length=50,
         description="Primary metric: accuracy or positive_rate (binary), accuracy (multi-class), abs_error (regression); default: the task's first.",
     )
-    plan: dict[str, Any] | None = Field(default=None, description=f"{', '.join(core.PLAN_OPTIONS)} (validated: a 400 names the field).")
+    plan: dict[str, Any] | None = Field(default=None, description=f"{', '.join(service.PLAN_OPTIONS)} (validated: a 400 names the field).")
     guardrails: dict[str, Any] | None = Field(default=None, description="Overrides of the guardrail limits (unknown names are refused).")
     actor: str | None = Field(default=None, max_length=200, description="A note kept with the reason; the audit log's who is the authenticated caller.")
 
@@ -202,7 +202,7 @@ def _model(name: str | None) -> str:
 @route("/experiments", query_model=ExperimentsQuery, response_model=ExperimentList, tags=TAGS)
 def list_experiments(query: ExperimentsQuery) -> Any:
     """Experiments and rollouts' experiments, newest first."""
-    items = core.list_experiments(get_state(), model=query.model, status=query.status, limit=query.limit)
+    items = service.list_experiments(get_state(), model=query.model, status=query.status, limit=query.limit)
     return jsonify({"experiments": items})
 
 
@@ -210,7 +210,7 @@ def list_experiments(query: ExperimentsQuery) -> Any:
        status=201, responses=CONFLICT, tags=TAGS)
 def create_experiment(body: ExperimentIn) -> Any:
     """Start an A/B test of `treatment_version` against production (409 while one is running)."""
-    created = core.create_experiment(
+    created = service.create_experiment(
         get_state(), _model(body.model), body.treatment_version, control_version=body.control_version,
         share=body.share, name=body.name, metric=body.metric, plan=body.plan, guardrails=body.guardrails,
         actor=audit_actor(), reason=reason_with_note(None, body.actor),
@@ -221,33 +221,33 @@ def create_experiment(body: ExperimentIn) -> Any:
 @route("/experiments/<int:experiment_id>", response_model=ExperimentOut, tags=TAGS)
 def get_experiment(experiment_id: int) -> Any:
     """One experiment (with `rollout_id` when a rollout drives it)."""
-    return jsonify(core.get_experiment(get_state(), experiment_id))
+    return jsonify(service.get_experiment(get_state(), experiment_id))
 
 
 @route("/experiments/<int:experiment_id>/results", response_model=ResultsOut, tags=TAGS)
 def experiment_results(experiment_id: int) -> Any:
     """Per-variant outcomes, Bayesian and frequentist statistics, SRM, guardrails and the verdict."""
-    return jsonify(core.experiment_results(get_state(), experiment_id))
+    return jsonify(service.experiment_results(get_state(), experiment_id))
 
 
 @route("/experiments/<int:experiment_id>/stop", methods=("POST",), role="admin", request_model=EndIn, body_required=False,
        response_model=ExperimentOut, responses=CONFLICT, tags=TAGS)
 def stop_experiment(experiment_id: int, body: EndIn) -> Any:
     """End a running experiment; everyone is served production again (409 if it is not running)."""
-    return jsonify(core.stop_experiment(get_state(), experiment_id, actor=audit_actor(), reason=reason_with_note(body.reason, body.actor)))
+    return jsonify(service.stop_experiment(get_state(), experiment_id, actor=audit_actor(), reason=reason_with_note(body.reason, body.actor)))
 
 
 @route("/experiments/<int:experiment_id>/promote", methods=("POST",), role="admin", request_model=EndIn, body_required=False,
        response_model=ExperimentOut, responses=CONFLICT, tags=TAGS)
 def promote_experiment(experiment_id: int, body: EndIn) -> Any:
     """Make the treatment production and end the experiment (409 if it is not running)."""
-    return jsonify(core.promote_experiment(get_state(), experiment_id, actor=audit_actor(), reason=reason_with_note(body.reason, body.actor)))
+    return jsonify(service.promote_experiment(get_state(), experiment_id, actor=audit_actor(), reason=reason_with_note(body.reason, body.actor)))
 
 
 @route("/rollouts", query_model=RolloutsQuery, response_model=RolloutList, tags=TAGS)
 def list_rollouts(query: RolloutsQuery) -> Any:
     """Gradual rollouts, newest first."""
-    return jsonify({"rollouts": core.list_rollouts(get_state(), model=query.model)})
+    return jsonify({"rollouts": service.list_rollouts(get_state(), model=query.model)})
 
 
 @route("/rollouts", methods=("POST",), role="admin", request_model=RolloutIn, response_model=RolloutOut,
@@ -255,7 +255,7 @@ def list_rollouts(query: RolloutsQuery) -> Any:
 def start_rollout(body: RolloutIn) -> Any:
     """Start a gradual rollout of `treatment_version` at its first stage's share (409 while an experiment runs)."""
     stages = None if body.stages is None else [s if isinstance(s, float) else s.model_dump() for s in body.stages]
-    created = core.start_rollout(
+    created = service.start_rollout(
         get_state(), _model(body.model), body.treatment_version, stages=stages, guardrails=body.guardrails,
         on_breach=body.on_breach, require_accuracy=body.require_accuracy, actor=audit_actor(), reason=reason_with_note(None, body.actor),
     )
@@ -265,10 +265,10 @@ def start_rollout(body: RolloutIn) -> Any:
 @route("/rollouts/<int:rollout_id>", response_model=RolloutOut, tags=TAGS)
 def get_rollout(rollout_id: int) -> Any:
     """One rollout: stage, share, guardrails, the last decision and the history."""
-    return jsonify(core.get_rollout(get_state(), rollout_id))
+    return jsonify(service.get_rollout(get_state(), rollout_id))
 
 
 @route("/rollouts/evaluate", methods=("POST",), role="admin", response_model=DecisionList, tags=TAGS)
 def evaluate_rollouts() -> Any:
     """Run one rollout evaluation now (what the scheduler does on its interval)."""
-    return jsonify({"decisions": core.evaluate_rollouts(get_state())})
+    return jsonify({"decisions": service.evaluate_rollouts(get_state())})

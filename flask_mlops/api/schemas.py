@@ -62,7 +62,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 class WindowQuery(QueryModel):
-    """The window every monitoring endpoint takes (DESIGN.md: API conventions)."""
+    """The window every monitoring endpoint takes (docs/architecture.md: where an endpoint goes)."""
 
     model: str | None = Field(default=None, max_length=200, description="Model name; required when more than one model is declared.")
     version: str | None = Field(default=None, max_length=50, description="Only records served by this version.")

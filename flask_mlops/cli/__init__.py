@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from flask.cli import AppGroup
 
-# core: train, versions, init-db; experiments: experiment, rollout; models: promote, rollback,
-# archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention
-from . import core, demo, experiments, models, monitoring, ops  # noqa: F401  (add their commands)
+# training: train, versions, init-db; experiments: experiment, rollout; models: promote, rollback,
+# archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention; demo
+from . import demo, experiments, models, monitoring, ops, training  # noqa: F401  (add their commands)
 from .group import cli
 
 

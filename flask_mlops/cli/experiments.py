@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..services import experiments as core
+from ..services import experiments as service
 from ..services.state import get_state
 from .group import cli, echo_table, mlops_errors
 
@@ -35,7 +35,7 @@ def experiment() -> None:
 @click.option("--treatment", "treatment", type=int, required=True, help="Treatment version.")
 @click.option("--control", "control", type=int, help="Control version (default: production).")
 @click.option("--share", type=float, default=0.5, show_default=True, help="Treatment's traffic share.")
-@click.option("--metric", type=click.Choice(core.METRICS), default=None, help="Default: the task's outcome (accuracy; abs_error for regression).")
+@click.option("--metric", type=click.Choice(service.METRICS), default=None, help="Default: the task's outcome (accuracy; abs_error for regression).")
 @click.option("--mde", type=float, help="Absolute change of the metric worth detecting (default: 0.05, less near a perfect baseline; 10 % of the MAE for abs_error).")
 @click.option("--plan", "plan_json", help='Plan as JSON, e.g. {"alpha": 0.05, "power": 0.8}.')
 @click.option("--guardrails", "guardrails_json", help='Guardrails as JSON, e.g. {"max_error_ratio": 2}.')
@@ -47,7 +47,7 @@ def experiment_start(model: str, treatment: int, control: int | None, share: flo
     plan = _json_option(plan_json, "--plan") or {}
     if mde is not None:
         plan["mde"] = mde
-    created = core.create_experiment(
+    created = service.create_experiment(
         get_state(), model, treatment, control_version=control, share=share, metric=metric, plan=plan,
         guardrails=_json_option(guardrails_json, "--guardrails"), name=name, actor="cli",
     )
@@ -61,7 +61,7 @@ def experiment_start(model: str, treatment: int, control: int | None, share: flo
 @mlops_errors
 def experiment_list(model: str | None, status: str | None) -> None:
     """List experiments, newest first."""
-    rows = core.list_experiments(get_state(), model=model, status=status)
+    rows = service.list_experiments(get_state(), model=model, status=status)
     echo_table(rows, ["id", "model", "kind", "status", "control_version", "treatment_version", "share", "created_at"])
 
 
@@ -70,7 +70,7 @@ def experiment_list(model: str | None, status: str | None) -> None:
 @mlops_errors
 def experiment_show(experiment_id: int) -> None:
     """Show one experiment."""
-    _echo(core.get_experiment(get_state(), experiment_id))
+    _echo(service.get_experiment(get_state(), experiment_id))
 
 
 @experiment.command("results")
@@ -79,7 +79,7 @@ def experiment_show(experiment_id: int) -> None:
 @mlops_errors
 def experiment_results(experiment_id: int, as_json: bool) -> None:
     """Statistics and verdict of an experiment."""
-    results = core.experiment_results(get_state(), experiment_id)
+    results = service.experiment_results(get_state(), experiment_id)
     if as_json:
         _echo(results)
         return
@@ -100,7 +100,7 @@ def experiment_results(experiment_id: int, as_json: bool) -> None:
 @mlops_errors
 def experiment_stop(experiment_id: int, reason: str | None) -> None:
     """Stop an experiment; everyone gets production again."""
-    core.stop_experiment(get_state(), experiment_id, actor="cli", reason=reason)
+    service.stop_experiment(get_state(), experiment_id, actor="cli", reason=reason)
     click.echo(f"experiment {experiment_id} stopped")
 
 
@@ -110,7 +110,7 @@ def experiment_stop(experiment_id: int, reason: str | None) -> None:
 @mlops_errors
 def experiment_promote(experiment_id: int, reason: str | None) -> None:
     """Promote the treatment to production and end the experiment."""
-    data = core.promote_experiment(get_state(), experiment_id, actor="cli", reason=reason)
+    data = service.promote_experiment(get_state(), experiment_id, actor="cli", reason=reason)
     click.echo(f"experiment {experiment_id}: {data['model']} v{data['treatment_version']} is now production")
 
 
@@ -130,7 +130,7 @@ def rollout() -> None:
 def rollout_start(model: str, treatment: int, stages_json: str | None, guardrails_json: str | None,
                   on_breach: str, require_accuracy: bool) -> None:
     """Start a gradual rollout (default 5 % → 20 % → 50 % → 100 %)."""
-    data = core.start_rollout(
+    data = service.start_rollout(
         get_state(), model, treatment, stages=_json_option(stages_json, "--stages"),
         guardrails=_json_option(guardrails_json, "--guardrails"), on_breach=on_breach,
         require_accuracy=require_accuracy, actor="cli",
@@ -143,7 +143,7 @@ def rollout_start(model: str, treatment: int, stages_json: str | None, guardrail
 @mlops_errors
 def rollout_show(rollout_id: int) -> None:
     """Show a rollout with its last decision."""
-    _echo(core.get_rollout(get_state(), rollout_id))
+    _echo(service.get_rollout(get_state(), rollout_id))
 
 
 @rollout.command("list")
@@ -151,7 +151,7 @@ def rollout_show(rollout_id: int) -> None:
 @mlops_errors
 def rollout_list(model: str | None) -> None:
     """List rollouts, newest first."""
-    echo_table(core.list_rollouts(get_state(), model=model),
+    echo_table(service.list_rollouts(get_state(), model=model),
                ["id", "model", "status", "stage", "share", "treatment_version", "stage_started_at"])
 
 
@@ -159,7 +159,7 @@ def rollout_list(model: str | None) -> None:
 @mlops_errors
 def rollout_evaluate() -> None:
     """Evaluate every running rollout now (what the scheduler does on its interval)."""
-    for decision in core.evaluate_rollouts(get_state()):
+    for decision in service.evaluate_rollouts(get_state()):
         click.echo(f"rollout {decision['rollout_id']}: {decision['action']} → share {decision['new_share']}")
         for reason in decision["reasons"]:
             click.echo(f"  - {reason}")

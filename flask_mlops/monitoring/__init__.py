@@ -1,4 +1,4 @@
-"""Monitoring core (no Flask): reference profiles, drift, performance and decay, health.
+"""Monitoring statistics (no Flask): reference profiles, drift, performance and decay, health.
 
 Everything here takes data and config values as arguments and returns dataclasses; the
 API, CLI and scheduled jobs read the log and the database and call these functions.

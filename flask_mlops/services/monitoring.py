@@ -1,4 +1,4 @@
-"""Monitoring of one app: read a window of the log and the feedback, call the core, persist.
+"""Monitoring of one app: read a window of the log and the feedback, apply monitoring/ statistics, persist.
 
 The API, the CLI and the scheduled job all call these functions (they take the app's
 `MLOpsState`, never Flask's request), so the three always give the same answers.

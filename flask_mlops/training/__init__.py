@@ -1,4 +1,4 @@
-"""Flask-free training core: candidates, cross-validation, selection, calibration, artifacts.
+"""Training (no Flask): candidates, cross-validation, selection, calibration, artifacts.
 
 Nothing here imports Flask; the registry and the CLI call `run_training` and log its
 `TrainingResult` to MLflow. Heavy libraries (xgboost, torch, matplotlib, pandas) are
@@ -7,7 +7,7 @@ imported inside the functions that need them.
 
 from __future__ import annotations
 
-from .candidates import CANDIDATES, Candidate, get_candidate, register
+from .candidates import CANDIDATES, Candidate, get_candidate, register_candidate
 from .data import data_hash, load_training_data
 from .device import DeviceChoice, resolve_device
 from .features import PRESETS, FeatureEngineer
@@ -29,7 +29,7 @@ __all__ = [
     "format_comparison",
     "get_candidate",
     "load_training_data",
-    "register",
+    "register_candidate",
     "resolve_device",
     "run_training",
 ]

@@ -52,7 +52,7 @@ class Candidate:
 CANDIDATES: dict[str, Candidate] = {}
 
 
-def register(
+def register_candidate(
     name: str,
     *,
     defaults: Mapping[str, Any] | None = None,
@@ -90,7 +90,7 @@ def select_candidates(
 # -- the built-in candidates -------------------------------------------------------------
 
 
-@register(
+@register_candidate(
     "xgboost",
     defaults={
         "n_estimators": 250,
@@ -124,7 +124,7 @@ def _xgboost(params: dict[str, Any], ctx: BuildContext) -> Steps:
     return [("model", model)]
 
 
-@register(
+@register_candidate(
     "random_forest",
     defaults={"n_estimators": 300, "max_depth": 8, "min_samples_leaf": 8, "max_features": "sqrt"},
     description="random forest (scikit-learn)",
@@ -136,7 +136,7 @@ def _random_forest(params: dict[str, Any], ctx: BuildContext) -> Steps:
     return [("model", cls(**{"random_state": ctx.seed, "n_jobs": ctx.n_jobs, **params}))]
 
 
-@register(
+@register_candidate(
     "hist_gradient_boosting",
     defaults={"max_iter": 250, "learning_rate": 0.03, "max_depth": 2, "min_samples_leaf": 20, "l2_regularization": 1.0},
     description="histogram gradient boosting (scikit-learn)",
@@ -148,7 +148,7 @@ def _hist_gradient_boosting(params: dict[str, Any], ctx: BuildContext) -> Steps:
     return [("model", cls(**{"random_state": ctx.seed, "early_stopping": False, **params}))]
 
 
-@register(
+@register_candidate(
     "logistic_regression",
     defaults={"C": 0.3, "max_iter": 2000},
     description="standardised logistic regression (scikit-learn)",
@@ -161,7 +161,7 @@ def _logistic_regression(params: dict[str, Any], ctx: BuildContext) -> Steps:
     return [("scale", StandardScaler()), ("model", LogisticRegression(**{"random_state": ctx.seed, **params}))]
 
 
-@register(
+@register_candidate(
     "ridge",
     defaults={"alpha": 1.0},
     description="standardised ridge regression (scikit-learn)",
@@ -174,7 +174,7 @@ def _ridge(params: dict[str, Any], ctx: BuildContext) -> Steps:
     return [("scale", StandardScaler()), ("model", Ridge(**params))]
 
 
-@register(
+@register_candidate(
     "mlp",
     defaults={"hidden_layer_sizes": (16,), "dropout": 0.2, "learning_rate": 3e-3, "weight_decay": 1e-4, "epochs": 40, "batch_size": 64},
     requires=("torch",),

@@ -1,4 +1,4 @@
-"""Core commands: train, register-free bootstrap, versions, init-db."""
+"""Training commands: train (CV, register, promote through the gates), versions; and init-db for deploy scripts."""
 
 from __future__ import annotations
 
