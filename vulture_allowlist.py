@@ -5,7 +5,7 @@ Every name here is used, only not in a way vulture can see:
 - dataclass fields (ab/stats.py, monitoring/*.py, tasks.py, config.py): serialised with `asdict`/`to_dict`;
 - ORM columns and SQLAlchemy hooks (store/*.py): written by inserts, read by SQLAlchemy itself
   (`impl`, `cache_ok`, `process_bind_param`, `inherit_cache`, `type_annotation_map`);
-- protocol methods called by libraries: prometheus `collect`/`describe` (services/metrics.py),
+- protocol methods called by libraries: prometheus `collect`/`describe` (services/prometheus.py),
   `limits` storage methods (store/ratelimit.py), werkzeug `get_response` (errors.py), scikit-learn's
   `n_features_in_`, `device_`, `get_feature_names_out(input_features)` (training/);
 - dispatch by name: `_db_now_<dialect>` (store/leases.py);
@@ -83,8 +83,8 @@ latency_p50_ms  # unused variable (flask_mlops/monitoring/performance.py:291)
 latency_p99_ms  # unused variable (flask_mlops/monitoring/performance.py:293)
 latency_mean_ms  # unused variable (flask_mlops/monitoring/performance.py:294)
 requests_per_hour  # unused variable (flask_mlops/monitoring/performance.py:295)
-_.collect  # unused method (flask_mlops/services/metrics.py:189)
-_.describe  # unused method (flask_mlops/services/metrics.py:208)
+_.collect  # unused method (flask_mlops/services/prometheus.py:189)
+_.describe  # unused method (flask_mlops/services/prometheus.py:208)
 _.last_error  # unused attribute (flask_mlops/services/serving.py:244)
 _.last_error  # unused attribute (flask_mlops/services/serving.py:298)
 _.last_error  # unused attribute (flask_mlops/services/serving.py:337)

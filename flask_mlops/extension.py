@@ -19,7 +19,7 @@ from .cli import load_commands
 from .config import load_config
 from .monitoring.drift import DriftThresholds
 from .services import lifecycle, serving, tracking
-from .services.metrics import check_server_setup
+from .services.prometheus import check_server_setup
 from .services.ratelimit import install as install_limiter
 from .services.scheduler import install as install_scheduler
 from .services.serving import Prediction

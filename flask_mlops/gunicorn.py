@@ -22,7 +22,7 @@ import os
 import tempfile
 from typing import Any
 
-from .services.metrics import mark_worker_dead
+from .services.prometheus import mark_worker_dead
 from .services.scheduler import start_in_worker, stop_in_worker
 
 __all__ = ["on_starting", "child_exit", "post_fork", "post_worker_init", "worker_exit", "MULTIPROC_ENV"]

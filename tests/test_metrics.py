@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from flask_mlops import get_state
-from flask_mlops.services.metrics import get_metrics, record_drift, record_health, record_retrain, record_rollout
+from flask_mlops.services.prometheus import get_metrics, record_drift, record_health, record_retrain, record_rollout
 
 from .conftest import AUTH, READ_AUTH, SAMPLE_ROW, base_config, build_app
 

@@ -1,6 +1,6 @@
 """The `mlops` blueprint: JSON API under `/api`, dashboard pages, auth by role, schemas per route.
 
-Area modules (`api/health.py`, `api/models.py`, ...) declare routes with `@route(...)`:
+Area modules (`api/liveness.py`, `api/models.py`, ...) declare routes with `@route(...)`:
 the role it needs (None = public), and optionally the pydantic models of its query
 string, request body and response. The wrapper enforces the role, parses and validates
 the inputs (400 with the field errors otherwise), renders a returned model as JSON, and

@@ -35,7 +35,7 @@ from ..store.predictions import read_records
 from .alerts import post_webhook
 from .catalog import model_spec
 from .lifecycle import ARCHIVED, ensure_loadable, version_task
-from .metrics import record_rollout
+from .prometheus import record_rollout
 from .registry import alias_version, get_version, set_alias
 from .serving import PRODUCTION
 

@@ -49,7 +49,7 @@ from ..store.feedback import Feedback, labelled
 from ..store.monitoring import DriftRun, list_drift_runs, write_report_file
 from .alerts import evaluate_alerts
 from .catalog import model_names, model_spec
-from .metrics import record_drift, record_health
+from .prometheus import record_drift, record_health
 from .registry import alias_version, get_version, version_profile
 
 if TYPE_CHECKING:

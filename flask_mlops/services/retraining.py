@@ -36,8 +36,8 @@ from ..store.models import ModelVersion
 from ..store.predictions import read_records
 from . import lifecycle
 from .catalog import model_names, model_spec
-from .metrics import record_retrain
 from .monitoring import WindowSpec, drift
+from .prometheus import record_retrain
 from .registry import alias_version, get_version
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..store.predictions import format_ts
 from .context import TRACKED, TrackContext
-from .metrics import observe_prediction, record_unserialisable
+from .prometheus import observe_prediction, record_unserialisable
 from .serving import new_prediction_id
 from .state import get_state
 

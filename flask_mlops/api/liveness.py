@@ -8,7 +8,7 @@ from typing import Any
 from flask import jsonify
 
 from ..services.catalog import model_names
-from ..services.metrics import setup_warnings
+from ..services.prometheus import setup_warnings
 from ..services.state import get_state
 from .blueprint import route
 from .schemas import HealthOut

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..services.metrics import get_metrics
+from ..services.prometheus import get_metrics
 from ..services.state import get_state
 from .blueprint import route
 
