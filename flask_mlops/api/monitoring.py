@@ -153,11 +153,18 @@ class WindowOut(APIModel):
 
 
 class DecayOut(APIModel):
+    """The relative drop against the baseline, judged against the sampling error of both."""
+
     metric: str
     baseline: float | None
     current: float | None
     relative_drop: float | None
     level: str
+    n_baseline: int | None = Field(default=None, description="Rows the baseline was measured on (the holdout).")
+    n_current: int | None = Field(default=None, description="Labelled predictions in the window.")
+    min_detectable_drop: float | None = Field(default=None, description="Smallest relative drop sampling error cannot explain.")
+    interval: list[float | None] | None = Field(default=None, description="Two-sided interval of the relative drop.")
+    note: str = ""
 
 
 class PerformanceOut(APIModel):

@@ -343,7 +343,10 @@ def health_from(
         components.append(drift_component(drift_report))
     if perf is not None:
         d = perf["decay"]
-        components.append(decay_component(Decay(d["metric"], d["baseline"], d["current"], d["relative_drop"], d["level"])))
+        components.append(decay_component(Decay(
+            d["metric"], d["baseline"], d["current"], d["relative_drop"], d["level"],
+            d.get("n_baseline"), d.get("n_current"), d.get("min_detectable_drop"),
+        )))
     if ops is not None:
         components.extend(operational_components(ops))
     return assess_health(components)
