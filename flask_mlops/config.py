@@ -226,6 +226,13 @@ class MLOpsConfig:
     )
     retrain_min_new_labels: int = _key(100, "New labelled samples that trigger a retrain.", _number(int, 1))
     retrain_decay_threshold: float = _key(0.10, "Relative accuracy drop that triggers a retrain.", _number(float, 0, 1))
+    retrain_app: str | None = _key(
+        None,
+        "Import path (`flask --app` form, e.g. `myapp:create_app()`) a separate process loads the app from to run a "
+        "retraining the API queued. Default: FLASK_APP, else the host module when it holds the app or a factory; "
+        "without one, runs wait for `flask mlops retrain --run-queued` or the scheduler's retrain_queue job.",
+    )
+    retrain_queue_interval_s: float = _key(60.0, "Seconds between the scheduler's checks for a queued retraining run.", _number(float, 1))
     retrain_by: str = _key(
         "app",
         "Who runs scheduled retraining: app (the in-app scheduler's retrain_check job) or workflow "

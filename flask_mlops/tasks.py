@@ -83,10 +83,15 @@ class Task:
         """Performance can be estimated from probabilities without labels (binary, calibrated)."""
         return self.calibrated
 
-    def splitter(self, folds: int, seed: int) -> Any:
-        """Stratified folds for classification, plain shuffled folds for regression."""
-        from sklearn.model_selection import KFold, StratifiedKFold
+    def splitter(self, folds: int, seed: int, *, grouped: bool = False) -> Any:
+        """Stratified folds for classification, plain shuffled folds for regression; `grouped`:
+        rows of one group (identical features) stay on one side (`split(X, y, groups)`)."""
+        from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
+        if grouped:
+            if self.is_classifier:
+                return StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+            return GroupKFold(folds, shuffle=True, random_state=seed)
         if self.is_classifier:
             return StratifiedKFold(folds, shuffle=True, random_state=seed)
         return KFold(folds, shuffle=True, random_state=seed)

@@ -141,9 +141,16 @@ def test_trigger_runs_in_background_and_a_second_gets_409(fast_app: Flask) -> No
     assert started.status_code == 202
     body = started.get_json()
     assert body["url"].endswith(f"/mlops/api/retrain/runs/{body['run_id']}") and started.headers["Location"] == body["url"]
+    # the web process never trains: this host app has no import path, so the run waits for a runner
+    assert body["runner"] == "queue" and body["status"] == "queued"
+    assert not state.extras.get("retrain_threads")
     again = client.post("/mlops/api/retrain/trigger", json={"model": "diabetes"}, headers=AUTH)
-    finished = retraining.wait(state, body["run_id"], timeout=120)
-    assert again.status_code in (202, 409)  # 409 unless the first run had already finished
+    assert again.status_code == 409  # the queued run holds the slot
+    assert client.get(body["url"], headers=READ_AUTH).get_json()["status"] == "queued"
+    ran = fast_app.test_cli_runner().invoke(args=["mlops", "retrain", "--run-queued"])
+    assert ran.exit_code == 0, ran.output
+    assert f"run {body['run_id']} (diabetes)" in ran.output
+    finished = retraining.get_run(state, body["run_id"])
     polled = client.get(body["url"], headers=READ_AUTH).get_json()
     assert polled["status"] == finished["status"] in ("succeeded", "rejected"), polled["error"]
     assert any("candidate 1 of 1" in line for line in polled["log"])
@@ -152,7 +159,8 @@ def test_trigger_runs_in_background_and_a_second_gets_409(fast_app: Flask) -> No
     assert result["data"]["base_rows"] == 768
     assert (alias_version(state, "diabetes") == result["version"]) is result["promoted"]
     listed = client.get("/mlops/api/retrain/runs", headers=READ_AUTH).get_json()["runs"]
-    assert listed[0]["id"] in (body["run_id"], body["run_id"] + 1)
+    assert listed[0]["id"] == body["run_id"]
+    assert "no queued retraining run" in fast_app.test_cli_runner().invoke(args=["mlops", "retrain", "--run-queued"]).output
     chk = client.get("/mlops/api/retrain/check", headers=READ_AUTH).get_json()
     assert set(chk["triggers"]) == {"drift", "decay", "new_labels", "schedule", "manual"}
     assert all({"value", "threshold", "fired"} <= set(t) for t in chk["triggers"].values())

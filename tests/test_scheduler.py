@@ -37,7 +37,7 @@ def probe_job() -> Iterator[list[tuple[str, int]]]:
 
 
 def test_registry_lists_names_on_unknown_job() -> None:
-    with pytest.raises(sched.UnknownJobError, match="drift_check, log_retention, retrain_check, rollout_evaluation"):
+    with pytest.raises(sched.UnknownJobError, match="drift_check, log_retention, retrain_check, retrain_queue, rollout_evaluation"):
         sched.get_job("nope")
     assert {"drift_check", "retrain_check", "rollout_evaluation", "log_retention"} <= set(sched.job_names())
 

@@ -54,6 +54,10 @@ class StartedOut(APIModel):
     status: str
     url: str = Field(description="Where to follow the run (also in `Location`).")
     started: Literal[True]
+    runner: Literal["process", "queue"] = Field(
+        description="process: a separate `flask mlops retrain --run-id` process runs it; queue: it waits for "
+        "`flask mlops retrain --run-queued` or the scheduler's retrain_queue job."
+    )
 
 
 class NotStartedOut(APIModel):
@@ -105,20 +109,22 @@ def retrain_check(query: CheckQuery) -> Any:
 @route("/retrain/trigger", methods=("POST",), role="admin", request_model=TriggerBody, response_model=StartedOut,
        status=202, tags=("retraining",), responses={200: NotStartedOut, 409: ErrorBody})
 def retrain_trigger(body: TriggerBody) -> Any:
-    """Start a retraining run in the background: 202 with its id and URL; 409 while one is running."""
+    """Queue a retraining run for a runner outside the web process (202 with its id and URL;
+    409 while one is active): a separate process when the app's import path is known
+    (`MLOPS_RETRAIN_APP`), else `flask mlops retrain --run-queued` or the scheduler."""
     state = get_state()
     name = _model(state, body.model)
     actor = audit_actor()
     if body.only_if_due:
-        result = retraining.retrain_if_due(state, name, actor=actor, background=True)
+        result = retraining.retrain_if_due(state, name, actor=actor, hand_off=True)
         if result["run"] is None:
             return jsonify({"started": False, "check": result["check"]}), 200
         run = result["run"]
     else:
         reasons = [f"manual: {body.reason}" if body.reason else "manual"]
-        run = retraining.start(state, name, trigger="manual", reasons=reasons, actor=actor, background=True)
+        run = retraining.submit(state, name, trigger="manual", reasons=reasons, actor=actor)
     url = url_for("mlops.retrain_run", run_id=run["id"])
-    response = jsonify({"run_id": run["id"], "status": run["status"], "url": url, "started": True})
+    response = jsonify({"run_id": run["id"], "status": run["status"], "url": url, "started": True, "runner": run["runner"]})
     response.status_code = 202
     response.headers["Location"] = url
     return response

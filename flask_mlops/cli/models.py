@@ -92,10 +92,25 @@ def history(name: str, at: str | None, limit: int) -> None:
 @click.option("--scheduled", is_flag=True, help="A scheduled run (a workflow's cron): does nothing unless MLOPS_RETRAIN_BY=workflow.")
 @click.option("--no-promote", is_flag=True, help="Register the new version without promoting it (a reviewed `promote` follows).")
 @click.option("--result-file", type=click.Path(dir_okay=False, writable=True), help="Write the run's result (version, gates, ...) as JSON here.")
+@click.option("--run-id", type=int, help="Run this queued run (what the API's separate process does).")
+@click.option("--run-queued", is_flag=True, help="Run the run the API queued, if any (a worker or cron for hosts without MLOPS_RETRAIN_APP).")
 @mlops_errors
-def retrain(name: str | None, force: bool, check_only: bool, scheduled: bool, no_promote: bool, result_file: str | None) -> None:
+def retrain(
+    name: str | None, force: bool, check_only: bool, scheduled: bool, no_promote: bool, result_file: str | None,
+    run_id: int | None, run_queued: bool,
+) -> None:
     """Retrain when a trigger fires (drift, decay, new labels, schedule) or with --force; gate; promote."""
     state = get_state()
+    if run_id is not None or run_queued:
+        done = retraining.run_queued(state, run_id)
+        if done is None:
+            click.echo("no queued retraining run")
+            return
+        click.echo(f"run {done['id']} ({done['model']}): {done['status']}")
+        if done["error"]:
+            raise click.ClickException(done["error"].splitlines()[0])
+        click.echo(json.dumps({k: (done["result"] or {}).get(k) for k in ("version", "semver", "promoted", "candidate", "reason")}))
+        return
     model = _one_model(name)
     if scheduled and state.config.retrain_by != "workflow":
         click.echo(f"{model}: scheduled retraining runs in the app (MLOPS_RETRAIN_BY={state.config.retrain_by}); nothing to do")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..jobs.monitoring import drift_check as run
 from ..services.experiments import evaluate_rollouts
-from ..services.retraining import scheduled_check
+from ..services.retraining import retrain_queue, scheduled_check
 from ..services.scheduler import check_fence, register_job
 from ..store.predictions import purge_older_than
 
@@ -30,6 +30,12 @@ def retrain_check(state: MLOpsState) -> Any:
     if state.config.retrain_by != "app":  # one place decides: the workflow retrains, this job stands down
         return {"skipped": "scheduled retraining runs in the workflow (MLOPS_RETRAIN_BY=workflow)"}
     return scheduled_check(state)
+
+
+@register_job("retrain_queue", schedule_key="MLOPS_RETRAIN_QUEUE_INTERVAL_S")
+def retrain_queue_job(state: MLOpsState) -> Any:
+    """Run a retraining the API queued (when it could not start a separate process)."""
+    return retrain_queue(state)
 
 
 @register_job("rollout_evaluation", schedule_key="MLOPS_ROLLOUT_INTERVAL_S")

@@ -2,7 +2,7 @@
 
 Pure functions over numpy arrays that return dataclasses (no Flask, no database):
 
-* `classification_metrics` / `regression_metrics` on labelled predictions;
+* `classification_metrics` (binary) / `multiclass_metrics` / `regression_metrics` on labelled predictions;
 * `decay`: relative drop of a metric against the version's training-time baseline,
   graded by ``decay_thresholds`` (2 / 5 / 10 %) once it is larger than the sampling
   error of both the baseline (holdout rows) and the window (labelled rows) explains;
@@ -107,6 +107,46 @@ def classification_metrics(y_true: Any, y_pred: Any, probability: Any = None, *,
         known = np.isfinite(proba)
         auc = roc_auc(truth[known], proba[known]) if known.any() else None
     return ClassificationMetrics(int(truth.size), accuracy, precision, recall, f1, auc, float(truth.mean()) if truth.size else None)
+
+
+@dataclass
+class MulticlassMetrics:
+    n_labelled: int
+    accuracy: float | None
+    f1_macro: float | None
+    balanced_accuracy: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def multiclass_metrics(y_true: Any, y_pred: Any) -> MulticlassMetrics:
+    """Accuracy, macro F1 (over the classes seen in labels or predictions) and balanced accuracy.
+
+    Labels and predictions are compared as text with integral numbers as integers, so 1, 1.0
+    and "1" are one class.
+    """
+    truth = np.asarray([_class_text(v) for v in np.asarray(y_true, dtype=object).tolist()], dtype=object)
+    pred = np.asarray([_class_text(v) for v in np.asarray(y_pred, dtype=object).tolist()], dtype=object)
+    if truth.size != pred.size:
+        raise ValueError("y_true and y_pred differ in length")
+    if truth.size == 0:
+        return MulticlassMetrics(0, None, None, None)
+    f1s, recalls = [], []
+    for c in sorted(set(truth.tolist()) | set(pred.tolist())):
+        tp = float(np.sum((truth == c) & (pred == c)))
+        fp = float(np.sum((truth != c) & (pred == c)))
+        fn = float(np.sum((truth == c) & (pred != c)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+        if tp + fn:
+            recalls.append(tp / (tp + fn))
+    return MulticlassMetrics(int(truth.size), float(np.mean(truth == pred)), float(np.mean(f1s)), float(np.mean(recalls)) if recalls else None)
+
+
+def _class_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass
@@ -368,14 +408,16 @@ def group_indices(keys: Any) -> dict[str, np.ndarray]:
 
 def metrics_by_group(
     keys: Any, y_true: Any, y_pred: Any, probability: Any = None, *, task: str = "classification", positive: Any = 1
-) -> Mapping[str, ClassificationMetrics | RegressionMetrics]:
+) -> Mapping[str, ClassificationMetrics | MulticlassMetrics | RegressionMetrics]:
     """Realised metrics per model version or variant."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     proba = None if probability is None else np.asarray(probability, dtype=float)
-    out: dict[str, ClassificationMetrics | RegressionMetrics] = {}
+    out: dict[str, ClassificationMetrics | MulticlassMetrics | RegressionMetrics] = {}
     for key, idx in group_indices(keys).items():
         if task == "regression":
             out[key] = regression_metrics(y_true[idx], y_pred[idx])
+        elif task == "multiclass":
+            out[key] = multiclass_metrics(y_true[idx], y_pred[idx])
         else:
             out[key] = classification_metrics(y_true[idx], y_pred[idx], None if proba is None else proba[idx], positive=positive)
     return out
@@ -383,6 +425,7 @@ def metrics_by_group(
 
 __all__ = [
     "ClassificationMetrics",
+    "MulticlassMetrics",
     "Decay",
     "EstimatedMetrics",
     "OperationalMetrics",
@@ -393,6 +436,7 @@ __all__ = [
     "estimate_performance",
     "group_indices",
     "metrics_by_group",
+    "multiclass_metrics",
     "operational_metrics",
     "regression_metrics",
     "roc_auc",

@@ -26,7 +26,7 @@ from ..errors import ConflictError, NotFoundError, UnprocessableError, Validatio
 from ..jsonable import jsonable
 from ..store.experiments import Experiment
 from ..store.models import Alias, AuditEvent, ModelVersion
-from ..store.retraining import ModelHoldout, ensure_tables
+from ..store.retraining import ModelHoldout, ModelTrainingRows, ensure_tables
 from ..tasks import Task, higher_is_better, task_for
 from .catalog import model_spec, version_spec
 from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
@@ -146,7 +146,7 @@ def _gate_check(metric: str, threshold: Any, metrics: Mapping[str, Any], task: T
 
 
 def check_gates(
-    state: MLOpsState, name: str, version: int, *, gates: Mapping[str, Any] | None = None
+    state: MLOpsState, name: str, version: int, *, gates: Mapping[str, Any] | None = None, require_beat: bool = False
 ) -> GateResult:
     """Absolute thresholds on the version's holdout metrics, then "no worse than production".
 
@@ -164,16 +164,20 @@ def check_gates(
         if metric in GATE_OPTIONS or threshold is None:
             continue
         checks.append(_gate_check(metric, threshold, metrics, task))
-    if cfg.get("no_worse_than_production", True):
-        checks.extend(_no_worse(state, name, version, metrics, cfg))
+    if cfg.get("no_worse_than_production", True) or require_beat:
+        checks.extend(_no_worse(state, name, version, metrics, cfg, require_beat=require_beat))
     checks += [GateCheck("note", True, None, None, note) for note in notes]
     return GateResult(all(c.passed for c in checks), checks)
 
 
-def _no_worse(state: MLOpsState, name: str, version: int, metrics: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[GateCheck]:
+def _no_worse(
+    state: MLOpsState, name: str, version: int, metrics: Mapping[str, Any], cfg: Mapping[str, Any], *, require_beat: bool = False
+) -> list[GateCheck]:
     prod = alias_version(state, name)
     if prod is None or prod == version:
         return [GateCheck("no_worse_than_production", True, None, None, "no other production version")]
+    if require_beat:
+        return _beats(state, name, version, prod, cfg)
     compare = list(cfg.get("compare") or DEFAULT_COMPARE)
     tolerance = float(cfg.get("tolerance", 0.0))
     holdout = load_holdout(state, name, version)
@@ -199,6 +203,36 @@ def _no_worse(state: MLOpsState, name: str, version: int, metrics: Mapping[str, 
     return checks
 
 
+def _beats(state: MLOpsState, name: str, version: int, prod: int, cfg: Mapping[str, Any]) -> list[GateCheck]:
+    """Automatic promotion: both versions scored on the new version's holdout, the new one no
+    worse on every compared metric and strictly better on at least one."""
+    compare = list(cfg.get("compare") or DEFAULT_COMPARE)
+    holdout = load_holdout(state, name, version)
+    if holdout is None:
+        return [GateCheck("beats_production", False, None, None, f"no holdout stored for v{version}: production v{prod} cannot be scored on it")]
+    X, y = holdout
+    mine = holdout_metrics(state, name, version, X, y)
+    try:
+        theirs = holdout_metrics(state, name, prod, X, y)
+    except Exception as exc:  # noqa: BLE001 - a production version that cannot be scored is not beaten
+        return [GateCheck("beats_production", False, None, None, f"production v{prod} could not be scored on v{version}'s holdout: {exc}")]
+    checks: list[GateCheck] = []
+    better = False
+    for metric in compare:
+        a, b = mine.get(metric), theirs.get(metric)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            checks.append(GateCheck(f"beats_production:{metric}", False, a, b, f"{metric} missing for the comparison"))
+            continue
+        lower = not higher_is_better(metric)
+        worse = a > b if lower else a < b
+        better = better or (a < b if lower else a > b)
+        detail = f"{metric} {a:.4f} vs production v{prod} {b:.4f} on v{version}'s holdout ({len(y)} rows)"
+        checks.append(GateCheck(f"beats_production:{metric}", not worse, a, b, "worse than production: " + detail if worse else detail))
+    if not better and all(c.passed for c in checks):
+        checks.append(GateCheck("beats_production", False, None, None, f"not better than production v{prod} on any of {', '.join(compare)}: kept production"))
+    return checks
+
+
 # -- promote / rollback / archive / stage ------------------------------------------------------
 def promote(
     state: MLOpsState,
@@ -210,8 +244,12 @@ def promote(
     force: bool = False,
     gates: Mapping[str, Any] | None = None,
     registering: bool = False,
+    require_beat: bool = False,
 ) -> dict[str, Any]:
     """Point production at `version` if it passes the gates (or `force`); audit either way.
+
+    `require_beat` (automatic promotion after retraining): production must also have been
+    scored on the new version's holdout and lost on at least one compared metric.
 
     `registering`: called by `register(..., promote=True)`; a gate failure then says that
     the version is registered and how to get it into production.
@@ -224,7 +262,7 @@ def promote(
         return {"model": name, "version": version, "previous": current, "changed": False, "gates": None}
     if not force:
         ensure_loadable(state, name, version)
-    result = check_gates(state, name, version, gates=gates)
+    result = check_gates(state, name, version, gates=gates, require_beat=require_beat)
     if not result.passed and not force:
         _audit(state, name, "promote_rejected", version, current, actor, reason, {"gates": result.to_dict()})
         message = f"{name} v{version} not promoted: {result.summary()}"
@@ -462,8 +500,12 @@ def register_model(
     """`mlops.register`: register a fitted estimator (see `registry.register`), and with
     `promote=True` put it in production through the promotion gates, judged on the `metrics`
     given (a failure raises `GateFailed` saying so and leaves the version registered);
-    `force=True` promotes without the gates (audited as forced)."""
+    `force=True` promotes without the gates (audited as forced). `labels=` (the target of
+    the `reference` rows) keeps those rows as the data retraining starts from."""
+    labels = kwargs.pop("labels", None)
     info = register(state, name, estimator, actor=actor, reason=reason, **kwargs)
+    if labels is not None and kwargs.get("reference") is not None:
+        save_training_rows(state, info.model, info.version, _rows_of(state, info.model, info.version, kwargs["reference"]), np.asarray(labels))
     if promote:
         _promote(state, info.model, info.version, actor=actor, reason=reason or "registered and promoted", force=force, registering=True)
         info = get_version(state, info.model, info.version)
@@ -481,8 +523,11 @@ def register_result(
     promote_if_passing: bool = True,
     holdout: tuple[np.ndarray, np.ndarray] | None = None,
     extra_tags: Mapping[str, Any] | None = None,
+    require_beat: bool = False,
 ) -> dict[str, Any]:
-    """Register a training result with semver + lineage and its holdout; promote it if it passes.
+    """Register a training result with semver + lineage, its holdout and training rows; promote it if it passes.
+
+    `require_beat` (retraining): promoted only over a production version it beat on its holdout.
 
     Returns {"version", "semver", "promoted", "gates", "reason"}. Registration never moves
     production by itself, so a crash between the two steps leaves production as it was.
@@ -495,6 +540,8 @@ def register_result(
         name,
         result.estimator,
         reference=result.X_reference,
+        features=result.feature_names,  # an undeclared model's spec is inferred from these rows
+        task="regression" if result.task == "regression" else "classification",
         metrics=metrics,
         params={"candidate": result.candidate, **result.params, **result.settings},
         threshold=result.threshold,
@@ -506,11 +553,14 @@ def register_result(
     )
     if holdout is not None:
         save_holdout(state, name, info.version, *holdout)
+    save_training_rows(state, name, info.version, result.X_reference, result.y_reference)
     out: dict[str, Any] = {"version": info.version, "semver": semver, "promoted": False, "gates": None, "reason": None}
     if not promote_if_passing:
         return out
     try:
-        promoted = promote(state, name, info.version, actor=actor, reason=reason or f"retrained ({trigger}); gates passed")
+        promoted = promote(
+            state, name, info.version, actor=actor, reason=reason or f"retrained ({trigger}); gates passed", require_beat=require_beat
+        )
         out.update(promoted=True, gates=promoted["gates"])
     except GateFailed as exc:
         _set_status(state, name, {info.version: "rejected"})
@@ -556,27 +606,57 @@ def train_and_register(
 
 
 # -- holdout rows and small helpers ---------------------------------------------------------------
-def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
+def _save_rows(state: MLOpsState, table: Any, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
     ensure_tables(state.engine)
     if len(y) > HOLDOUT_CAP:
-        keep = np.random.default_rng(0).choice(len(y), HOLDOUT_CAP, replace=False)
-        X, y = X[np.sort(keep)], y[np.sort(keep)]
+        keep = np.sort(np.random.default_rng(0).choice(len(y), HOLDOUT_CAP, replace=False))
+        X, y = X[keep], y[keep]
     rows = [[None if (isinstance(v, float) and not np.isfinite(v)) else (v.item() if hasattr(v, "item") else v) for v in row] for row in np.asarray(X, dtype=object)]
     with state.session() as session, session.begin():
-        session.merge(ModelHoldout(model_name=name, version=version, features=rows, labels=[_label(v) for v in y]))
+        session.merge(table(model_name=name, version=version, features=rows, labels=[_label(v) for v in np.asarray(y, dtype=object)]))
 
 
-def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _load_rows(state: MLOpsState, table: Any, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
     ensure_tables(state.engine)
     with state.session() as session:
-        row = session.get(ModelHoldout, (name, version))
+        row = session.get(table, (name, version))
         if row is None:
             return None
         features, labels = row.features, row.labels
     spec = version_spec(state, name, version)
     numeric = all(f.type == "numeric" for f in spec.features)
     X = np.array([[np.nan if v is None else v for v in r] for r in features], dtype=float if numeric else object)
+    if not len(features):
+        X = X.reshape(0, len(spec.features))
     return X, np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None)
+
+
+def save_holdout(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
+    """The rows a version was evaluated on (capped), for "no worse than production" on the same rows."""
+    _save_rows(state, ModelHoldout, name, version, X, y)
+
+
+def load_holdout(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
+    return _load_rows(state, ModelHoldout, name, version)
+
+
+def save_training_rows(state: MLOpsState, name: str, version: int, X: np.ndarray, y: np.ndarray) -> None:
+    """The labelled rows a version was fitted on (capped): retraining's base when no `data` is declared."""
+    _save_rows(state, ModelTrainingRows, name, version, X, y)
+
+
+def load_training_rows(state: MLOpsState, name: str, version: int) -> tuple[np.ndarray, np.ndarray] | None:
+    return _load_rows(state, ModelTrainingRows, name, version)
+
+
+def _rows_of(state: MLOpsState, name: str, version: int, reference: Any) -> np.ndarray:
+    """A registered reference (DataFrame, mapping of columns or array) as rows in the version's feature order."""
+    names = version_spec(state, name, version).feature_names
+    if hasattr(reference, "columns"):
+        return np.asarray(reference[names].to_numpy())
+    if isinstance(reference, Mapping):
+        return np.column_stack([np.asarray(reference[f]) for f in names])
+    return np.asarray(reference)
 
 
 def _label(value: Any) -> Any:

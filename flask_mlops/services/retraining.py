@@ -9,9 +9,13 @@ Triggers register themselves in `TRIGGERS` and each answers its value and thresh
 - `manual`: asked for explicitly (API trigger, `flask mlops retrain --force`).
 
 A run claims the single slot in `mlops_retrain_runs` (409 while another is active),
-trains on the base dataset plus labelled feedback, registers the result (never moving
-production by itself), then promotes it only if it passes the gates. A killed run is
-found stale and recorded as failed; production is untouched throughout.
+trains on the base rows (the declared data, or the rows the production version was fitted
+and evaluated on) plus labelled feedback, registers the result (never moving production by
+itself), then promotes it only if it passes the gates *and* beat production on its holdout,
+scored for both. The API never trains in the web process: `submit` starts a separate
+process (`flask --app <MLOPS_RETRAIN_APP> mlops retrain --run-id N`) or leaves the run
+queued for `flask mlops retrain --run-queued` / the scheduler's `retrain_queue` job. A
+killed run is found stale and recorded as failed; production is untouched throughout.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from sqlalchemy import select
 
 from ..errors import ConflictError, MLOpsError, NotFoundError, UnprocessableError
 from ..jsonable import jsonable
-from ..monitoring.performance import baseline_rows, classification_metrics, decay
+from ..monitoring.performance import baseline_rows, classification_metrics, decay, multiclass_metrics, regression_metrics
+from ..monitoring.profile import to_float_array
 from ..store import retraining as runs
 from ..store.feedback import count_since, labelled
 from ..store.models import ModelVersion
 from ..store.predictions import read_records
+from ..tasks import infer_kind
 from . import lifecycle
 from .catalog import model_names, model_spec
 from .monitoring import WindowSpec, drift
@@ -125,33 +131,53 @@ def _labels_01(values: list[Any], positive: Any) -> np.ndarray:
     return np.array([str(v) == str(positive) or (isinstance(v, bool) and v and positive in (1, True)) for v in values], dtype=bool)
 
 
+def _labels(kind: str, values: list[Any], positive: Any) -> np.ndarray:
+    """Feedback labels as training takes them: 0/1 (binary), numbers (regression), classes as given."""
+    if kind == "binary":
+        return _labels_01(values, positive).astype(int)
+    if kind == "regression":
+        return np.asarray(values, dtype=float)
+    plain = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
+    return np.asarray(plain, dtype=object if any(isinstance(v, str) for v in plain) else None)
+
+
 @trigger("decay")
 def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
     limit = state.config.retrain_decay_threshold
     if ctx.production is None:
         return TriggerResult("decay", False, None, limit, "no production version", available=False)
+    task = lifecycle.version_task(state, ctx.name, ctx.production)
+    metric = task.decay_metric
     recorded = get_version(state, ctx.name, ctx.production).metrics or {}
-    baseline = recorded.get("accuracy")
-    if baseline is None:
-        return TriggerResult("decay", False, None, limit, "the production version has no recorded holdout accuracy", available=False)
+    baseline = recorded.get(metric)
+    if not isinstance(baseline, (int, float)):
+        return TriggerResult("decay", False, None, limit, f"the production version has no recorded holdout {metric}", available=False)
     with state.session() as session:
         rows = labelled(session, ctx.name, version=str(ctx.production), since=ctx.now - DECAY_WINDOW, until=ctx.now)
         pairs = [(r.label, r.prediction) for r in rows if r.prediction is not None]
     minimum = state.config.drift_min_samples
     if len(pairs) < minimum:
         return TriggerResult("decay", False, None, limit, f"{len(pairs)} labelled predictions; {minimum} needed (MLOPS_DRIFT_MIN_SAMPLES)")
-    spec = model_spec(state, ctx.name)
-    m = classification_metrics([p[0] for p in pairs], [p[1] for p in pairs], positive=spec.positive_label)
-    result = decay("accuracy", m.accuracy, float(baseline), n_current=len(pairs), n_baseline=baseline_rows(recorded), alpha=state.config.decay_alpha)
+    current = realised(task.kind, [p[0] for p in pairs], [p[1] for p in pairs], positive=model_spec(state, ctx.name).positive_label)[metric]
+    result = decay(metric, current, float(baseline), n_current=len(pairs), n_baseline=baseline_rows(recorded), alpha=state.config.decay_alpha)
     drop = result.relative_drop
     # noise alone must not retrain: the drop must also be past what sampling error explains
     mdd = result.min_detectable_drop
     fired = drop is not None and drop > limit and (mdd is None or drop > mdd)
     return TriggerResult(
         "decay", fired, None if drop is None else round(drop, 4), limit,
-        f"accuracy {m.accuracy:.3f} on {len(pairs)} labelled vs holdout {float(baseline):.3f}"
+        f"{metric} {current:.4g} on {len(pairs)} labelled vs holdout {float(baseline):.4g}"
         + ("" if mdd is None else f" (drops under {mdd:.1%} are within sampling error)"),
     )
+
+
+def realised(kind: str, labels: list[Any], predictions: list[Any], *, positive: Any = 1) -> dict[str, Any]:
+    """The task's realised metrics on labelled predictions (accuracy ...; mae, rmse ...)."""
+    if kind == "regression":
+        return regression_metrics(to_float_array(np.asarray(labels, dtype=object)), to_float_array(np.asarray(predictions, dtype=object))).to_dict()
+    if kind == "multiclass":
+        return multiclass_metrics(labels, predictions).to_dict()
+    return classification_metrics(labels, predictions, positive=positive).to_dict()
 
 
 @trigger("new_labels")
@@ -206,18 +232,31 @@ def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: 
 
 # -- training data ----------------------------------------------------------------------------------
 def training_data(state: MLOpsState, name: str, *, since: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Base dataset + logged predictions that received a label (since `since`), deduplicated."""
+    """Base rows + logged predictions that received a label (since `since`), deduplicated.
+
+    The base is the model's declared `data`, else the labelled rows the production version
+    was fitted and evaluated on (kept when it was trained here or registered with `labels=`).
+    Without either, only feedback is used (said in `info["base"]`).
+    """
     from ..training import load_training_data
 
     spec = model_spec(state, name)
+    production = alias_version(state, name)
+    kind = lifecycle.version_task(state, name, production).kind if production is not None else infer_kind(spec.task)
     parts_X: list[np.ndarray] = []
     parts_y: list[np.ndarray] = []
-    info: dict[str, Any] = {"base_rows": 0, "feedback_labels": 0, "feedback_rows": 0, "duplicates_dropped": 0, "missing_in_log": 0}
+    info: dict[str, Any] = {"base": "none", "base_rows": 0, "feedback_labels": 0, "feedback_rows": 0, "duplicates_dropped": 0, "missing_in_log": 0}
     if spec.data:
         X0, y0 = load_training_data(spec)
         parts_X.append(X0)
         parts_y.append(y0)
-        info["base_rows"] = len(y0)
+        info.update(base=f"declared data {spec.data}", base_rows=len(y0))
+    elif production is not None:
+        stored = [part for part in (lifecycle.load_training_rows(state, name, production), lifecycle.load_holdout(state, name, production)) if part is not None]
+        if stored:
+            parts_X.extend(X for X, _ in stored)
+            parts_y.extend(_labels(kind, list(y), spec.positive_label) for _, y in stored)
+            info.update(base=f"the rows production v{production} was trained and evaluated on", base_rows=sum(len(y) for _, y in stored))
     with state.session() as session:
         fb = {r.prediction_id: (r.label, r.prediction_ts) for r in labelled(session, name, since=since)}
     info["feedback_labels"] = len(fb)
@@ -237,16 +276,20 @@ def training_data(state: MLOpsState, name: str, *, since: datetime | None = None
         if rows:
             numeric = all(f.type == "numeric" for f in spec.features)
             Xf = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float if numeric else object)
-            yf = _labels_01(labels, spec.positive_label).astype(int)
+            yf = _labels(kind, labels, spec.positive_label)
             parts_X.append(Xf)
             parts_y.append(yf)
             info["feedback_rows"] = len(yf)
     if not parts_X:
-        raise MLOpsError(f"model {name!r}: no training data (no 'data' in MLOPS_MODELS and no labelled feedback)")
-    X = np.concatenate(parts_X) if len(parts_X) > 1 else parts_X[0]
-    y = np.concatenate(parts_y) if len(parts_y) > 1 else parts_y[0]
+        raise MLOpsError(f"model {name!r}: no training data (no 'data' in MLOPS_MODELS, no stored rows of the production version, no labelled feedback)")
+    n_base = info["base_rows"]
+    numeric_all = all(p.dtype != object for p in parts_X)
+    X = np.concatenate([p.astype(float if numeric_all else object) for p in parts_X])
+    y = np.concatenate([np.asarray(p, dtype=object) for p in parts_y]) if len(parts_y) > 1 else parts_y[0]
+    if y.dtype == object and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in y.tolist()):
+        y = y.astype(float if kind == "regression" else int)
     if info["feedback_rows"]:
-        X, y, dropped = _dedupe_feedback(X, y, info["base_rows"])
+        X, y, dropped = _dedupe_feedback(X, y, n_base)
         info["duplicates_dropped"] = dropped
     info["rows"] = len(y)
     return X, y, info
@@ -254,10 +297,10 @@ def training_data(state: MLOpsState, name: str, *, since: datetime | None = None
 
 def _dedupe_feedback(X: np.ndarray, y: np.ndarray, n_base: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Drop feedback rows that repeat a base row or an earlier feedback row (features and label)."""
-    seen = {tuple(map(repr, row)) + (int(label),) for row, label in zip(X[:n_base].tolist(), y[:n_base].tolist(), strict=True)}
+    seen = {tuple(map(repr, row)) + (repr(label),) for row, label in zip(X[:n_base].tolist(), y[:n_base].tolist(), strict=True)}
     keep = list(range(n_base))
     for i in range(n_base, len(y)):
-        key = tuple(map(repr, X[i].tolist())) + (int(y[i]),)
+        key = tuple(map(repr, X[i].tolist())) + (repr(y[i].item() if hasattr(y[i], "item") else y[i]),)
         if key not in seen:
             seen.add(key)
             keep.append(i)
@@ -267,6 +310,9 @@ def _dedupe_feedback(X: np.ndarray, y: np.ndarray, n_base: int) -> tuple[np.ndar
 # -- runs ------------------------------------------------------------------------------------------
 def _stale_after(state: MLOpsState) -> float:
     return max(3 * HEARTBEAT_S, float(state.config.lease_ttl_s))
+
+
+QUEUE_TTL_S = 6 * 3600.0  # a queued run nobody picks up frees the slot after this
 
 
 def start(
@@ -279,25 +325,14 @@ def start(
     background: bool = True,
     promote: bool = True,
 ) -> dict[str, Any]:
-    """Claim the retraining slot and run (in a thread, or here); 409 while another run is active.
+    """Claim the retraining slot and run in this process (in a thread, or here): the CLI and the
+    scheduler; the API hands runs off with `submit`. 409 while another run is active.
 
     `promote=False` registers the new version without promoting it (a reviewed promotion follows).
     """
     model_spec(state, name)
     runs.ensure_tables(state.engine)
-    with state.session() as session, session.begin():
-        reaped = runs.reap_stale(session, _stale_after(state))
-        if reaped is not None:
-            logger.warning("retrain run %s was abandoned (%s); marked failed", reaped.id, reaped.error)
-    with state.session() as session:
-        run = runs.claim(session, name, trigger=trigger, reasons=list(reasons or []), actor=actor)
-        if run is None:
-            active = runs.active_run(session)
-            raise ConflictError(
-                "a retraining run is already in progress; only one runs at a time",
-                details={"run": active.to_dict() if active is not None else None},
-            )
-        run_id = run.id
+    run_id = _claim(state, name, trigger=trigger, reasons=reasons, actor=actor, holder=None)["id"]
     if background:
         thread = threading.Thread(target=execute, args=(state, run_id), kwargs={"promote": promote}, name=f"mlops-retrain-{run_id}", daemon=True)
         state.extras.setdefault("retrain_threads", {})[run_id] = thread
@@ -305,6 +340,109 @@ def start(
     else:
         execute(state, run_id, promote=promote)
     return get_run(state, run_id)
+
+
+def submit(
+    state: MLOpsState, name: str, *, trigger: str = "manual", reasons: list[str] | None = None, actor: str = "system"
+) -> dict[str, Any]:
+    """What the API does: claim the slot and hand the run to a runner outside this (web) process.
+
+    With an app import path (`MLOPS_RETRAIN_APP`, else `FLASK_APP`, else the host module when
+    it holds the app or a factory) a separate process runs `flask --app <path> mlops retrain
+    --run-id N` (its output in `<MLOPS_LOG_DIR>/retrain/run-N.log`). Without one the run stays
+    queued for `flask mlops retrain --run-queued` or the scheduler's `retrain_queue` job.
+    Returns the run with `runner`: "process" or "queue". 409 while another run is active.
+    """
+    model_spec(state, name)
+    runs.ensure_tables(state.engine)
+    app_path = worker_app_path(state)
+    run = _claim(state, name, trigger=trigger, reasons=reasons, actor=actor, holder=None if app_path else runs.QUEUE_HOLDER)
+    runner = "queue"
+    if app_path:
+        try:
+            _spawn(state, app_path, run["id"])
+            runner = "process"
+        except OSError as exc:  # cannot start a process here: leave it to the queue's runners
+            logger.warning("could not start the retraining process for run %s: %s; queued", run["id"], exc)
+            with state.session() as session, session.begin():
+                row = session.get(runs.RetrainRun, run["id"])
+                if row is not None:
+                    row.holder = runs.QUEUE_HOLDER
+    with state.session() as session, session.begin():
+        runs.note(session, run["id"], f"queued for {'a separate process' if runner == 'process' else 'a runner: flask mlops retrain --run-queued or the scheduler'}")
+    return {**get_run(state, run["id"]), "runner": runner}
+
+
+def worker_app_path(state: MLOpsState) -> str | None:
+    """The `flask --app` import path a separate retraining process can load this app from."""
+    import importlib.util
+    import os
+    import sys
+
+    from flask import current_app, has_app_context
+
+    if state.config.retrain_app:
+        return str(state.config.retrain_app)
+    if os.environ.get("FLASK_APP"):
+        return os.environ["FLASK_APP"]
+    if not has_app_context():
+        return None
+    module_name = current_app.import_name
+    module = sys.modules.get(module_name)
+    if module is None or module_name == "__main__" or importlib.util.find_spec(module_name) is None:
+        return None
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    holds_app = any(value is app for value in vars(module).values())
+    has_factory = any(callable(getattr(module, f, None)) for f in ("create_app", "make_app"))
+    return module_name if holds_app or has_factory else None
+
+
+def _spawn(state: MLOpsState, app_path: str, run_id: int) -> None:
+    import subprocess
+    import sys
+
+    folder = state.log_dir / "retrain"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"run-{run_id}.log", "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI, no shell
+            [sys.executable, "-m", "flask", "--app", app_path, "mlops", "retrain", "--run-id", str(run_id)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    # reaped by a daemon thread, so no zombie stays behind this worker (the run's state is in the database)
+    threading.Thread(target=proc.wait, name=f"mlops-retrain-reaper-{run_id}", daemon=True).start()
+
+
+def _claim(state: MLOpsState, name: str, *, trigger: str, reasons: list[str] | None, actor: str, holder: str | None) -> dict[str, Any]:
+    with state.session() as session, session.begin():
+        reaped = runs.reap_stale(session, _stale_after(state), queue_ttl_s=QUEUE_TTL_S)
+        if reaped is not None:
+            logger.warning("retrain run %s was abandoned (%s); marked failed", reaped.id, reaped.error)
+    with state.session() as session:
+        run = runs.claim(session, name, trigger=trigger, reasons=list(reasons or []), actor=actor, holder=holder)
+        if run is None:
+            active = runs.active_run(session)
+            raise ConflictError(
+                "a retraining run is already in progress; only one runs at a time",
+                details={"run": active.to_dict() if active is not None else None},
+            )
+        return run.to_dict()
+
+
+def run_queued(state: MLOpsState, run_id: int | None = None) -> dict[str, Any] | None:
+    """Run the queued run (`run_id`, or the one waiting for a runner) here; None when there is none."""
+    with state.session() as session:
+        row = session.get(runs.RetrainRun, run_id) if run_id is not None else runs.active_run(session)
+        if row is None:
+            if run_id is not None:
+                raise NotFoundError(f"no retraining run {run_id}", details={"run_id": run_id})
+            return None
+        if row.status != "queued":
+            if run_id is not None:
+                raise ConflictError(f"retraining run {row.id} is {row.status}, not queued", details={"run": row.to_dict()})
+            return None
+        found = row.id
+    execute(state, found)
+    return get_run(state, found)
 
 
 def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
@@ -315,6 +453,8 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
         run = session.get(runs.RetrainRun, run_id)
         if run is None:
             raise NotFoundError(f"no retraining run {run_id}")
+        if run.status != "queued" or run.slot is None:
+            raise ConflictError(f"retraining run {run_id} is {run.status}, not queued", details={"run": run.to_dict()})
         name, trigger_name, actor = run.model_name, run.trigger, run.actor
         runs.note(session, run_id, "started", status="running")
 
@@ -341,7 +481,7 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
         holdout = (trained.X_holdout, trained.y_holdout) if trained.X_holdout is not None and trained.y_holdout is not None else None
         reg = lifecycle.register_result(
             state, name, trained, trigger=trigger_name, actor=actor, reason=f"retraining run {run_id} ({trigger_name})",
-            holdout=holdout, extra_tags={"retrain_run": run_id}, promote_if_passing=promote,
+            holdout=holdout, extra_tags={"retrain_run": run_id}, promote_if_passing=promote, require_beat=True,
         )
         passed = reg["promoted"] or not promote  # not promoting by choice: the gates run at the reviewed promotion
         status = "succeeded" if passed else "rejected"
@@ -381,7 +521,7 @@ def get_run(state: MLOpsState, run_id: int) -> dict[str, Any]:
         if run is None:
             raise NotFoundError(f"no retraining run {run_id}", details={"run_id": run_id})
         if run.slot is not None:
-            runs.reap_stale(session, _stale_after(state))
+            runs.reap_stale(session, _stale_after(state), queue_ttl_s=QUEUE_TTL_S)
         return run.to_dict()
 
 
@@ -395,16 +535,28 @@ def list_runs(state: MLOpsState, *, model: str | None = None, limit: int = 50) -
 
 
 def retrain_if_due(
-    state: MLOpsState, name: str, *, force: bool = False, actor: str = "system", background: bool = False, now: datetime | None = None
+    state: MLOpsState, name: str, *, force: bool = False, actor: str = "system", background: bool = False,
+    now: datetime | None = None, hand_off: bool = False,
 ) -> dict[str, Any]:
-    """Check, then run when due (or forced). Returns {"check", "run"} (run None when not due)."""
+    """Check, then run when due (or forced). Returns {"check", "run"} (run None when not due).
+
+    `hand_off` (the API): the run is `submit`ted to a runner outside this process.
+    """
     result = check(state, name, now=now, manual=force)
     if not result.due:
         return {"check": result.to_dict(), "run": None}
     fired = [n for n, r in result.triggers.items() if r.fired]
     trig = "manual" if force else (fired[0] if fired else "manual")
+    if hand_off:
+        return {"check": result.to_dict(), "run": submit(state, name, trigger=trig, reasons=result.reasons, actor=actor)}
     run = start(state, name, trigger=trig, reasons=result.reasons, actor=actor, background=background)
     return {"check": result.to_dict(), "run": run}
+
+
+def retrain_queue(state: MLOpsState) -> dict[str, Any]:
+    """The scheduler's queue job: run the run the API queued (when no process could be started)."""
+    done = run_queued(state)
+    return {"run": None if done is None else {"id": done["id"], "status": done["status"]}}
 
 
 def scheduled_check(state: MLOpsState) -> dict[str, Any]:

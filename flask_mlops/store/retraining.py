@@ -84,22 +84,43 @@ class ModelHoldout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ModelTrainingRows(Base):
+    """The labelled rows a version was fitted on (JSON, capped): what retraining starts from
+    when the model declares no `data` (a version trained here, or registered with `labels=`)."""
+
+    __tablename__ = "mlops_model_training_rows"
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True)
+    features: Mapped[list[Any]] = mapped_column(JSON)  # rows in declared feature order
+    labels: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: the holder of a queued run that waits for `flask mlops retrain --run-queued` or the scheduler
+QUEUE_HOLDER = "queue"
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def ensure_tables(engine: Engine) -> None:
     """Create these tables if `create_all` ran before this module was imported."""
-    for table in (RetrainRun.__table__, ModelHoldout.__table__):
+    for table in (RetrainRun.__table__, ModelHoldout.__table__, ModelTrainingRows.__table__):
         table.create(engine, checkfirst=True)  # type: ignore[attr-defined]
 
 
-def claim(session: Session, model: str, *, trigger: str, reasons: list[Any], actor: str) -> RetrainRun | None:
+def claim(
+    session: Session, model: str, *, trigger: str, reasons: list[Any], actor: str, holder: str | None = None
+) -> RetrainRun | None:
     """Insert (and commit) a queued run holding the slot; None when another run holds it.
 
     `session` must not be inside a transaction block: the unique slot decides atomically.
+    `holder`: this process (default), or `QUEUE_HOLDER` for a run left to another runner.
     """
-    run = RetrainRun(model_name=model, status="queued", slot=1, trigger=trigger, reasons=reasons, actor=actor, holder=holder_id(), log=[], result={})
+    run = RetrainRun(model_name=model, status="queued", slot=1, trigger=trigger, reasons=reasons, actor=actor,
+                     holder=holder or holder_id(), log=[], result={})
     session.add(run)
     try:
         session.commit()
@@ -129,12 +150,21 @@ def _pid_dead(holder: str | None) -> bool:
     return False
 
 
-def reap_stale(session: Session, stale_after_s: float, *, now: datetime | None = None) -> RetrainRun | None:
-    """Fail the active run if its process died or its heartbeat stopped; return it if reaped."""
+def reap_stale(
+    session: Session, stale_after_s: float, *, now: datetime | None = None, queue_ttl_s: float = 6 * 3600.0
+) -> RetrainRun | None:
+    """Fail the active run if its process died or its heartbeat stopped (a run queued for a
+    runner: if none picked it up within `queue_ttl_s`); return it if reaped."""
     run = active_run(session)
     if run is None:
         return None
     now = now or utcnow()
+    if run.status == "queued" and run.holder == QUEUE_HOLDER:  # waits for a runner, not a process
+        if now - run.created_at < timedelta(seconds=queue_ttl_s):
+            return None
+        finish(session, run, "failed", error=f"abandoned: no runner picked the queued run up within {queue_ttl_s:.0f} s "
+               "(run `flask mlops retrain --run-queued`, set MLOPS_RETRAIN_APP, or enable the scheduler)")
+        return run
     last = run.heartbeat_at or run.started_at or run.created_at
     dead = _pid_dead(run.holder)
     if not dead and last is not None and now - last < timedelta(seconds=stale_after_s):
@@ -157,6 +187,7 @@ def note(session: Session, run_id: int, message: str, *, status: str | None = No
         run.status = status
         if status == "running" and run.started_at is None:
             run.started_at = now
+            run.holder = holder_id()  # the process that runs it (a worker process, the scheduler, the CLI)
 
 
 def heartbeat(engine: Engine, run_id: int) -> None:

@@ -78,7 +78,8 @@ class Calibrator:
     def transform(self, proba: np.ndarray) -> np.ndarray:
         proba = np.asarray(proba, dtype=float)
         if self.method == "sigmoid":
-            return 1.0 / (1.0 + np.exp(-(self.a_ * _logit(proba) + self.b_)))
+            # clipped: on separable data the fitted slope is huge and exp() would overflow
+            return 1.0 / (1.0 + np.exp(-np.clip(self.a_ * _logit(proba) + self.b_, -500.0, 500.0)))
         if self.method == "isotonic":
             return np.asarray(self.iso_.predict(proba), dtype=float)
         return proba

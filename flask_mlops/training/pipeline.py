@@ -106,12 +106,22 @@ def run_training(
 
     # y_fit: what the estimators are fitted on (multi-class labels encoded 0..K-1)
     y_fit = np.searchsorted(np.asarray(classes, dtype=object if _is_object(classes) else None), y) if classes is not None else y
-    idx_tr, idx_ho = train_test_split(
-        np.arange(len(y)), test_size=settings.holdout_size, random_state=settings.random_seed,
-        stratify=y_fit if task.is_classifier else None,
-    )
+    groups = duplicate_groups(X)
+    if groups is None:
+        idx_tr, idx_ho = train_test_split(
+            np.arange(len(y)), test_size=settings.holdout_size, random_state=settings.random_seed,
+            stratify=y_fit if task.is_classifier else None,
+        )
+    else:  # rows with identical features never straddle the holdout or a fold (no row is fitted and scored)
+        n_groups = len(np.unique(groups))
+        notes.append(f"{len(y) - n_groups} row(s) repeat another row's features: such rows stay together in the holdout or in training")
+        parts = max(2, min(round(1 / settings.holdout_size), n_groups))
+        idx_tr, idx_ho = next(task.splitter(parts, settings.random_seed, grouped=True).split(X, y_fit, groups))
     X_tr, X_ho, y_tr, y_ho = X[idx_tr], X[idx_ho], y_fit[idx_tr], y_fit[idx_ho]
-    folds = list(task.splitter(settings.cv_folds, settings.random_seed).split(X_tr, y_tr))
+    if groups is None:
+        folds = list(task.splitter(settings.cv_folds, settings.random_seed).split(X_tr, y_tr))
+    else:
+        folds = list(task.splitter(settings.cv_folds, settings.random_seed, grouped=True).split(X_tr, y_tr, groups[idx_tr]))
     ctx = BuildContext(settings.random_seed, settings.n_jobs, device.xgboost, device.torch, task.kind)
 
     comparison: list[dict[str, Any]] = []
@@ -207,6 +217,13 @@ def run_training(
     result.wall_time_s = perf_counter() - started
     say(f"done in {result.wall_time_s:.1f} s")
     return result
+
+
+def duplicate_groups(X: np.ndarray) -> np.ndarray | None:
+    """A group id per row (rows with identical features share one), or None when all rows differ."""
+    keys = [repr(row) for row in np.asarray(X, dtype=object).tolist()]
+    _, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+    return None if inverse.max(initial=-1) + 1 == len(keys) else inverse
 
 
 def _is_object(values: Any) -> bool:
