@@ -5,7 +5,7 @@ Importing the package declares every area's routes on `blueprint.bp` (one module
 
 from __future__ import annotations
 
-from . import experiments, jobs, liveness, models, monitoring, openapi, prometheus, retrain  # noqa: F401  (declare their routes)
+from . import experiments, fleet, jobs, liveness, models, monitoring, openapi, prometheus, retrain  # noqa: F401  (declare their routes)
 from .blueprint import bp
 
 __all__ = ["bp"]

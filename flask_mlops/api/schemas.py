@@ -110,6 +110,19 @@ class ModelHealth(APIModel):
     production_version: int | None
 
 
+class FleetProblem(APIModel):
+    host: str
+    model: str
+    version: int | None = Field(description="What that host's worker serves (null: nothing).")
+    production: int | None
+
+
+class FleetHealth(APIModel):
+    status: Literal["ok", "degraded"] = Field(description="`degraded` when a live worker cannot serve the production version.")
+    hosts: list[str] = Field(description="The hosts that disagree with production.")
+    problems: list[FleetProblem]
+
+
 class HealthOut(APIModel):
     """Liveness for load balancers: no logged data, only whether each model can serve."""
 
@@ -117,6 +130,7 @@ class HealthOut(APIModel):
     models: dict[str, ModelHealth]
     uptime_s: float
     warnings: list[str] = []  # setup problems that do not stop serving (e.g. metrics of one worker only)
+    fleet: FleetHealth | None = Field(default=None, description="The fleet's agreement with production (null: database unavailable).")
 
 
 # -- meta ----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from ..errors import UnprocessableError
 from ..services import experiments, monitoring, scheduler
 from ..services.catalog import model_names, model_spec
+from ..services.fleet import fleet_status
 from ..services.lifecycle import version_task
 from ..services.monitoring import WindowSpec
 from ..services.registry import alias_version, list_versions
@@ -143,6 +144,15 @@ def _model_drift(state: MLOpsState, name: str) -> dict[str, Any]:
         "runs": guarded("drift runs", lambda: drift_runs(state, name)),
         "psi_thresholds": list(state.config.drift_psi_thresholds),
     }
+
+
+def fleet_panel(state: MLOpsState) -> dict[str, Any]:
+    """Which version each worker on each host serves (the live ones first)."""
+    def load() -> dict[str, Any]:
+        found = fleet_status(state).to_dict()
+        return {**found, "members": sorted(found["members"], key=lambda m: not m["live"])}
+
+    return guarded("the fleet", load)
 
 
 def models_page(state: MLOpsState) -> list[dict[str, Any]]:

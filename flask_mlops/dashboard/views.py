@@ -82,7 +82,8 @@ def drift() -> Any:
 @route("/models", api=False, summary="Dashboard: models")
 def models() -> Any:
     """Versions, metrics, aliases and the audit trail; promote / rollback for admins."""
-    return page("models.html", "models", models=data.models_page(get_state()))
+    state = get_state()
+    return page("models.html", "models", models=data.models_page(state), fleet=data.fleet_panel(state))
 
 
 @route("/experiments", api=False, summary="Dashboard: experiments")

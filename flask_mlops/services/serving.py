@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,12 +26,15 @@ from ..ab.assign import TREATMENT, Assigner
 from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError, ValidationError
 from ..jsonable import plain
 from ..specs import ModelSpec, validate_row
+from ..store.base import utcnow
 from ..store.experiments import RUNNING, Experiment
+from ..store.fleet import Served
 from ..store.models import PRODUCTION, Alias, ModelVersion
 from ..tasks import BINARY, MULTICLASS, task_for
 from .artifacts import cache_path, file_sha256
 from .catalog import declared, model_spec, stored_spec, version_spec
 from .context import current_context
+from .fleet import Reporter
 from .inputs import ArrayInput, FrameInput, input_for
 from .registry import fetch_artifact  # MLflow is imported inside, only when a file is missing
 
@@ -242,6 +246,10 @@ class ModelStore:
         self._watcher_pid = 0
         self.last_refresh: float = 0.0
         self.last_error: str | None = None
+        self.load_errors: dict[str, str] = {}  # model -> why its production version could not be loaded here
+        self._wanted: dict[str, int] = {}  # the production pointers as last read
+        self._since: dict[str, datetime] = {}  # model -> when this worker started serving its version
+        self.fleet = Reporter(state)
 
     # -- request path ------------------------------------------------------------
     def production(self, name: str) -> ServedModel:
@@ -296,6 +304,8 @@ class ModelStore:
                     loaded[key] = load_version(state, *key)
                 except Exception as exc:
                     self.last_error = f"{key[0]} v{key[1]}: {exc}"
+                    if rows.get(key[0]) == key[1]:
+                        self.load_errors[key[0]] = f"v{key[1]}: {type(exc).__name__}: {exc}"
                     logger.error("could not load %s v%s: %s", key[0], key[1], exc)
             production = {n: v for n, v in rows.items() if (n, v) in loaded}
             for name, version in self._production.items():
@@ -305,10 +315,25 @@ class ModelStore:
             keep = needed | set(production.items())
             self._loaded = {k: m for k, m in loaded.items() if k in keep}
             self._production = production
+            self._wanted = rows
+            for name in list(self.load_errors):
+                if production.get(name) == rows.get(name):
+                    del self.load_errors[name]
+            for name in changed:
+                self._since[name] = utcnow()
         if changed:
             logger.info("serving new production versions: %s", changed)
         self.last_refresh = time.time()
+        self.report(force=bool(changed))
         return changed
+
+    def report(self, *, force: bool = False) -> bool:
+        """Tell the fleet table what this worker serves (a heartbeat at most once per reload interval)."""
+        names = sorted(set(self._wanted) | set(self._production) | set(self.load_errors))
+        served = [
+            Served(n, self._production.get(n), self._wanted.get(n), self._since.get(n), self.load_errors.get(n)) for n in names
+        ]
+        return self.fleet.report(served, force=force)
 
     def _ensure_watcher(self) -> None:
         interval = self._state.config.reload_interval

@@ -1,0 +1,114 @@
+"""Fleet state: workers report what they serve; health and GET /api/fleet name the hosts that disagree with production."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, update
+from sqlalchemy.engine import Engine
+
+from flask_mlops.services import fleet
+from flask_mlops.services.registry import set_alias
+from flask_mlops.services.state import get_state
+from flask_mlops.store import Base
+from flask_mlops.store import fleet as store
+from flask_mlops.store.base import utcnow
+
+from .conftest import FEATURE_NAMES, READ_AUTH, base_config, build_app, diabetes_frame, quick_model
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_engine(db_url)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_reports_replace_a_workers_rows_and_expire_on_the_database_clock(engine: Engine) -> None:
+    started = utcnow()
+    store.report(engine, "a:1:x", "a", 1, started, [store.Served("m", 2, 2, started, None), store.Served("n", 1, 1, None, None)], expire_s=60)
+    store.report(engine, "b:2:y", "b", 2, started, [store.Served("m", 1, 2, None, "v2: boom")], expire_s=60)
+    store.report(engine, "a:1:x", "a", 1, started, [store.Served("m", 2, 2, started, None)], expire_s=60)  # n no longer served
+    rows, now = store.members(engine)
+    assert [(r.worker, r.model, r.version, r.last_error) for r in rows] == [("a:1:x", "m", 2, None), ("b:2:y", "m", 1, "v2: boom")]
+    assert all(0 <= r.age_s < 5 and r.heartbeat_at <= now for r in rows)
+    with engine.begin() as conn:  # b went silent two minutes ago (by the database's clock)
+        conn.execute(update(store.FleetMember).where(store.FleetMember.worker == "b:2:y").values(heartbeat_at=now - timedelta(minutes=2)))
+    store.report(engine, "a:1:x", "a", 1, started, [store.Served("m", 2, 2, started, None)], expire_s=60)
+    assert [r.worker for r in store.members(engine)[0]] == ["a:1:x"]  # the silent worker's rows expired
+    store.leave(engine, "a:1:x")
+    assert store.members(engine)[0] == []
+
+
+def _worker(instance: Path, tmp_path: Path, name: str, **extra: Any) -> Flask:
+    return build_app(instance, base_config(tmp_path / name, **extra), name=name)
+
+
+def test_health_names_the_host_that_cannot_load_production(served_instance: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet.socket, "gethostname", lambda: "host-a")
+    a = _worker(served_instance, tmp_path, "a")
+    sa = get_state(a)
+    with sa.engine.begin() as conn:  # the template's registering app reported too: start from an empty fleet
+        conn.execute(store.FleetMember.__table__.delete())
+    assert sa.models.report(force=True)
+    monkeypatch.setattr(fleet.socket, "gethostname", lambda: "host-b")
+    b = _worker(served_instance, tmp_path, "b", MLOPS_MODEL_CACHE_DIR=str(tmp_path / "b-cache"))  # another host's disk
+    sb = get_state(b)
+    sb.models.refresh()
+    body = a.test_client().get("/mlops/api/fleet", headers=READ_AUTH).get_json()
+    assert body["status"] == "ok" and body["production"] == {"diabetes": 1}
+    assert sorted((m["host"], m["version"], m["state"]) for m in body["members"]) == [("host-a", 1, "ok"), ("host-b", 1, "ok")]
+    assert a.test_client().get("/mlops/api/fleet").status_code == 401
+
+    # v2 is promoted from host a; host b's copy of it is corrupt, so b keeps serving v1
+    mlops = a.extensions["test_mlops"]
+    info = mlops.register("diabetes", quick_model(seed=1), app=a, reference=diabetes_frame()[FEATURE_NAMES], threshold=0.5)
+    set_alias(sa, "diabetes", "production", info.version)  # straight to production (no gates: this is about serving it)
+    bad = tmp_path / "b-cache" / "diabetes" / "2" / "model.joblib"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not the registered artifact")
+    sb.models.refresh()
+    assert sb.models.production_versions() == {"diabetes": 1}
+    status = fleet.fleet_status(sa)
+    assert status.status == "degraded" and status.hosts == ["host-b"]
+    (problem,) = status.problems
+    assert (problem["model"], problem["version"], problem["production"]) == ("diabetes", 1, 2) and "sha256" in problem["last_error"]
+    health = b.test_client().get("/mlops/api/health").get_json()  # public, no token
+    assert health["status"] == "degraded" and health["fleet"]["hosts"] == ["host-b"]
+    assert health["fleet"]["problems"] == [{"host": "host-b", "model": "diabetes", "version": 1, "production": 2}]
+    page = a.test_client().get("/mlops/models", headers=READ_AUTH)
+    assert page.status_code == 200 and b'data-state="cannot_load"' in page.data and b"host-b" in page.data
+
+    bad.unlink()  # fixed: b fetches the registered artifact and serves v2
+    sb.models.refresh()
+    sa.extras.pop("fleet_health", None)
+    assert fleet.fleet_status(sa).status == "ok"
+    assert a.test_client().get("/mlops/api/health").get_json()["status"] == "ok"
+
+
+def test_a_worker_that_has_not_looked_since_a_promotion_is_updating_not_degraded(served_app: Flask) -> None:
+    state = get_state(served_app)
+    state.models.refresh()
+    store.report(state.engine, "late:9:z", "late-host", 9, utcnow(), [store.Served("diabetes", 0, 0, None, None)], expire_s=3600)
+    status = fleet.fleet_status(state)
+    late = next(m for m in status.members if m["worker"] == "late:9:z")
+    assert late["state"] == "updating" and status.status == "ok"
+
+
+def test_reporting_never_breaks_serving_when_the_database_is_away(caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 2})
+    reporter = fleet.Reporter(SimpleNamespace(engine=unreachable, config=SimpleNamespace(reload_interval=0.0)))  # type: ignore[arg-type]
+    served = [store.Served("diabetes", 1, 1, None, None)]
+    with caplog.at_level(logging.WARNING, logger="flask_mlops.services.fleet"):
+        assert reporter.report(served, force=True) is False
+        assert reporter.report(served, force=True) is False
+    assert len([r for r in caplog.records if "fleet report failed" in r.message]) == 1  # said once, not per reload
+    unreachable.dispose()
