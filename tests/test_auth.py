@@ -111,6 +111,7 @@ def test_health_is_public_and_reveals_no_data(client: Any) -> None:
     assert set(r.json) == {"status", "models", "uptime_s", "warnings", "fleet"}
     assert r.json["models"] == {"diabetes": {"production_version": 1}}
     assert r.json["warnings"] == []  # setup problems only (several gunicorn workers without multiprocess metrics)
+    assert r.json["fleet"] == {"status": "ok", "hosts": [], "problems": []}  # host names and versions, nothing logged
 
 
 def test_no_token_configured_refuses_with_how_to(instance: Path, tmp_path: Path) -> None:
