@@ -212,3 +212,80 @@ def test_unit_key_setting_is_validated() -> None:
     assert load_config({"MLOPS_UNIT_KEY": "header:X-User"}, "/tmp/x").unit_key == "header:X-User"
     with pytest.raises(ConfigError, match="MLOPS_UNIT_KEY"):
         load_config({"MLOPS_UNIT_KEY": "cookie:uid"}, "/tmp/x")
+
+
+def test_unserialisable_features_are_a_health_reason_that_names_the_cause(instance: Path, tmp_path: Path) -> None:
+    X, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
+    row = {str(k): float(v) for k, v in X.iloc[0].items()}
+
+    class Odd:
+        pass
+
+    @app.post("/odd")
+    @mlops.track("cancer", features=lambda: {**row, "note": Odd()})
+    def odd() -> Any:
+        result = mlops.predict("cancer", row)
+        return jsonify(prediction=result.prediction)
+
+    c = app.test_client()
+    for _ in range(3):
+        assert c.post("/odd", json={}).status_code == 200
+    c.post("/predict", json=row)
+    health = c.get("/mlops/api/monitoring/report?model=cancer", headers=AUTH).json["health"]
+    (reason,) = [r for r in health["reasons"] if r["source"] == "features_logged"]
+    assert reason["level"] == "critical" and "3 of 4 records" in reason["message"] and "Odd" in reason["message"], reason
+
+
+def test_undeclared_models_show_on_the_dashboard_and_in_the_model_list(instance: Path, tmp_path: Path) -> None:
+    X, _, model = cancer()
+    app, mlops = host(instance, tmp_path, "cancer")
+    mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
+    c = app.test_client()
+    assert [m["name"] for m in c.get("/mlops/api/models", headers=AUTH).json["models"]] == ["cancer"]
+    for page in ("/mlops/", "/mlops/models", "/mlops/drift"):
+        r = c.get(page, headers=AUTH)
+        assert r.status_code == 200 and "cancer" in r.get_data(as_text=True), page
+
+
+def test_a_database_from_an_older_release_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlalchemy import create_engine, inspect
+
+    from flask_mlops.store.migrate import add_missing_columns
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # mlops_model_versions as an older release created it
+        db.execute("CREATE TABLE mlops_model_versions (id INTEGER PRIMARY KEY, model_name VARCHAR(200), version INTEGER)")
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        added = add_missing_columns(conn)
+    assert "mlops_model_versions.spec" in added
+    assert "spec" in {c["name"] for c in inspect(engine).get_columns("mlops_model_versions")}
+    with engine.begin() as conn:
+        assert add_missing_columns(conn) == []  # idempotent
+    engine.dispose()
+
+
+def test_a_retrained_version_of_an_undeclared_model_keeps_its_contract(instance: Path, tmp_path: Path) -> None:
+    """Retraining registers bare rows in spec order (no names): the stored spec carries over."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from flask_mlops.services.inputs import ArrayInput
+
+    X, y = pipeline_data()
+    app, mlops = host(instance, tmp_path, "churn")
+    mlops.register("churn", column_pipeline().fit(X, y), reference=X, promote=True, force=True, app=app)
+    by_position = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), [2, 3])], remainder="passthrough")
+    bare = make_pipeline(by_position, LogisticRegression(max_iter=1000)).fit(X.to_numpy(dtype=object), y)
+    info = mlops.register("churn", bare, reference=X.to_numpy(dtype=object)[:50], promote=True, force=True, app=app)
+    with app.app_context():
+        state = get_state(app)
+        assert model_spec(state, "churn").feature_names == ["age", "income", "plan", "region"]
+        served = state.models.get("churn")
+    assert info.version == 2 and isinstance(served.adapter, ArrayInput)

@@ -33,7 +33,7 @@ from ..specs import ModelSpec, estimator_classes, infer_spec, spec_to_dict
 from ..store.models import PRODUCTION, Alias, AuditEvent, ModelVersion
 from ..tasks import infer_kind
 from .artifacts import cache_path, file_sha256
-from .catalog import declared, model_spec
+from .catalog import declared, model_spec, stored_spec
 from .inputs import ArrayInput, FrameInput, frame_input_info, input_for
 
 if TYPE_CHECKING:
@@ -133,9 +133,14 @@ def reference_profile(state: MLOpsState, spec: ModelSpec, estimator: Any, refere
 
 
 def resolve_spec(state: MLOpsState, name: str, estimator: Any, reference: Any, *, features: Any = None, task: str | None = None) -> ModelSpec:
-    """The contract of a new version: the declaration when `name` is declared, else inferred
-    from `reference` (which an undeclared model must then have); classes from the estimator."""
+    """The contract of a new version: the declaration when `name` is declared; else inferred
+    from a `reference` that names its columns (a DataFrame, `features=`, an estimator fitted on
+    a frame), so a new version may change the features; else, for bare rows (retraining), the
+    spec stored with the model's versions. Classes come from the estimator."""
     spec = declared(state, name)
+    says_names = features is not None or hasattr(reference, "columns") or getattr(estimator, "feature_names_in_", None) is not None
+    if spec is None and not says_names and stored_spec(state, name) is not None:
+        spec = model_spec(state, name)  # rows without names (retraining): the model's stored contract
     if spec is None:
         if reference is None:
             raise ValidationError(
