@@ -214,7 +214,7 @@ def test_admin_forms_need_the_csrf_token(session_app: Flask) -> None:
     _login(client, TOKEN)
     page = client.get("/mlops/models")
     html = page.get_data(as_text=True)
-    assert "Roll back production" in html  # admin buttons are shown to admins
+    assert "No rollback: there is no earlier production version" in html  # admins see the actions (none valid here)
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
     assert _cookie(client, CSRF_COOKIE) is None  # bound to the session: no second cookie
     missing = client.post("/mlops/models/diabetes/promote", data={"version": "1"})
@@ -229,7 +229,7 @@ def test_read_session_sees_no_admin_buttons_and_cannot_post(session_app: Flask) 
     client = session_app.test_client()
     _login(client, READ_TOKEN)
     html = client.get("/mlops/models").get_data(as_text=True)
-    assert "Roll back production" not in html and "Promote" not in html
+    assert "Roll back" not in html and "No rollback" not in html and "Promote" not in html
     assert client.post("/mlops/models/diabetes/rollback", data={}).status_code == 403
 
 

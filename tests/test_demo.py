@@ -64,7 +64,7 @@ def test_demo_makes_every_panel_show_something(served_instance: Path, tmp_path: 
     assert checks["drift_check"]["diabetes"]["alerts_sent"] >= 1
     report = checks["report"]
     assert report["drift"]["level"] in ("warning", "critical") and "Glucose" in report["drift"]["drifted_features"]
-    assert "Pregnancies" not in report["drift"]["drifted_features"]  # noise alone does not drift
+    assert not {"Pregnancies", "Age", "BMI"} & set(report["drift"]["drifted_features"])  # noise alone does not drift
     assert report["performance"]["n_labelled"] == result.labelled
     assert report["performance"]["estimated"]["accuracy"] is not None
     assert report["health"]["status"] in ("warning", "critical")

@@ -108,3 +108,68 @@ def meter(value: float | None, thresholds: Sequence[float], *, title: str) -> Ma
         parts.append(f'<line class="mark" x1="{200 * t / top:.1f}" x2="{200 * t / top:.1f}" y1="0" y2="14"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def lines(
+    series: Sequence[tuple[str, Sequence[float | None], str]],
+    labels: Sequence[str],
+    *,
+    title: str,
+    thresholds: Sequence[tuple[float, str]] = (),
+    y_max: float | None = None,
+    dots: bool = True,
+) -> Markup:
+    """Several lines over the same x labels, each `(name, values, css class)`, with a legend under the plot."""
+    finite = [v for _, values, _ in series for v in values if v is not None and math.isfinite(v)]
+    top = y_max if y_max is not None else (max([*finite, *(t for t, _ in thresholds)], default=0.0) * 1.1 or 1.0)
+    plot_h = H - PAD_B - PAD_T
+    width = (W - PAD_L) / max(len(labels), 1)
+    body = []
+    for limit, cls in thresholds:
+        y = PAD_T + plot_h * (1 - limit / top)
+        body.append(f'<line class="threshold {escape(cls)}" x1="{PAD_L}" x2="{W}" y1="{y:.1f}" y2="{y:.1f}"><title>{escape(cls)}: {_fmt(limit)}</title></line>')
+    for name, values, cls in series:
+        segment: list[str] = []
+        for i, value in enumerate(values):
+            if value is None or not math.isfinite(value):
+                if len(segment) > 1:
+                    body.append(f'<polyline class="line {escape(cls)}" points="{" ".join(segment)}"/>')
+                segment = []
+                continue
+            x, y = PAD_L + width * (i + 0.5), PAD_T + plot_h * (1 - min(value, top) / top)
+            segment.append(f"{x:.1f},{y:.1f}")
+            if dots:
+                body.append(f'<circle class="dot {escape(cls)}" cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(name)} {escape(labels[i])}: {_fmt(value)}</title></circle>')
+        if len(segment) > 1:
+            body.append(f'<polyline class="line {escape(cls)}" points="{" ".join(segment)}"/>')
+    chart = _frame(title, body, top, labels)
+    legend = "".join(f'<span class="key {escape(cls)}">{escape(name)}</span>' for name, _, cls in series)
+    return Markup(f'{chart}<div class="legend">{legend}</div>')
+
+
+def histogram(labels: Sequence[str], reference: Sequence[float], current: Sequence[float], *, title: str) -> Markup:
+    """Reference vs current share per bin, side by side (the drift page's distributions)."""
+    n = max(len(labels), 1)
+    top = max([*reference, *current, 0.0]) * 1.1 or 1.0
+    width, height, pad_b, pad_t = 300.0, 120.0, 16.0, 6.0
+    plot_h = height - pad_b - pad_t
+    slot = width / n
+    parts = [
+        f'<svg class="hist" viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(title)}" preserveAspectRatio="none">',
+        f"<title>{escape(title)}</title>",
+        f'<line class="grid" x1="0" x2="{width:.0f}" y1="{pad_t + plot_h:.1f}" y2="{pad_t + plot_h:.1f}"/>',
+    ]
+    for i, label in enumerate(labels):
+        for k, (cls, values) in enumerate((("ref", reference), ("cur", current))):
+            value = values[i] if i < len(values) else 0.0
+            h = plot_h * value / top
+            x = slot * i + slot * (0.1 + 0.4 * k)
+            parts.append(
+                f'<rect class="{cls}" x="{x:.1f}" y="{pad_t + plot_h - h:.1f}" width="{slot * 0.4:.1f}" height="{h:.1f}">'
+                f"<title>{escape(label)}: {'reference' if cls == 'ref' else 'current'} {value:.1%}</title></rect>"
+            )
+    step = max(1, -(-n // 3))
+    for i in range(0, n, step):
+        parts.append(f'<text class="axis" x="{slot * (i + 0.5):.1f}" y="{height - 3:.0f}" text-anchor="middle">{escape(labels[i][:10])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

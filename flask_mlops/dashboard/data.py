@@ -9,6 +9,7 @@ broken panel never takes the whole dashboard down.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..errors import UnprocessableError
-from ..services import experiments, monitoring, scheduler
+from ..services import experiments, lifecycle, monitoring, scheduler, timeline
 from ..services.catalog import model_names, model_spec
 from ..services.fleet import fleet_status
 from ..services.lifecycle import version_task
@@ -164,6 +165,7 @@ def _model_versions(state: MLOpsState, name: str) -> dict[str, Any]:
         "name": name,
         "columns": _version_columns(state, name),
         "versions": guarded("the registry", lambda: {"items": [v.to_dict() for v in list_versions(state, name)]}),
+        "rollback": guarded("rollback", lambda: {"to": lifecycle.rollback_target(state, name)}),
         "audit": guarded("the audit trail", lambda: {"items": audit_trail(state, name)}),
     }
 
@@ -210,7 +212,43 @@ def experiments_page(state: MLOpsState) -> dict[str, Any]:
 
 
 def _results(state: MLOpsState, experiment_id: int) -> dict[str, Any]:
-    return guarded("results", lambda: dict(experiments.experiment_results(state, experiment_id)))
+    def load() -> dict[str, Any]:
+        results = dict(experiments.experiment_results(state, experiment_id))
+        bayes = results.get("bayes")
+        if isinstance(bayes, dict):
+            results["posterior_curves"] = posterior_curves(bayes)
+        return results
+
+    return guarded("results", load)
+
+
+def posterior_curves(bayes: dict[str, Any], points: int = 80) -> dict[str, Any]:
+    """Beta densities of both arms' success rate on a shared grid around their mass (for the chart)."""
+    arms = {"control": bayes["control_posterior"], "treatment": bayes["treatment_posterior"]}
+    lo, hi = 1.0, 0.0
+    for a, b in arms.values():
+        mean = a / (a + b)
+        sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+        lo, hi = min(lo, mean - 4 * sd), max(hi, mean + 4 * sd)
+    lo, hi = max(lo, 0.0), min(hi, 1.0)
+    grid = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
+    curves = {name: [_beta_pdf(x, a, b) for x in grid] for name, (a, b) in arms.items()}
+    return {"grid": grid, "labels": [f"{x:.3f}" for x in grid], **curves}
+
+
+def _beta_pdf(x: float, a: float, b: float) -> float | None:
+    if not 0.0 < x < 1.0:
+        return None
+    log = (a - 1) * math.log(x) + (b - 1) * math.log1p(-x) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    return math.exp(log)
+
+
+def performance_page(state: MLOpsState) -> list[dict[str, Any]]:
+    return [_model_performance(state, name) for name in model_names(state)]
+
+
+def _model_performance(state: MLOpsState, name: str) -> dict[str, Any]:
+    return {"name": name, "timeline": guarded("performance", lambda: timeline.timeline(state, name))}
 
 
 def jobs_page(state: MLOpsState) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Dashboard pages under `/mlops/`: overview, drift, models, experiments, jobs; login and logout.
+"""Dashboard pages under `/mlops/`: overview, drift, performance, models, experiments, jobs; login and logout.
 
 Server-rendered Jinja templates with inline SVG charts and vendored static files (works
 air-gapped). Pages need the `read` role, buttons that change state need `admin` and a
@@ -24,7 +24,7 @@ from . import charts, data
 
 logger = logging.getLogger(__name__)
 
-NAV = (("overview", "Overview"), ("drift", "Drift"), ("models", "Models"), ("experiments", "Experiments"), ("jobs", "Jobs"))
+NAV = (("overview", "Overview"), ("drift", "Drift"), ("performance", "Performance"), ("models", "Models"), ("experiments", "Experiments"), ("jobs", "Jobs"))
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
@@ -77,6 +77,12 @@ def overview() -> Any:
 def drift() -> Any:
     """Per-feature drift against the thresholds, the trend over stored runs, the HTML report."""
     return page("drift.html", "drift", models=data.drift_page(get_state()))
+
+
+@route("/performance", api=False, summary="Dashboard: performance")
+def performance() -> Any:
+    """Realised metrics from labels per version and variant over time, beside the label-free estimate (CBPE)."""
+    return page("performance.html", "performance", models=data.performance_page(get_state()))
 
 
 @route("/models", api=False, summary="Dashboard: models")

@@ -161,9 +161,12 @@ def sample(
     spec: ModelSpec, rows: Sequence[tuple[dict[str, Any], Any]], n: int, rng: random.Random, *,
     noise: float, shift: Mapping[str, float] | None = None,
 ) -> list[tuple[dict[str, Any], Any]]:
-    """`n` rows drawn with replacement, with relative noise (zeros stay zero: 'not measured'), shifted, in range."""
-    integral = {f.name for f in spec.features if f.type == "numeric" and all(
-        isinstance(r[f.name], float) and r[f.name].is_integer() for r, _ in rows if r.get(f.name) is not None)}
+    """`n` rows drawn with replacement, with relative noise within the data's range (zeros stay zero:
+    'not measured'), then shifted, within the declared range."""
+    numeric = [f for f in spec.features if f.type == "numeric"]
+    integral = {f.name for f in numeric if all(isinstance(r[f.name], float) and r[f.name].is_integer() for r, _ in rows if r.get(f.name) is not None)}
+    seen = {f.name: [r[f.name] for r, _ in rows if isinstance(r.get(f.name), float)] for f in numeric}
+    bounds = {name: (min(values), max(values)) for name, values in seen.items() if values}
     out = []
     for _ in range(n):
         features, label = rows[rng.randrange(len(rows))]
@@ -172,8 +175,9 @@ def sample(
             value = row.get(f.name)
             if f.type != "numeric" or not isinstance(value, float):
                 continue
-            if value != 0.0:
-                value *= 1.0 + rng.gauss(0.0, noise)
+            if value != 0.0:  # noise stays inside the data's range: only the shift may leave it
+                low, high = bounds[f.name]
+                value = min(max(value * (1.0 + rng.gauss(0.0, noise)), low), high)
             value += (shift or {}).get(f.name, 0.0)
             if f.min is not None:
                 value = max(value, f.min)

@@ -313,17 +313,22 @@ def production_stack(state: MLOpsState, name: str) -> list[int]:
     return stack
 
 
+def rollback_target(state: MLOpsState, name: str, current: int | None = None) -> int | None:
+    """The version a plain rollback goes back to: the previous production version not archived (None: no way back)."""
+    current = alias_version(state, name) if current is None else current
+    earlier = [v for v in production_stack(state, name)[:-1] if v != current and _status(state, name, v) != ARCHIVED]
+    return earlier[-1] if current is not None and earlier else None
+
+
 def rollback(
     state: MLOpsState, name: str, to_version: int | None = None, *, actor: str = "system", reason: str | None = None
 ) -> dict[str, Any]:
     """Production back to the previous production version (or `to_version`); no gates: it is the way out."""
     current = alias_version(state, name)
     if to_version is None:
-        stack = production_stack(state, name)
-        earlier = [v for v in stack[:-1] if v != current and _status(state, name, v) != ARCHIVED]
-        if current is None or not earlier:
+        to_version = rollback_target(state, name, current)
+        if to_version is None:
             raise ConflictError(f"{name} has no previous production version to roll back to", details={"production": current})
-        to_version = earlier[-1]
     info = get_version(state, name, to_version)
     if info.status == ARCHIVED:
         raise ConflictError(f"{name} v{to_version} is archived and cannot serve", details={"version": to_version})
