@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from flask import Flask
+from flask import Flask, jsonify, request
 from sklearn.datasets import load_diabetes, load_wine
 
 from flask_mlops import MLOps, get_state
@@ -23,7 +23,7 @@ from flask_mlops.specs import parse_models
 from flask_mlops.tasks import BINARY, MULTICLASS, REGRESSION, get_task, higher_is_better, infer_kind, task_for
 from flask_mlops.training import TrainingSettings, run_training
 
-from .conftest import base_config
+from .conftest import AUTH, base_config
 
 WINE = load_wine(as_frame=True).frame.rename(columns={"od280/od315_of_diluted_wines": "od280_od315"})
 WINE["cultivar"] = WINE.pop("target").map({0: "barolo", 1: "grignolino", 2: "barbera"})
@@ -104,6 +104,22 @@ def test_multiclass_model_trains_promotes_and_serves_class_labels(instance: Path
     with app.app_context():
         answer: Any = mlops.predict("wine", {f: float(row[f]) for f in WINE_FEATURES})
     assert answer.prediction == "barolo" and 0.34 < answer.probability <= 1.0
+
+    @app.post("/wine")
+    @mlops.track("wine")
+    def wine() -> Any:
+        return jsonify(prediction=mlops.predict("wine", request.get_json()).prediction)
+
+    client = app.test_client()
+    items = []
+    for i in range(0, len(WINE), 2):
+        r = client.post("/wine", json={f: float(WINE.iloc[i][f]) for f in WINE_FEATURES})
+        items.append({"prediction_id": r.headers["X-Prediction-ID"], "label": WINE.iloc[i]["cultivar"]})
+    assert client.post("/mlops/api/feedback", json={"items": items}, headers=AUTH).status_code == 201
+    perf = client.get("/mlops/api/monitoring/performance?model=wine", headers=AUTH).get_json()
+    assert perf["task"] == MULTICLASS and perf["n_labelled"] == len(items) and perf["accuracy"] > 0.9
+    assert 0.9 < perf["f1_macro"] <= 1.0 and perf["estimated"] is None  # CBPE: calibrated binary models only
+    assert perf["decay"]["metric"] == "accuracy" and perf["rolling_accuracy"]["latest"] > 0.9
     # a second version is judged against production on its own holdout, on the task's metrics
     _, second = mlops.train("wine", WINE.sample(frac=1.0, random_state=1), app=app, promote=False)
     gates = lifecycle.check_gates(state, "wine", second["version"])
@@ -118,7 +134,7 @@ def test_regression_cli_train_gated_on_mae_per_model(instance: Path, tmp_path: P
         "progression": {"task": "regression", "features": DIAB_FEATURES, "gates": {"mae": 20.0}},
         "other": {"features": ["x"], "gates": {"accuracy": 0.1}},
     }
-    app, _ = host(instance, tmp_path, models, MLOPS_PROMOTION_GATES={"accuracy": 0.9, "no_worse_than_production": True})
+    app, mlops = host(instance, tmp_path, models, MLOPS_PROMOTION_GATES={"accuracy": 0.9, "no_worse_than_production": True})
     runner = app.test_cli_runner()
     failed = runner.invoke(args=["mlops", "train", "--name", "progression", "--data", str(csv), "--target", "progression"])
     assert failed.exit_code == 1, failed.output
@@ -137,6 +153,23 @@ def test_regression_cli_train_gated_on_mae_per_model(instance: Path, tmp_path: P
     with app.app_context():
         value: Any = get_state(app).models.production("progression").predict_one([float(v) for v in DIAB.iloc[0][DIAB_FEATURES]])
     assert isinstance(value[0], float) and value[1] is None
+
+    @app.post("/progression")
+    @mlops.track("progression")
+    def progression() -> Any:
+        return jsonify(prediction=mlops.predict("progression", request.get_json()).prediction)
+
+    client = app.test_client()
+    items = []
+    for i in range(0, 120):
+        r = client.post("/progression", json={f: float(DIAB.iloc[i][f]) for f in DIAB_FEATURES})
+        items.append({"prediction_id": r.headers["X-Prediction-ID"], "label": float(DIAB.iloc[i]["progression"])})
+    assert client.post("/mlops/api/feedback", json={"items": items}, headers=AUTH).status_code == 201
+    perf = client.get("/mlops/api/monitoring/performance?model=progression", headers=AUTH).get_json()
+    assert perf["task"] == REGRESSION and 25 < perf["mae"] < 70 and perf["rmse"] >= perf["mae"]
+    assert perf["decay"]["metric"] == "mae" and perf.get("estimated") is None and "accuracy" not in perf
+    page = client.get("/mlops/models", headers=AUTH).get_data(as_text=True)
+    assert "<th>MAE</th><th>RMSE</th><th>R²</th>" in page and "<th>Accuracy</th>" not in page.split('id="model-other"')[0]
     # a worse second model (the mean) is not promoted over production: MAE is compared lower-is-better
     from sklearn.dummy import DummyRegressor
 

@@ -14,6 +14,7 @@ import click
 
 from ..services import monitoring as service
 from ..services.state import get_state
+from ..tasks import task_for
 from .group import cli, echo_table, mlops_errors
 
 CRITICAL_EXIT = 2
@@ -121,7 +122,7 @@ def report_command(model: str | None, version: str | None, since: datetime | Non
         perf = out["performance"]
         click.echo("")
         click.echo(f"performance ({perf.get('n_labelled', 0)} labelled):")
-        keys = ("accuracy", "precision", "recall", "f1", "roc_auc") if perf["task"] == "classification" else ("mae", "rmse", "bias")
+        keys = task_for(perf["task"]).performance_metrics
         rows = [{"metric": k, "realised": perf.get(k), "estimated (CBPE)": (perf.get("estimated") or {}).get(k)} for k in keys]
         echo_table(rows)
         d = perf["decay"]

@@ -38,6 +38,7 @@ from ..monitoring.performance import (
     decay,
     estimate_performance,
     metrics_by_group,
+    multiclass_metrics,
     operational_metrics,
     regression_metrics,
     rolling_mean,
@@ -47,8 +48,10 @@ from ..store.base import utcnow
 from ..store.columnar import read_window
 from ..store.feedback import Feedback, labelled
 from ..store.monitoring import DriftRun, list_drift_runs, write_report_file
+from ..tasks import task_for
 from .alerts import evaluate_alerts
 from .catalog import model_names, model_spec
+from .lifecycle import version_task
 from .prometheus import record_drift, record_health
 from .registry import alias_version, get_version, version_profile
 
@@ -239,8 +242,22 @@ def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = N
     versions = [d[3] for d in data]
     variants = [d[4] for d in data]
     baseline_metrics, threshold = _baseline(state, spec, version)
-    out: dict[str, Any] = {"model": spec.name, "window": window.to_dict(), "reference_version": version, "task": spec.task}
-    if spec.task == "regression":
+    task = version_task(state, spec.name, version) if version is not None else task_for(spec.task, spec.classes)
+    out: dict[str, Any] = {"model": spec.name, "window": window.to_dict(), "reference_version": version, "task": task.kind}
+    if task.kind == "multiclass":
+        realised_m = multiclass_metrics(labels, preds)
+        out.update(realised_m.to_dict())
+        out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, labels, preds, task="multiclass").items()}
+        out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, labels, preds, task="multiclass").items()}
+        correct = np.asarray([_same_class(a, b) for a, b in zip(labels.tolist(), preds.tolist(), strict=True)], dtype=float)
+        rolling = rolling_mean(correct, ROLLING_WINDOW)
+        out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
+        result = decay(
+            task.decay_metric, realised_m.accuracy, _metric(baseline_metrics, task.decay_metric), state.config.decay_thresholds,
+            n_current=realised_m.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
+        )
+        out["estimated"] = None  # CBPE needs calibrated probabilities: binary models trained here only
+    elif task.kind == "regression":
         realised = regression_metrics(_floats(labels), _floats(preds))
         out.update(realised.to_dict())
         out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, _floats(labels), _floats(preds), task="regression").items()}
@@ -260,10 +277,10 @@ def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = N
         rolling = rolling_mean(correct, ROLLING_WINDOW)
         out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
         result = decay(
-            "accuracy", realised_c.accuracy, _metric(baseline_metrics, "accuracy"), state.config.decay_thresholds,
+            task.decay_metric, realised_c.accuracy, _metric(baseline_metrics, task.decay_metric), state.config.decay_thresholds,
             n_current=realised_c.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
         )
-        out["estimated"] = estimated(state, spec, window, threshold, win=win)
+        out["estimated"] = estimated(state, spec, window, threshold, win=win) if task.cbpe else None
     if len(data) < MIN_LABELS_FOR_DECAY:
         result = Decay(result.metric, result.baseline, result.current, None, "ok")
         out["decay_note"] = f"{len(data)} labelled predictions; decay is judged from {MIN_LABELS_FOR_DECAY}"
@@ -277,6 +294,14 @@ def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold:
     win = _served(win if win is not None else read(state, spec, window, features=False))
     est = estimate_performance(win.probability, threshold=0.5 if threshold is None else threshold)
     return {**est.to_dict(), "note": "expected metrics from the model's probabilities; valid when they are calibrated"}
+
+
+def _same_class(label: Any, prediction: Any) -> bool:
+    """A multi-class label equals a prediction, compared as text (1, 1.0 and "1" agree)."""
+    def text(v: Any) -> str:
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+    return prediction is not None and text(label) == text(prediction)
 
 
 def classification_correct(labels: np.ndarray, preds: np.ndarray, positive: Any) -> np.ndarray:
