@@ -21,6 +21,9 @@ from .specs import ModelSpec, parse_models
 
 Parser = Callable[[str, Any], Any]
 
+#: the MLflow server's proxied artifact store (`mlflow server --serve-artifacts`, the default since MLflow 2)
+PROXIED_ARTIFACTS = "mlflow-artifacts:/"
+
 
 def _str(key: str, value: Any) -> str | None:
     if value is None:
@@ -169,7 +172,12 @@ class MLOpsConfig:
     # storage and servers (the None defaults are resolved against the instance folder by `load_config`)
     database_uri: str = _key(None, "SQLAlchemy URI of the `mlops` bind. Default: sqlite:///<instance>/mlops.db.")
     tracking_uri: str = _key(None, "MLflow tracking/registry URI. Default: sqlite:///<instance>/mlflow.db.")
-    artifact_root: str = _key(None, "MLflow artifact root for new experiments. Default: <instance>/mlartifacts.")
+    artifact_root: str = _key(
+        None,
+        "MLflow artifact root for new experiments: a folder, or a URI as MLflow takes it (s3://..., gs://..., "
+        "mlflow-artifacts:/...). Default: the MLflow server's proxied store (mlflow-artifacts:/) when "
+        "MLOPS_TRACKING_URI is http(s), else <instance>/mlartifacts.",
+    )
     experiment_name: str = _key("flask-mlops", "MLflow experiment that training runs are logged under.")
     log_dir: str = _key("logs", "Folder for the JSONL prediction log, drift reports and caches (relative to the working directory).")
     model_cache_dir: str = _key(None, "Local copies of registered artifacts, sha256-checked. Default: <instance>/mlops_models.")
@@ -315,7 +323,10 @@ def load_config(
     inst = Path(instance_path)
     values["database_uri"] = values["database_uri"] or f"sqlite:///{inst / 'mlops.db'}"
     values["tracking_uri"] = values["tracking_uri"] or f"sqlite:///{inst / 'mlflow.db'}"
-    values["artifact_root"] = values["artifact_root"] or str(inst / "mlartifacts")
+    if not values["artifact_root"]:
+        # with an MLflow server, artifacts go through it, so every host can load what one host registered
+        remote = values["tracking_uri"].lower().startswith(("http://", "https://"))
+        values["artifact_root"] = PROXIED_ARTIFACTS if remote else str(inst / "mlartifacts")
     values["model_cache_dir"] = values["model_cache_dir"] or str(inst / "mlops_models")
     _check_levels(values)
     return MLOpsConfig(instance_path=str(inst), **values)

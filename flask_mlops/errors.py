@@ -109,6 +109,12 @@ class ModelNotReady(_HTTPMLOpsError, ServiceUnavailable):
     code_name = "model_not_ready"
 
 
+class ArtifactStoreUnavailable(_HTTPMLOpsError, ServiceUnavailable):
+    """The MLflow artifact store cannot be written from this host (checked before training)."""
+
+    code_name = "artifact_store_unavailable"
+
+
 class ModelIntegrityError(_HTTPMLOpsError, InternalServerError):
     """A model artifact's sha256 does not match the one recorded at registration."""
 

@@ -29,7 +29,16 @@ from ..store.models import Alias, AuditEvent, ModelVersion
 from ..store.retraining import ModelHoldout, ModelTrainingRows, ensure_tables
 from ..tasks import Task, higher_is_better, task_for
 from .catalog import model_spec, version_spec
-from .registry import VersionInfo, alias_version, get_version, list_versions, mlflow_session, register, set_alias
+from .registry import (
+    VersionInfo,
+    alias_version,
+    check_artifact_store,
+    get_version,
+    list_versions,
+    mlflow_session,
+    register,
+    set_alias,
+)
 from .serving import PRODUCTION, load_version
 
 if TYPE_CHECKING:
@@ -602,6 +611,7 @@ def train_and_register(
         y = np.asarray(data[target].to_numpy())
     else:
         X, y = load_training_data(spec, csv, target)
+    check_artifact_store(state)  # fail in seconds, not after the training
     result = run_training(spec, X, y, TrainingSettings.from_config(state.config), progress=progress)
     holdout = (result.X_holdout, result.y_holdout) if result.X_holdout is not None and result.y_holdout is not None else None
     outcome = register_result(

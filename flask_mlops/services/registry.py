@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from ..errors import MLOpsError, NotFoundError, ValidationError
+from ..errors import ArtifactStoreUnavailable, MLOpsError, NotFoundError, ValidationError
 from ..jsonable import jsonable
 from ..monitoring.profile import build_profile, profile_to_json
 from ..specs import ModelSpec, estimator_classes, infer_spec, spec_to_dict
@@ -79,14 +80,63 @@ def mlflow_session(state: MLOpsState) -> Iterator[Any]:
                 mlflow.set_tracking_uri(previous)
 
 
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # two letters or more: `C:\\` is a Windows drive, not a scheme
+
+
+def artifact_location(root: str) -> str:
+    """An artifact root as MLflow takes it: a URI (``s3://``, ``gs://``, ``mlflow-artifacts:/``,
+    ``file:``) as given, a local folder as an absolute ``file:`` URI."""
+    return root if _URI_SCHEME.match(root) else Path(root).resolve().as_uri()
+
+
 def _experiment_id(mlflow: Any, state: MLOpsState) -> str:
     name = state.config.experiment_name
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    root = state.config.artifact_root or "mlartifacts"
-    location = root if "://" in root else Path(root).resolve().as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    return str(mlflow.create_experiment(name, artifact_location=artifact_location(state.config.artifact_root or "mlartifacts")))
+
+
+def check_artifact_store(state: MLOpsState) -> str:
+    """Write, list and delete a small probe where new versions' artifacts go; return that location.
+
+    Called before training, so an unreachable or read-only store (a wrong bucket, an MLflow
+    server that does not serve artifacts, missing credentials) fails in seconds with the
+    location named, not after the whole training has run.
+    """
+    import uuid
+
+    location = "?"
+    try:
+        with mlflow_session(state) as mlflow, tempfile.TemporaryDirectory(prefix="mlops-probe-") as tmp:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            location = str(mlflow.get_experiment(_experiment_id(mlflow, state)).artifact_location)
+            probe = Path(tmp) / "probe.txt"
+            probe.write_text("flask-mlops artifact store check\n")
+            repo = get_artifact_repository(f"{location.rstrip('/')}/_mlops_probe/{uuid.uuid4().hex}")
+            repo.log_artifact(str(probe))
+            if "probe.txt" not in {Path(f.path).name for f in repo.list_artifacts()}:
+                raise OSError("the probe was written but cannot be listed back")
+            try:
+                repo.delete_artifacts()
+            except Exception as exc:  # some stores (and servers) refuse deletes: the probe stays, harmless
+                logger.debug("could not delete the artifact probe at %s: %s", location, exc)
+    except Exception as exc:
+        raise ArtifactStoreUnavailable(
+            f"the MLflow artifact store {location} (experiment {state.config.experiment_name!r}, tracking "
+            f"{state.config.tracking_uri}) cannot be written from this host: {type(exc).__name__}: {exc}. "
+            "Check MLOPS_ARTIFACT_ROOT, the server's --serve-artifacts / --artifacts-destination and the credentials.",
+            details={"artifact_location": location},
+        ) from exc
+    remote = state.config.tracking_uri.lower().startswith(("http://", "https://"))
+    if remote and location.startswith("file:"):
+        logger.warning(
+            "experiment %r keeps artifacts in %s, a folder on this host, while MLflow is a server: other hosts "
+            "cannot load its versions unless that folder is shared; new experiments use the server's store",
+            state.config.experiment_name, location,
+        )
+    return location
 
 
 def _as_matrix(spec: ModelSpec, data: Any) -> np.ndarray:

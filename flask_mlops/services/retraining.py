@@ -476,6 +476,7 @@ def execute(state: MLOpsState, run_id: int, *, promote: bool = True) -> None:
     try:
         X, y, data_info = training_data(state, name)
         say(f"training data: {data_info['rows']} rows ({data_info['base_rows']} base + {data_info['feedback_rows']} labelled feedback)")
+        say(f"artifact store writable: {lifecycle.check_artifact_store(state)}")  # fail in seconds, not after the training
         trained = run_training(model_spec(state, name), X, y, TrainingSettings.from_config(state.config), progress=say)
         say(f"registering {trained.candidate}")
         holdout = (trained.X_holdout, trained.y_holdout) if trained.X_holdout is not None and trained.y_holdout is not None else None
