@@ -30,6 +30,7 @@ _ERROR_STATUSES = {
     403: "Authentication not configured, or the caller's role is too low",
     404: "Not found",
     413: "Request body too large",
+    429: "Too many failed credentials from this address; retry after `Retry-After` seconds",
 }
 
 
@@ -121,7 +122,7 @@ def _operation(doc: RouteDoc, method: str, path_params: list[dict[str, Any]], re
             responses[str(status)] = {"description": f"HTTP {status}", "content": {doc.produces: {"schema": refs[(model, "serialization")]}}}
     wanted = {400, 404, 413}
     if doc.role is not None:
-        wanted |= {401, 403}
+        wanted |= {401, 403, 429}
     for status in sorted(wanted):
         responses.setdefault(str(status), {"description": _ERROR_STATUSES[status], "content": _error_content(doc)})
     responses["default"] = {"description": "Any other error", "content": _error_content(doc)}

@@ -163,7 +163,7 @@ def login() -> Any:
 
 
 @route("/login", methods=("POST",), role=None, api=False, request_model=LoginForm, request_type=FORM,
-       summary="Dashboard: sign in", status=303, produces="text/html")
+       summary="Dashboard: sign in", status=303, produces="text/html", responses={401: None, 403: None, 429: None})
 def login_submit(body: LoginForm) -> Any:
     """Check the token; on success open a server-side session, set its cookie and go to `next`."""
     state = get_state()
