@@ -56,6 +56,7 @@ def test_plans_are_validated_at_creation_naming_the_field(ab_app: Flask) -> None
         ({"treatment_version": 2, "plan": {"effect": 0.1}}, "plan.effect", "unknown plan option"),
         ({"treatment_version": 2, "metric": "abs_error"}, "metric", "does not fit a binary model"),
         ({"treatment_version": 2, "guardrails": {"max_accuracy_drop": 2}}, "guardrails", "invalid guardrails"),
+        ({"treatment_version": 2, "plan": {"alpha": 1e-320}}, "plan", "invalid experiment plan"),  # no finite sample size
     ]
     for body, field, message in cases:
         r = _start(client, **body)
@@ -114,6 +115,17 @@ def test_dashboard_offers_no_promote_on_archived_versions(ab_app: Flask) -> None
     assert 'name="version" value="2"' in rows[2] and "Promote" in rows[2]
     assert "Promote" not in rows[3]
     assert "<th>Accuracy</th><th>F1</th><th>ROC-AUC</th>" in html
+
+
+def test_plan_defaults_per_outcome() -> None:
+    from flask_mlops.services.experiments import plan_defaults
+
+    assert plan_defaults("accuracy", {"accuracy": 0.97}) == {"outcome": "proportion", "higher_is_better": True, "baseline": 0.97, "mde": pytest.approx(0.015)}
+    assert plan_defaults("accuracy", {"accuracy": 1.0})["baseline"] == 0.99  # a perfect holdout still plans
+    assert plan_defaults("positive_rate", {})["baseline"] == 0.5
+    assert plan_defaults("abs_error", {"mae": 40.0, "rmse": 50.0}) == {"outcome": "mean", "higher_is_better": False, "mde": -4.0, "sd": 50.0}
+    unknown = plan_defaults("abs_error", {})  # registered without metrics: a fixed horizon, not a 400
+    assert unknown["planned_control"] == unknown["planned_treatment"] == 1000
 
 
 # -- regression ---------------------------------------------------------------------------------

@@ -79,7 +79,9 @@ def plan_defaults(metric: str, control_metrics: dict[str, Any]) -> dict[str, Any
     """
     if metric == "abs_error":
         mae, rmse = _number(control_metrics, "mae", "holdout_mae"), _number(control_metrics, "rmse", "holdout_rmse")
-        return {"outcome": "mean", "higher_is_better": False, "mde": None if mae is None else -0.1 * mae, "sd": rmse or (None if mae is None else 1.25 * mae)}
+        if mae is None or mae <= 0:  # nothing to plan from: a fixed horizon (give sd and mde to plan one)
+            return {"outcome": "mean", "higher_is_better": False, "planned_control": 1000, "planned_treatment": 1000}
+        return {"outcome": "mean", "higher_is_better": False, "mde": -0.1 * mae, "sd": rmse or 1.25 * mae}
     baseline = _number(control_metrics, "accuracy", "holdout_accuracy") if metric == "accuracy" else None
     baseline = min(max(baseline, 0.01), 0.99) if baseline is not None else 0.5
     return {"outcome": "proportion", "higher_is_better": True, "baseline": baseline, "mde": min(0.05, (1.0 - baseline) / 2)}
@@ -109,30 +111,39 @@ def _plan(
         limits = Guardrails.from_dict(guardrails)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"invalid guardrails: {exc}", details={"field": "guardrails", "guardrails": guardrails}) from exc
+    if {"mde", "sd", "baseline"} & set(options) and "planned_control" not in options:  # the user plans: drop the fixed horizon
+        merged.pop("planned_control", None), merged.pop("planned_treatment", None)
     try:
-        return Plan(share=min(max(share, 0.01), 0.99), guardrails=limits, **merged)
+        checked = Plan(share=min(max(share, 0.01), 0.99), guardrails=limits, **merged)
+        checked.required()  # the planned sample must be computable (extreme alpha/power overflow)
+        return checked
     except PlanError as exc:
         raise ValidationError(f"invalid experiment plan: {exc}", details={"field": f"plan.{exc.field}", "plan": plan}) from exc
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationError(f"invalid experiment plan: {exc}", details={"field": "plan", "plan": plan}) from exc
 
 
 def stored_plan(row: Experiment) -> tuple[Plan, str | None]:
     """The experiment's plan, rebuilt; an impossible stored plan (an older release's default
     MDE over a high baseline) is adapted rather than failing the results (with a note)."""
-
     share = min(max(row.share, 0.01), 0.99)
     stored = {k: v for k, v in (row.plan or {}).items() if k in STORED_PLAN}
     guards = Guardrails.from_dict(row.guardrails)
     try:
-        return Plan(share=share, guardrails=guards, **stored), None
-    except (TypeError, ValueError) as exc:
-        baseline = stored.get("baseline")
-        fixed = {**stored, "mde": min(0.05, (1.0 - baseline) / 2) if isinstance(baseline, (int, float)) and 0 < baseline < 1 else 0.05}
-        if not isinstance(baseline, (int, float)) or not 0 < baseline < 1:
-            fixed["baseline"] = 0.5
-        fixed.pop("planned_control", None), fixed.pop("planned_treatment", None)
-        return Plan(share=share, guardrails=guards, **fixed), f"the stored plan was not usable ({exc}); judged with mde {fixed['mde']:.4g}"
+        plan = Plan(share=share, guardrails=guards, **stored)
+        plan.required()
+        return plan, None
+    except (TypeError, ValueError, OverflowError) as exc:
+        fixed: dict[str, Any] = {k: stored[k] for k in ("outcome", "higher_is_better") if k in stored}
+        if fixed.get("outcome") == "mean":
+            fixed.update(planned_control=1000, planned_treatment=1000)
+            how = "a fixed horizon of 1000 labelled outcomes per variant"
+        else:
+            baseline = stored.get("baseline")
+            baseline = float(baseline) if isinstance(baseline, (int, float)) and 0 < baseline < 1 else 0.5
+            fixed.update(baseline=baseline, mde=min(0.05, (1.0 - baseline) / 2))
+            how = f"mde {fixed['mde']:.4g}"
+        return Plan(share=share, guardrails=guards, **fixed), f"the stored plan was not usable ({exc}); judged with {how}"
 
 
 def _servable(state: MLOpsState, model: str, version: int, role: str) -> Any:
