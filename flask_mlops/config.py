@@ -194,7 +194,7 @@ class MLOpsConfig:
     device: str = _key("auto", "Training device: auto (CUDA when present), cpu or cuda.", _choice("auto", "cpu", "cuda"))
     # prediction log
     log_sample_rate: float = _key(1.0, "Share of tracked requests written to the log (decided by a hash of the prediction id).", _number(float, 0.0, 1.0))
-    log_retention_days: int = _key(30, "Days of daily JSONL files kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
+    log_retention_days: int = _key(30, "Days of daily JSONL files (and their columnar caches) kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
     log_errors: bool = _key(True, "Also log failed (4xx/5xx) tracked requests, with their status and error.", _bool)
     # security
     api_token: tuple[tuple[str, str], ...] = _key((), "Bearer token(s): 'tok', 'tok1:read,tok2:admin' or {token: role}.", _tokens)

@@ -16,7 +16,7 @@ from flask import Flask
 from flask_mlops.errors import ConfigError
 from flask_mlops.extension import get_state
 from flask_mlops.services import scheduler as sched
-from flask_mlops.store import leases
+from flask_mlops.store import day_cache, leases
 
 from .conftest import AUTH, READ_AUTH, base_config, build_app
 
@@ -83,15 +83,26 @@ def test_disabled_by_default_and_nothing_started_in_init_app(app: Flask, instanc
     assert not [t for t in threading.enumerate() if t.name == "mlops-scheduler-lease"]
 
 
+_RECORD = (
+    '{"id": "0123456789abcdef0123456789abcdef", "ts": "DAYT12:00:00.000000Z", "model": "diabetes", "model_version": "1", '
+    '"variant": null, "unit_id": null, "features": {"Glucose": 120}, "prediction": 1, "probability": 0.7, '
+    '"latency_ms": 1.0, "status": 200}\n'
+)
+
+
 def test_runs_are_stored_with_their_outcome(app: Flask, tmp_path: Path) -> None:
     state = get_state(app)
     old = state.log_dir / "predictions" / f"{(date.today() - timedelta(days=90)).isoformat()}.jsonl"
     old.parent.mkdir(parents=True, exist_ok=True)
-    old.write_text("{}\n")
+    old.write_text(_RECORD.replace("DAY", old.stem))
+    day_cache.compact(state.log_dir)  # the day's columnar cache, as the readers leave it
+    cache = day_cache.cache_path(state.log_dir, old)
+    assert cache.exists()
     with app.app_context():
         run = sched.run_job(state, "log_retention", holder="test")
         assert run is not None and run["status"] == "succeeded" and run["trigger"] == "manual"
-        assert run["result"] == {"retention_days": 30, "removed": [old.name]} and not old.exists()
+        assert run["result"] == {"retention_days": 30, "removed": [old.name], "caches_removed": [cache.name]}
+        assert not old.exists() and not cache.exists()
         retrain = sched.run_job(state, "retrain_check", holder="test")
     assert retrain is not None and retrain["status"] == "succeeded", retrain
     first = retrain["result"]["diabetes"]  # never trained: the schedule trigger trains the first version
@@ -196,12 +207,14 @@ def test_cli_retention(app: Flask) -> None:
     folder = get_state(app).log_dir / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
     old = folder / f"{(date.today() - timedelta(days=10)).isoformat()}.jsonl"
-    old.write_text("{}\n")
+    old.write_text(_RECORD.replace("DAY", old.stem))
+    day_cache.compact(get_state(app).log_dir)
     runner = app.test_cli_runner()
     dry = runner.invoke(args=["mlops", "retention", "--days", "5", "--dry-run"])
     assert dry.exit_code == 0 and old.name in dry.output and old.exists()
     done = runner.invoke(args=["mlops", "retention", "--days", "5"])
     assert done.exit_code == 0 and "deleted 1 file" in done.output and not old.exists()
+    assert "and 1 columnar cache file" in done.output and not day_cache.cache_path(get_state(app).log_dir, old).exists()
 
 
 def test_api_jobs(app: Flask) -> None:

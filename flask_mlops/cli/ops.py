@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 
 from ..services.scheduler import get_job, get_scheduler, job_names, new_holder, overview, run_job
 from ..services.state import get_state
-from ..store import leases
+from ..store import day_cache, leases
 from ..store.predictions import purge_older_than
 from .group import cli, echo_table, mlops_errors
 
@@ -123,7 +123,9 @@ def retention(days: int | None, dry_run: bool) -> None:
         click.echo(f"would delete {len(old)} file(s) older than {cutoff.isoformat()}: {', '.join(old) or '-'}")
         return
     removed = purge_older_than(state.log_dir, days)
-    click.echo(f"deleted {len(removed)} file(s) older than {days} days: {', '.join(p.name for p in removed) or '-'}")
+    caches = day_cache.purge_older_than(state.log_dir, days)
+    click.echo(f"deleted {len(removed)} file(s) older than {days} days: {', '.join(p.name for p in removed) or '-'}"
+               f" (and {len(caches)} columnar cache file(s))")
 
 
 def _day(stem: str) -> date:

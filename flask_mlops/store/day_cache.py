@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -191,4 +191,23 @@ def compact(log_dir: str | Path, *, today: date | None = None) -> ColumnarStats:
     return stats
 
 
-__all__ = ["CACHE_SUBDIR", "ColumnarStats", "OpenDayCache", "cache_path", "compact", "load_day"]
+def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
+    """Retention for the columnar cache: delete day caches older than `days` days (the JSONL
+    retention's cut-off, so a day's cache goes with its file); return what was removed."""
+    folder = Path(log_dir) / CACHE_SUBDIR
+    if days <= 0 or not folder.is_dir():
+        return []
+    cutoff = (today or datetime.now(timezone.utc).date()) - timedelta(days=days)
+    removed = []
+    for path in sorted(folder.glob("*.arrow")):
+        try:
+            day = date.fromisoformat(path.stem)
+        except ValueError:
+            continue  # not a day cache: never deleted
+        if day < cutoff:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+__all__ = ["CACHE_SUBDIR", "ColumnarStats", "OpenDayCache", "cache_path", "compact", "load_day", "purge_older_than"]
