@@ -74,4 +74,4 @@ def worker_exit(server: Any, worker: Any) -> None:
     """On a clean exit hand the scheduler lease back at once (a killed worker's lease expires)."""
     app = getattr(worker, "wsgi", None)  # unset when the worker died while booting
     if app is not None:
-        stop_in_worker(app)
+        stop_in_worker(app, graceful_timeout=float(server.cfg.graceful_timeout))

@@ -25,9 +25,9 @@ class JobRunOut(APIModel):
     id: Id
     job: str
     tick: datetime = Field(description="The scheduled fire time (manual runs: the start time).")
-    trigger: str = Field(description="`schedule` or `manual`.")
+    trigger: str = Field(description="`schedule`, `manual`, `catch-up` (the newest tick missed in an outage) or `retry` (a dead holder's run, retried once).")
     holder: str
-    status: str = Field(description="running, succeeded, failed or unavailable.")
+    status: str = Field(description="running, succeeded, failed, missed (no holder ran the tick), fenced (its holder lost the lease before committing), abandoned (its retry died too) or unavailable.")
     started_at: datetime
     finished_at: datetime | None
     duration_ms: float | None

@@ -504,12 +504,17 @@ def start_in_worker(wsgi_app: Any) -> bool:
     return True
 
 
-def stop_in_worker(wsgi_app: Any) -> None:
-    """For gunicorn's ``worker_exit`` hook: release the lease on a clean exit."""
+def stop_in_worker(wsgi_app: Any, *, graceful_timeout: float | None = None) -> None:
+    """For gunicorn's ``worker_exit`` hook: stop the jobs and release the lease on a clean exit,
+    within MLOPS_SCHEDULER_STOP_TIMEOUT_S and, when given, well inside gunicorn's `graceful_timeout`
+    (after which the arbiter kills the worker, lease and all)."""
     state = (getattr(wsgi_app, "extensions", None) or {}).get("mlops")
     runner = state.extras.get(EXTRAS_KEY) if state is not None else None
-    if runner is not None:
-        runner.stop()
+    if state is not None and runner is not None:
+        timeout = state.config.scheduler_stop_timeout_s
+        if graceful_timeout is not None:
+            timeout = min(timeout, max(0.5, graceful_timeout / 2))
+        runner.stop(timeout=timeout)
 
 
 def overview(state: MLOpsState) -> dict[str, Any]:
