@@ -15,7 +15,9 @@ from flask import Response, jsonify, url_for
 from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
+from ..monitoring.health import Component, Health
 from ..monitoring.html import STYLESHEET, render_drift_html
+from ..monitoring.performance import Decay, OperationalMetrics
 from ..services import monitoring as service
 from ..services.auth import audit_actor
 from ..services.feedback import record_feedback
@@ -25,7 +27,7 @@ from ..store.monitoring import list_alerts as alerts
 from ..store.monitoring import list_drift_runs as runs
 from ..store.predictions import format_ts, parse_ts, read_records
 from .blueprint import route
-from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor
+from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor, model_of
 
 
 class PageWindowQuery(WindowQuery):
@@ -152,19 +154,16 @@ class WindowOut(APIModel):
     last: int | None
 
 
-class DecayOut(APIModel):
-    """The relative drop against the baseline, judged against the sampling error of both."""
-
-    metric: str
-    baseline: float | None
-    current: float | None
-    relative_drop: float | None
-    level: str
-    n_baseline: int | None = Field(default=None, description="Rows the baseline was measured on (the holdout).")
-    n_current: int | None = Field(default=None, description="Labelled predictions in the window.")
-    min_detectable_drop: float | None = Field(default=None, description="Smallest relative drop sampling error cannot explain.")
-    interval: list[float | None] | None = Field(default=None, description="Two-sided interval of the relative drop.")
-    note: str = ""
+DecayOut = model_of(
+    Decay, name="DecayOut", doc="The relative drop against the baseline, judged against the sampling error of both.",
+    descriptions={
+        "n_baseline": "Rows the baseline was measured on (the holdout).",
+        "n_current": "Labelled predictions in the window.",
+        "min_detectable_drop": "Smallest relative drop sampling error cannot explain.",
+        "interval": "Two-sided interval of the relative drop.",
+    },
+    interval=(list[float | None] | None, Field(default=None, description="Two-sided interval of the relative drop (null ends: not finite).")),
+)
 
 
 class PerformanceOut(APIModel):
@@ -180,48 +179,27 @@ class PerformanceOut(APIModel):
     by_version: dict[str, dict[str, Any]]
     by_variant: dict[str, dict[str, Any]]
     baseline: dict[str, float]
-    decay: DecayOut
+    decay: DecayOut  # type: ignore[valid-type]
     rolling_accuracy: dict[str, Any] | None = Field(default=None, description="Classifiers only.")
     estimated: dict[str, Any] | None = Field(default=None, description="Classifiers only: CBPE estimates.")
     decay_note: str | None = Field(default=None, description="Only when too few labels to judge decay.")
 
 
-class OperationsOut(APIModel):
-    n_requests: int
-    n_errors: int
-    error_rate: float | None
-    client_error_rate: float | None
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    latency_mean_ms: float | None
-    requests_per_hour: float | None
-    error_level: str
-    latency_level: str
-    skipped_lines: int = Field(description="Log lines that could not be read.")
-
-
-class HealthReason(APIModel):
-    source: str
-    level: str | None
-    message: str
-    value: float | None
-
-
-class HealthReport(APIModel):
-    status: str = Field(description="healthy, warning or critical.")
-    level: str
-    reasons: list[HealthReason]
-    components: dict[str, str | None]
+OperationsOut = model_of(
+    OperationalMetrics, name="OperationsOut", doc="Volume, errors and latency of every logged request in the window.",
+    skipped_lines=(int, Field(description="Log lines that could not be read.")),
+)
+HealthReason = model_of(Component, name="HealthReason")
+HealthReport = model_of(Health, name="HealthReport", doc="Health: the worst component level, with every reason.", reasons=(list[HealthReason], Field(default_factory=list)))  # type: ignore[valid-type]
 
 
 class ReportOut(APIModel):
     model: str
     window: WindowOut
-    health: HealthReport
+    health: HealthReport  # type: ignore[valid-type]
     drift: DriftOut | NoReferenceOut
     performance: PerformanceOut
-    operations: OperationsOut
+    operations: OperationsOut  # type: ignore[valid-type]
 
 
 class LastDrift(APIModel):

@@ -9,10 +9,12 @@ and into the OpenAPI document (see `api/openapi.py` and DEVELOPERS.md).
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from ..errors import ValidationError
 
@@ -27,6 +29,32 @@ class APIModel(BaseModel):
     """Base of response models: unknown attributes are an error in our own output."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def model_of(
+    source: type, *, name: str, doc: str | None = None, descriptions: dict[str, str] | None = None, **fields: Any
+) -> type[APIModel]:
+    """The response model of a dataclass the services return: its fields and types, declared once.
+
+    `fields` adds or overrides fields (`name=(type, default or Field(...))`), for what the
+    endpoint adds around the dataclass (e.g. `skipped_lines`) or a JSON type that differs from
+    the Python one; `descriptions` documents fields by name. A field added to the dataclass
+    appears in the OpenAPI document and is checked by the fuzz test with no edit here.
+    """
+    hints = typing.get_type_hints(source)
+    definitions: dict[str, Any] = {}
+    for f in dataclasses.fields(source):
+        description = (descriptions or {}).get(f.name)
+        if f.default is not dataclasses.MISSING:
+            default: Any = Field(default=f.default, description=description)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory, description=description)
+        else:
+            default = Field(description=description)
+        definitions[f.name] = (hints[f.name], default)
+    definitions.update(fields)
+    model = create_model(name, __base__=APIModel, __doc__=doc or source.__doc__, **definitions)
+    return typing.cast(type[APIModel], model)
 
 
 class RequestModel(BaseModel):
