@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from flask_mlops import get_state
+from flask_mlops.services.fleet import fleet_status
 from flask_mlops.services.lifecycle import rollback
 from flask_mlops.services.registry import set_alias
 
@@ -89,6 +90,12 @@ def test_promote_and_rollback_reach_every_worker_without_failures(gunicorn_facto
         rollback(state, "diabetes", actor="test", reason="hot reload test")
         took_back = wait_all(load, "1", t1, budget=RELOAD_S + 10)
         assert took_back <= RELOAD_S + 2.0
+        # every worker told the fleet table what it serves now (and is live): the view /api/fleet and health use
+        workers = set(server.worker_pids())
+        fleet = fleet_status(state)
+        rows = [m for m in fleet.members if m["pid"] in workers]
+        assert fleet.status == "ok" and {m["pid"] for m in rows} == workers and len(workers) == 3, fleet.members
+        assert all(m["live"] and m["version"] == 1 and m["state"] == "ok" for m in rows), rows
     statuses = [s for _, s, _ in load.samples]
     assert len(statuses) > 200
     assert set(statuses) == {200}, f"failed requests during the swap: {[s for s in statuses if s != 200][:10]}"
