@@ -296,3 +296,21 @@ def test_after_make_run_the_dashboard_login_works(served_instance: Path, gunicor
         r = browser.post(f"{server.url}/mlops/login", data={"token": token}, timeout=30)
         assert r.status_code == 200 and r.url == f"{server.url}/mlops/" and "<h1>Overview</h1>" in r.text
         assert browser.get(f"{server.url}/mlops/models", timeout=30).status_code == 200  # either worker knows the session
+
+
+def test_host_auth_with_cookies_gets_csrf_bound_to_its_own_cookie(session_app: Flask) -> None:
+    """The host's login (its own cookie) needs CSRF too: bound to a random id in a signed cookie of ours."""
+    from .conftest import FEATURE_NAMES, diabetes_frame, quick_model
+
+    mlops = session_app.extensions["test_mlops"]
+    mlops.register("diabetes", quick_model(1), app=session_app, reference=diabetes_frame()[FEATURE_NAMES],
+                   metrics={"accuracy": 0.78, "f1": 0.67, "roc_auc": 0.84})  # v2: a Promote form on the page
+    mlops.auth_handler = lambda req: ("admin", "alice") if req.cookies.get("host_session") == "alice" else None
+    alice, other = session_app.test_client(), session_app.test_client()
+    for client in (alice, other):
+        client.set_cookie("host_session", "alice")
+    token_alice, token_other = _csrf(alice), _csrf(other)
+    assert token_alice != token_other
+    assert alice.post("/mlops/models/diabetes/promote", data={"version": "2"}).status_code == 403
+    assert alice.post("/mlops/models/diabetes/promote", data={"version": "2", "csrf_token": token_other}).status_code == 403
+    assert alice.post("/mlops/models/diabetes/promote", data={"version": "2", "csrf_token": token_alice}).status_code == 303
