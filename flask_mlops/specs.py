@@ -76,6 +76,23 @@ def _feature(name: Any, raw: Any) -> FeatureSpec:
     )
 
 
+def _check_gates(name: str, gates: Any) -> None:
+    """`gates`: metric -> number (a minimum, or a maximum where lower is better), plus the options."""
+    if gates is None:
+        return
+    if not isinstance(gates, Mapping):
+        raise ValueError(f"model {name!r}: 'gates' must be a mapping metric -> threshold, got {gates!r}")
+    for key, value in gates.items():
+        if key == "no_worse_than_production":
+            ok = isinstance(value, bool)
+        elif key == "compare":
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        else:
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+        if not ok:
+            raise ValueError(f"model {name!r}: gate {key!r} has an invalid value {value!r}")
+
+
 def parse_models(raw: Any) -> tuple[ModelSpec, ...]:
     """Parse `MLOPS_MODELS`: {name: spec} or [spec with "name"]; features as list or mapping."""
     if isinstance(raw, Mapping):
@@ -103,6 +120,7 @@ def parse_models(raw: Any) -> tuple[ModelSpec, ...]:
             features = tuple(_feature(n, None) for n in feats.tolist())  # a numpy/pandas array of names
         else:
             raise ValueError(f"model {name!r}: 'features' must list the input features")
+        _check_gates(name, spec.get("gates"))
         known = {"name", "task", "features", "target", "data", "positive_label"}
         specs.append(
             ModelSpec(

@@ -60,6 +60,8 @@ def test_task_choices_and_directions() -> None:
     assert dict(binary.default_gates) == {"accuracy": 0.72, "roc_auc": 0.80, "f1": 0.65} and not reg.default_gates
     with pytest.raises(ConfigError, match="'f1' is not a regression metric; known: mae, rmse, r2"):
         reg.check_metric("f1")
+    with pytest.raises(ValueError, match="gate 'mae' has an invalid value 'low'"):
+        parse_models({"m": {"task": "regression", "features": ["x"], "gates": {"mae": "low"}}})
 
 
 # -- training, pure ------------------------------------------------------------------------------
