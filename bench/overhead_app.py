@@ -27,6 +27,12 @@ def create_app(instance_path: str | None = None) -> Flask:
         result = mlops.predict("diabetes", request.get_json())
         return jsonify(prediction=result.prediction, probability=result.probability, model_version=result.version)
 
+    @app.post("/floor")
+    def floor() -> Any:
+        """The floor: parse the same JSON, answer a constant (no validation, no model, no tracking)."""
+        request.get_json()
+        return jsonify(prediction=0, probability=0.5, model_version=1)
+
     @app.post("/untracked")
     def untracked() -> Any:
         return answer()

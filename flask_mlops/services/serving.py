@@ -8,6 +8,7 @@ new production version. Swapping is one dict assignment, so no request sees a ha
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -37,6 +38,7 @@ from .context import current_context
 from .fleet import Reporter
 from .inputs import ArrayInput, FrameInput, input_for
 from .registry import fetch_artifact  # MLflow is imported inside, only when a file is missing
+from .rowpath import compile_row, reference_rows, verify
 
 if TYPE_CHECKING:
     from .state import MLOpsState
@@ -56,10 +58,15 @@ class ServedModel:
     classes: tuple[Any, ...] | None
     spec: ModelSpec | None = None  # the contract this version validates against
     adapter: ArrayInput | FrameInput | None = None  # ndarray or DataFrame, chosen at load time
+    lean: Callable[[np.ndarray], float] | None = None  # binary: verified numpy path for one row (rowpath.py)
 
     def predict_one(self, values: list[Any]) -> tuple[Any, float | None]:
         """(prediction, probability) for one row: of the positive class (binary), of the
         predicted class (multi-class), None (regression or no probabilities)."""
+        if self.lean is not None and all(type(v) is float and v == v for v in values):  # finite floats only
+            proba = self.lean(np.array(values))
+            classes = self.classes or (0, 1)
+            return plain(classes[-1] if proba >= (0.5 if self.threshold is None else self.threshold) else classes[0]), proba
         if self.adapter is not None:
             x = self.adapter.one(values)
         else:
@@ -222,6 +229,8 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
     spec = version_spec(state, name, version)
     recorded = (row.tags or {}).get("task")
     task = task_for(spec.task, classes, recorded=str(recorded) if recorded is not None else None).kind
+    adapter = input_for(estimator, spec, (row.spec or {}).get("input"))
+    lean = lean_path(estimator, row, spec, task, adapter)
     return ServedModel(
         name=name,
         version=version,
@@ -231,8 +240,31 @@ def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
         task=task,
         classes=None if classes is None else tuple(plain(c) for c in classes),
         spec=spec,
-        adapter=input_for(estimator, spec, (row.spec or {}).get("input")),
+        adapter=adapter,
+        lean=lean,
     )
+
+
+def lean_path(estimator: Any, row: ModelVersion, spec: ModelSpec, task: str, adapter: Any) -> Callable[[np.ndarray], float] | None:
+    """The verified single-row numpy path of a binary classifier, or None (the reason logged)."""
+    label = f"{row.model_name} v{row.version}"
+    if task != BINARY or not isinstance(adapter, ArrayInput) or not adapter.numeric:
+        return None
+    run, why = compile_row(estimator)
+    if run is not None:
+        rows = reference_rows(json.loads(row.profile) if row.profile else None, spec.feature_names)
+        if rows is None:
+            why = "no numeric reference profile to check it against"
+        else:
+            try:
+                why = verify(run, estimator, rows, 0.5 if row.threshold is None else row.threshold)
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the original estimator
+                why = f"check failed: {type(exc).__name__}: {exc}"
+    if why:
+        logger.info("%s: serving through the estimator's own predict_proba (no lean path: %s)", label, why)
+        return None
+    logger.info("%s: serving single rows through the lean numpy path (checked equal on the reference rows)", label)
+    return run
 
 
 class ModelStore:
