@@ -12,11 +12,11 @@ from ..errors import ValidationError
 from ..services import lifecycle
 from ..services.auth import audit_actor
 from ..services.catalog import model_names, model_spec
-from ..services.registry import alias_version, list_versions
+from ..services.registry import VersionInfo, alias_version, list_versions
 from ..services.serving import PRODUCTION
 from ..services.state import get_state
 from .blueprint import route
-from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc, model_of
 
 
 class PromoteBody(RequestModel):
@@ -42,24 +42,22 @@ class HistoryQuery(QueryModel):
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
-class VersionOut(APIModel):
-    model: str
-    version: Id
-    run_id: str | None = Field(description="The MLflow run that logged it.")
-    sha256: str = Field(description="Digest of the serving artifact.")
-    threshold: float | None
-    metrics: dict[str, Any]
-    status: str = Field(description="production, candidate, superseded, rolled_back, archived, ...")
-    aliases: list[str]
-    created_at: str | None
-    semver: str | None
-    tags: dict[str, Any] | None
+VersionOut = model_of(
+    VersionInfo, name="VersionOut", doc="A registered version (registry.VersionInfo).",
+    descriptions={
+        "run_id": "The MLflow run that logged it.",
+        "sha256": "Digest of the serving artifact.",
+        "status": "production, candidate, superseded, rolled_back, archived, ...",
+    },
+    version=(Id, ...),
+    aliases=(list[str], Field(default_factory=list)),
+)
 
 
 class ModelOut(APIModel):
     name: str
     production: Id | None = Field(description="The version in production (null before the first promotion).")
-    versions: list[VersionOut] = Field(description="Newest first.")
+    versions: list[VersionOut] = Field(description="Newest first.")  # type: ignore[valid-type]
 
 
 class ModelsOut(APIModel):
