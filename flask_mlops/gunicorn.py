@@ -66,8 +66,13 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the MLOps scheduler in the worker (never in the master), when MLOPS_SCHEDULER_ENABLED."""
-    start_in_worker(getattr(worker, "wsgi", None))
+    """Start the model reload loop (it reports to the fleet table) and, with MLOPS_SCHEDULER_ENABLED,
+    the MLOps scheduler in the worker (never in the master)."""
+    app = getattr(worker, "wsgi", None)
+    state = _mlops_state(app)
+    if state is not None:
+        state.models.start_watcher()
+    start_in_worker(app)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

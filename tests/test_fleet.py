@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -112,3 +113,33 @@ def test_reporting_never_breaks_serving_when_the_database_is_away(caplog: pytest
         assert reporter.report(served, force=True) is False
     assert len([r for r in caplog.records if "fleet report failed" in r.message]) == 1  # said once, not per reload
     unreachable.dispose()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_gunicorn_hosts_health_shows_the_one_that_cannot_load_a_promotion(
+    gunicorn_factory: Any, served_instance: Path, tmp_path: Path
+) -> None:
+    """Two real gunicorn "hosts" on one database; host b's copy of the promoted version is corrupt."""
+    import requests
+
+    from .ops_helpers import wait_for
+
+    bad_cache = tmp_path / "host-b-cache"
+    env = {"MLOPS_RELOAD_INTERVAL": "1"}
+    a = gunicorn_factory(served_instance, workers=2, env=env)
+    b = gunicorn_factory(served_instance, workers=2, env={**env, "MLOPS_MODEL_CACHE_DIR": str(bad_cache)})
+    admin = build_app(served_instance, base_config(tmp_path / "admin"))
+    v2 = admin.extensions["test_mlops"].register("diabetes", quick_model(seed=3), app=admin, threshold=0.5).version
+    corrupt = bad_cache / "diabetes" / str(v2) / "model.joblib"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"tampered on host b")
+    set_alias(get_state(admin), "diabetes", "production", v2)
+    health = wait_for(lambda: (h := requests.get(f"{a.url}/mlops/api/health", timeout=5).json())["status"] == "degraded" and h,
+                      30, "host a's health to see host b")  # idle workers follow promotions too (reload loop from post_worker_init)
+    assert health["fleet"]["hosts"] == [socket.gethostname()] and health["models"] == {"diabetes": {"production_version": v2}}
+    fleet_view = requests.get(f"{a.url}/mlops/api/fleet", headers=READ_AUTH, timeout=5).json()
+    assert {p["pid"] for p in fleet_view["problems"]} == set(b.worker_pids())
+    assert all(p["version"] == 1 and p["production"] == v2 and "sha256" in p["last_error"] for p in fleet_view["problems"])
+    served = {m["pid"]: m["version"] for m in fleet_view["members"] if m["live"]}
+    assert all(served[pid] == v2 for pid in a.worker_pids())

@@ -367,6 +367,11 @@ class ModelStore:
         ]
         return self.fleet.report(served, force=force)
 
+    def start_watcher(self) -> None:
+        """Start this process's reload loop now (gunicorn's post_worker_init), so an idle worker
+        also follows promotions and reports to the fleet table, not only after its first request."""
+        self._ensure_watcher()
+
     def _ensure_watcher(self) -> None:
         interval = self._state.config.reload_interval
         if interval <= 0 or self._watcher_pid == os.getpid():
