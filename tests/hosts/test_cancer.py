@@ -92,8 +92,9 @@ def test_5_promote_and_rollback_under_gunicorn(host: dict[str, Any]) -> None:
     host["treatment"] = newest
 
 
-def test_6_ab_test_results(host: dict[str, Any]) -> None:
-    """Control accuracy here is ≥ 0.95 (host 5's case): the default plan must still give results."""
+def test_6_ab_results_with_a_high_accuracy_control(host: dict[str, Any]) -> None:
+    """Host 5 of the issue: the control is ≥ 0.95 accurate, so the default plan (baseline + mde)
+    reaches 1; the results must still answer (never a 500)."""
     server: HostServer = host["server"]
     exp = server.api("POST", "/experiments", {"model": "cancer", "treatment_version": host["treatment"], "share": 0.5}, expect=201)
     data = host["X_test"]
