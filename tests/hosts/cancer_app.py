@@ -53,5 +53,5 @@ def fit(promote: bool, c: float) -> None:
         "f1": f1_score(y_test, proba >= 0.5),
         "roc_auc": roc_auc_score(y_test, proba),
     }
-    info = mlops.register("cancer", model, reference=X_train, metrics=metrics, promote=promote)
+    info = mlops.register("cancer", model, reference=X_train, labels=y_train, metrics=metrics, promote=promote)
     click.echo(f"registered cancer v{info.version} {info.aliases} {metrics}")

@@ -55,5 +55,5 @@ def fit(path: str, promote: bool) -> None:
     model = pipeline().fit(X_train, y_train)
     proba = model.predict_proba(X_test)[:, 1]
     metrics = {"accuracy": accuracy_score(y_test, proba >= 0.5), "f1": f1_score(y_test, proba >= 0.5), "roc_auc": roc_auc_score(y_test, proba)}
-    info = mlops.register("churn", model, reference=X_train, metrics=metrics, promote=promote)
+    info = mlops.register("churn", model, reference=X_train, labels=y_train, metrics=metrics, promote=promote)
     click.echo(f"registered churn v{info.version} {info.aliases} {metrics}")
