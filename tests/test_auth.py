@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask, Request
 
-from flask_mlops.api.blueprint import ROUTE_ROLES
+from flask_mlops.api.blueprint import ROUTES
 from flask_mlops.services.auth import CSRF_COOKIE, SESSION_COOKIE
 
 from .conftest import AUTH, READ_AUTH, READ_TOKEN, TOKEN, base_config, build_app
@@ -47,7 +47,7 @@ def protected_routes(app: Flask) -> list[tuple[str, str, str, str]]:
     for rule in app.url_map.iter_rules():
         if not (rule.rule == prefix + "/" or rule.rule.startswith(prefix + "/")) or rule.endpoint in PUBLIC:
             continue
-        role = ROUTE_ROLES.get(rule.endpoint)
+        role = ROUTES[rule.endpoint].role if rule.endpoint in ROUTES else None
         assert role in ("read", "admin"), f"{rule.endpoint} ({rule.rule}) is neither public (allow-list) nor protected"
         for method in sorted((rule.methods or set()) - SKIP_METHODS):
             found.append((rule.endpoint, method, _url(rule), role))
@@ -61,7 +61,7 @@ def _call(client: Any, method: str, url: str, headers: dict[str, str] | None = N
 
 
 def test_public_routes_are_exactly_the_allow_list(app: Flask) -> None:
-    public = {endpoint for endpoint, role in ROUTE_ROLES.items() if role is None}
+    public = {endpoint for endpoint, doc in ROUTES.items() if doc.role is None}
     assert public <= PUBLIC, f"new public routes need a reason in PUBLIC: {public - PUBLIC}"
 
 

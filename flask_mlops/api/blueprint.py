@@ -62,8 +62,6 @@ class RouteDoc:
 
 #: every declared route by endpoint (walked by openapi.py and by the auth/OpenAPI tests)
 ROUTES: dict[str, RouteDoc] = {}
-#: role per endpoint (None = public); kept for callers that only need the role
-ROUTE_ROLES: dict[str, str | None] = {}
 
 
 def route(
@@ -145,7 +143,6 @@ def route(
             responses=dict(responses or {}),
             include_in_schema=include_in_schema,
         )
-        ROUTE_ROLES[endpoint] = role
         return wrapper
 
     return decorator
