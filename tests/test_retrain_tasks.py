@@ -157,3 +157,33 @@ def test_the_api_runs_a_retraining_in_a_separate_process(instance: Path, tmp_pat
     assert run["result"]["data"]["base_rows"] == len(DIAB) and "mae" in run["result"]["holdout"]
     info = get_version(state, "progression", run["result"]["version"])
     assert info.tags["task"] == "regression" and info.tags["trigger"] == "manual"
+
+
+def test_a_multiclass_model_retrains_from_its_stored_rows_and_feedback(instance: Path, tmp_path: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame.rename(columns={"od280/od315_of_diluted_wines": "od280_od315"})
+    wine["cultivar"] = wine.pop("target").map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    features = [c for c in wine.columns if c != "cultivar"]
+    app = Flask("wine-host", instance_path=str(instance))
+    app.config.update(base_config(tmp_path, MLOPS_MODELS={"wine": {"features": features, "target": "cultivar"}}, **FAST))
+    mlops = MLOps(app)
+
+    @app.post("/wine")
+    @mlops.track("wine")
+    def predict() -> Any:
+        return jsonify(prediction=mlops.predict("wine", request.get_json()).prediction)
+
+    _, first = mlops.train("wine", wine, app=app)
+    assert first["promoted"] is True
+    client = app.test_client()
+    items = []
+    for i in range(0, len(wine), 3):
+        r = client.post("/wine", json={f: float(wine.iloc[i][f]) for f in features})
+        items.append({"prediction_id": r.headers["X-Prediction-ID"], "label": wine.iloc[i]["cultivar"]})
+    assert client.post("/mlops/api/feedback", json={"items": items}, headers=AUTH).status_code == 201
+    run = retraining.start(get_state(app), "wine", background=False)
+    assert run["status"] in ("succeeded", "rejected"), run["error"]
+    data = run["result"]["data"]
+    assert data["base_rows"] == len(wine) and data["feedback_rows"] == len(items) and data["duplicates_dropped"] == len(items)
+    assert set(run["result"]["holdout"]["classes"]) == {"barbera", "barolo", "grignolino"}
