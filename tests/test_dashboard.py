@@ -42,6 +42,7 @@ def test_the_overview_and_drift_pages_show_monitoring_verdicts(served_app: Flask
     _predict(client, 120)  # over MLOPS_DRIFT_MIN_SAMPLES (100)
     overview = client.get("/mlops/", headers=AUTH).get_data(as_text=True)
     assert 'data-kpi="health"' in overview
+    assert 'data-kpi="requests">120<' in overview  # monitoring's operations over the traffic window
     assert "Drift:" in overview  # the report's drift section (a reference profile exists)
     drift = client.get("/mlops/drift", headers=AUTH).get_data(as_text=True)
     assert "Glucose" in drift  # per-feature rows of the live drift

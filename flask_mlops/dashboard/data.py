@@ -55,14 +55,14 @@ def guarded(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 # -- traffic (from the prediction log) -----------------------------------------------------------
 def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: datetime | None = None) -> dict[str, Any]:
-    """Requests, errors and latency per hour over the last `hours`, from the prediction log."""
+    """Requests, errors and latency per hour over the last `hours` (the chart), and the window's
+    totals from monitoring's `operations` (the same numbers the API and the health verdict use)."""
     now = now or datetime.now(timezone.utc)
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     counts = np.zeros(hours, dtype=int)
     errors = np.zeros(hours, dtype=int)
     latencies: list[list[float]] = [[] for _ in range(hours)]
     start_ts = start.timestamp()
-    n = 0
     for rec in read_records(state.log_dir, model=model, since=start, last=MAX_TRAFFIC_RECORDS):
         try:
             ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
@@ -71,7 +71,6 @@ def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: d
         slot = int((ts - start_ts) // 3600)
         if not 0 <= slot < hours:
             continue
-        n += 1
         counts[slot] += 1
         status = rec.get("status")
         if isinstance(status, int) and status >= 500:
@@ -82,19 +81,18 @@ def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: d
     labels = [(start + timedelta(hours=i)).strftime("%H:00") for i in range(hours)]
     p95 = [float(np.percentile(v, 95)) if v else None for v in latencies]
     rate = [float(e / c) if c else None for e, c in zip(errors, counts, strict=True)]
-    all_lat = [x for v in latencies for x in v]
-    total_err = int(errors.sum())
+    ops = monitoring.operations(state, WindowSpec(model=model, since=start, until=now))
     return {
         "hours": hours,
         "labels": labels,
         "counts": [int(c) for c in counts],
         "error_rate": rate,
         "latency_p95": p95,
-        "n": n,
-        "errors": total_err,
-        "error_rate_total": (total_err / n) if n else None,
-        "latency_p50_total": float(np.percentile(all_lat, 50)) if all_lat else None,
-        "latency_p95_total": float(np.percentile(all_lat, 95)) if all_lat else None,
+        "n": ops["n_requests"],
+        "errors": ops["n_errors"],
+        "error_rate_total": ops["error_rate"],
+        "latency_p50_total": ops["latency_p50_ms"],
+        "latency_p95_total": ops["latency_p95_ms"],
     }
 
 
