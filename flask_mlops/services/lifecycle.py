@@ -276,10 +276,12 @@ def promote(
         _audit(state, name, "promote_rejected", version, current, actor, reason, {"gates": result.to_dict()})
         message = f"{name} v{version} not promoted: {result.summary()}"
         if registering:
+            task = version_task(state, name, info=info)
             message = (
                 f"{name} v{version} is registered but not in production: {result.summary()}. The promotion gates "
-                "(MLOPS_PROMOTION_GATES) judge the metrics given at registration: pass metrics={...} measured on "
-                "rows the model did not see (e.g. accuracy, roc_auc, f1), or force=True to promote without gates"
+                "(MLOPS_PROMOTION_GATES, or the model's gates) judge the metrics given at registration: pass "
+                f"metrics={{...}} measured on rows the model did not see (a {task.kind} model: {', '.join(task.metrics[:5])}), "
+                "or force=True to promote without gates"
             )
         raise GateFailed(
             message,
