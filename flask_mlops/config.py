@@ -196,6 +196,12 @@ class MLOpsConfig:
     log_sample_rate: float = _key(1.0, "Share of tracked requests written to the log (decided by a hash of the prediction id).", _number(float, 0.0, 1.0))
     log_retention_days: int = _key(30, "Days of daily JSONL files (and their columnar caches) kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
     log_errors: bool = _key(True, "Also log failed (4xx/5xx) tracked requests, with their status and error.", _bool)
+    log_on_error: str = _key(
+        "serve",
+        "When a record cannot be written (full disk, read-only folder): serve the answer anyway and count the loss "
+        "(metric mlops_prediction_log_failures_total, health, stats), or fail the request with 503.",
+        _choice("serve", "fail"),
+    )
     # security
     api_token: tuple[tuple[str, str], ...] = _key((), "Bearer token(s): 'tok', 'tok1:read,tok2:admin' or {token: role}.", _tokens)
     auth_disabled: bool = _key(False, "Development only: serve protected routes without authentication.", _bool)
@@ -253,6 +259,9 @@ class MLOpsConfig:
     retrain_cron: str = _key("0 3 * * sun", "Cron (UTC) of the retrain check job.")
     rollout_interval_s: float = _key(300.0, "Seconds between rollout evaluations.", _number(float, 1))
     retention_cron: str = _key("30 1 * * *", "Cron (UTC) of the log retention job.")
+    report_retention_days: int = _key(
+        90, "Days stored drift runs (rows, JSON and HTML reports) are kept by the retention job (0 = keep forever).", _number(int, 0, 36500)
+    )
     lease_ttl_s: float = _key(60.0, "Seconds a scheduler lease lives unless renewed (timed on the database's clock).", _number(float, 1))
     scheduler_catch_up: str = _key(
         "latest",

@@ -121,6 +121,37 @@ class ModelIntegrityError(_HTTPMLOpsError, InternalServerError):
     code_name = "model_integrity_error"
 
 
+class ModelUnavailable(_HTTPMLOpsError, ServiceUnavailable):
+    """A version cannot be loaded (artifact missing or failing its check): what callers see.
+
+    The message names the model and version only; the reason stays in the server log
+    (anonymous callers of a host's prediction view learn no paths or internals).
+    """
+
+    code_name = "model_unavailable"
+
+
+class _RetryLater(_HTTPMLOpsError, ServiceUnavailable):
+    """A 503 that tells clients when to come back (`Retry-After`)."""
+
+    retry_after_s = 5
+
+    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), ("Retry-After", str(self.retry_after_s))]
+
+
+class DatabaseUnavailable(_RetryLater):
+    """The `mlops` database cannot be reached: 503, never a 500 (serving goes on from memory)."""
+
+    code_name = "database_unavailable"
+
+
+class PredictionLogUnavailable(_RetryLater):
+    """`MLOPS_LOG_ON_ERROR=fail`: the prediction could not be logged, so it is not acknowledged."""
+
+    code_name = "prediction_log_unavailable"
+
+
 class UnknownModelError(NotFoundError):
     code_name = "unknown_model"
 

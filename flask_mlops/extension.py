@@ -24,6 +24,7 @@ from .services.ratelimit import install as install_limiter
 from .services.scheduler import install as install_scheduler
 from .services.serving import Prediction
 from .services.state import EXTENSION_KEY, MLOpsState, get_state
+from .store.availability import is_unavailable
 from .store.engine import make_engine
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,18 @@ class MLOps:
         engine = make_engine(config.database_uri or "", app.instance_path)
         state = MLOpsState(self, app, config, engine)
         app.extensions[EXTENSION_KEY] = state
-        state.create_tables()
+        state.ensure_schema()  # never a condition of booting: see `flask mlops init-db`
         install_limiter(state)  # a wrong MLOPS_RATELIMIT_STORAGE_URI fails here, at start-up
         app.register_blueprint(bp, url_prefix=config.url_prefix)
         app.cli.add_command(load_commands())
         check_server_setup(state)  # several gunicorn workers without multiprocess metrics: say so now
         if config.load_on_start:
-            state.models.refresh()
+            try:
+                state.models.refresh()
+            except Exception as exc:  # the database is down: serve the last production from the cache
+                if not is_unavailable(exc):
+                    raise
+                logger.warning("mlops database unreachable at start; serving from the local model cache")
         if config.scheduler_enabled:  # built (schedules validated) now; started in the serving process
             install_scheduler(app, state)
 

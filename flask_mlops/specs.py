@@ -160,13 +160,18 @@ def validate_row(spec: ModelSpec, payload: Any, *, allow_extra: frozenset[str] =
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 problems[f.name] = f"must be a number, got {type(value).__name__}"
                 continue
-            if not math.isfinite(value):
+            try:
+                number = float(value)  # an int beyond a double (2**1024) overflows: refused, not a 500
+            except OverflowError:
+                problems[f.name] = "must be a finite number (too large)"
+                continue
+            if not math.isfinite(number):
                 problems[f.name] = "must be finite (no NaN or infinity)"
                 continue
-            if (f.min is not None and value < f.min) or (f.max is not None and value > f.max):
-                problems[f.name] = f"out of range [{f.min}, {f.max}]: {value}"
+            if (f.min is not None and number < f.min) or (f.max is not None and number > f.max):
+                problems[f.name] = f"out of range [{f.min}, {f.max}]: {number:g}"
                 continue
-            clean[f.name] = float(value)
+            clean[f.name] = number
         else:
             if not isinstance(value, (str, int)) or isinstance(value, bool):
                 problems[f.name] = f"must be a string category, got {type(value).__name__}"

@@ -176,3 +176,83 @@ def check_ticks_once(runs: list[dict[str, Any]], probe_lines: int, interval_s: f
 def gaps(ticks: list[datetime], interval_s: float) -> list[tuple[datetime, float]]:
     """Places where ticks were skipped: (tick before the gap, gap in seconds)."""
     return [(a, (b - a).total_seconds()) for a, b in zip(ticks, ticks[1:], strict=False) if (b - a).total_seconds() > interval_s * 1.5]
+
+
+class TcpProxy:
+    """A loopback TCP proxy the test controls: `down()` refuses new connections and cuts the
+    open ones (a database outage as clients see it); `up()` serves again on the same port."""
+
+    def __init__(self, target: tuple[str, int], port: int) -> None:
+        import socket
+
+        self.target = target
+        self.port = port
+        self._socket_mod = socket
+        self._listener: Any = None
+        self._conns: set[Any] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def up(self) -> TcpProxy:
+        socket = self._socket_mod
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept, args=(listener,), name="tcp-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            try:
+                conn.shutdown(self._socket_mod.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def _accept(self, listener: Any) -> None:
+        socket = self._socket_mod
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            client.settimeout(None)
+            with self._lock:
+                self._conns.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: Any, sink: Any) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(self._socket_mod.SHUT_RDWR)
+                except OSError:
+                    pass

@@ -108,7 +108,7 @@ def test_api_errors_are_json_and_dashboard_pages_show_the_login_form(app: Flask)
 def test_health_is_public_and_reveals_no_data(client: Any) -> None:
     r = client.get("/mlops/api/health")
     assert r.status_code == 200
-    assert set(r.json) == {"status", "models", "uptime_s", "warnings", "fleet"}
+    assert set(r.json) == {"status", "reasons", "models", "uptime_s", "warnings", "fleet"}
     assert r.json["models"] == {"diabetes": {"production_version": 1}}
     assert r.json["warnings"] == []  # setup problems only (several gunicorn workers without multiprocess metrics)
     assert r.json["fleet"] == {"status": "ok", "hosts": [], "problems": []}  # host names and versions, nothing logged

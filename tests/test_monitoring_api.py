@@ -109,8 +109,12 @@ def test_drift_insufficient_then_ok_then_shifted(served_app: Flask, client: Any)
     moved = client.get(f"{API}/monitoring/drift?last=300", headers=READ_AUTH).get_json()
     assert moved["drifted_features"] == ["Glucose"]
     assert moved["features"]["Glucose"]["test"] == "ks"  # 768 reference rows: judged by p-value
+    assert client.get(f"{API}/monitoring/drift/runs", headers=READ_AUTH).get_json()["items"] == []  # reads store nothing
+    assert client.post(f"{API}/monitoring/drift/runs?last=300", headers=READ_AUTH).status_code == 403
+    stored = client.post(f"{API}/monitoring/drift/runs?last=300", headers=AUTH)
+    assert stored.status_code == 201 and stored.get_json()["trigger"] == "api"
     runs = client.get(f"{API}/monitoring/drift/runs", headers=READ_AUTH).get_json()["items"]
-    assert len(runs) == 3 and runs[0]["level"] == moved["level"]
+    assert len(runs) == 1 and runs[0]["level"] == moved["level"] and runs[0]["id"] == stored.get_json()["id"]
     assert Path(runs[0]["report_path"]).is_file()
     assert json.loads(Path(runs[0]["report_path"]).read_text())["features"]["Glucose"]["level"] == moved["features"]["Glucose"]["level"]
 
@@ -170,8 +174,7 @@ def test_html_drift_report_is_offline(served_app: Flask, client: Any) -> None:
     assert re.findall(r'href="([^"]+)"', html) == ["data:,", "/mlops/static/mlops-report.css"]  # an empty icon, its stylesheet
     assert "https://" not in html and html.count("http://") == html.count('xmlns="http://www.w3.org/2000/svg"')
     # a stored run renders from its JSON file
-    client.get(f"{API}/monitoring/drift?last=200", headers=READ_AUTH)
-    run_id = client.get(f"{API}/monitoring/drift/runs", headers=READ_AUTH).get_json()["items"][0]["id"]
+    run_id = client.post(f"{API}/monitoring/drift/runs?last=200", headers=AUTH).get_json()["id"]
     stored = client.get(f"/mlops/reports/drift?run={run_id}", headers=READ_AUTH)
     assert stored.status_code == 200 and "Glucose" in stored.get_data(as_text=True)
     assert client.get("/mlops/reports/drift?run=999", headers=READ_AUTH).status_code == 404

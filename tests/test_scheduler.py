@@ -90,6 +90,31 @@ _RECORD = (
 )
 
 
+def test_retention_removes_old_drift_runs_and_reports(app: Flask) -> None:
+    from flask_mlops.store.monitoring import DriftRun, list_drift_runs, write_report_file
+
+    state = get_state(app)
+    now = datetime.now(timezone.utc)
+    paths = []
+    with state.session() as session, session.begin():
+        for age in (200, 1):
+            created = now - timedelta(days=age)
+            path = write_report_file(state.log_dir, created, {"features": {}}, "diabetes")
+            os.utime(path, (created.timestamp(), created.timestamp()))
+            paths.append(path)
+            session.add(DriftRun(created_at=created, model_name="diabetes", status="ok", report_path=str(path), trigger="test"))
+    html = state.log_dir / "reports" / "drift-gone.html"
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text("<html></html>")
+    os.utime(html, (now.timestamp() - 200 * 86400,) * 2)
+    with app.app_context():
+        run = sched.run_job(state, "log_retention", holder="test")
+    assert run is not None and run["result"]["reports_removed"] == {"runs": 1, "files": 2}, run
+    assert [not p.exists() for p in paths] == [True, False] and not html.exists()
+    with state.session() as session:
+        assert len(list_drift_runs(session, model="diabetes")) == 1
+
+
 def test_runs_are_stored_with_their_outcome(app: Flask, tmp_path: Path) -> None:
     state = get_state(app)
     old = state.log_dir / "predictions" / f"{(date.today() - timedelta(days=90)).isoformat()}.jsonl"
@@ -101,7 +126,9 @@ def test_runs_are_stored_with_their_outcome(app: Flask, tmp_path: Path) -> None:
     with app.app_context():
         run = sched.run_job(state, "log_retention", holder="test")
         assert run is not None and run["status"] == "succeeded" and run["trigger"] == "manual"
-        assert run["result"] == {"retention_days": 30, "removed": [old.name], "caches_removed": [cache.name]}
+        assert {k: run["result"][k] for k in ("retention_days", "removed", "caches_removed")} == {
+            "retention_days": 30, "removed": [old.name], "caches_removed": [cache.name]}
+        assert run["result"]["reports_removed"] == {"runs": 0, "files": 0}
         assert not old.exists() and not cache.exists()
         retrain = sched.run_job(state, "retrain_check", holder="test")
     assert retrain is not None and retrain["status"] == "succeeded", retrain

@@ -10,26 +10,63 @@ from flask import Flask
 from sqlalchemy import select
 
 from flask_mlops import get_state
-from flask_mlops.errors import ModelIntegrityError
+from flask_mlops.errors import ModelIntegrityError, ModelUnavailable
 from flask_mlops.services.registry import list_versions, set_alias
 from flask_mlops.services.serving import cache_path, load_version
+from flask_mlops.store import artifacts
 from flask_mlops.store.models import AuditEvent
 
 from .conftest import SAMPLE_ROW, base_config, build_app, quick_model
 
 
-def test_tampered_artifact_is_refused(served_instance: Path, tmp_path: Path) -> None:
+def registry_copy(app: Flask, run_id: str) -> Path:
+    """Where MLflow keeps a run's serving artifact (a local file store)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = MlflowClient(tracking_uri=get_state(app).config.tracking_uri).get_run(run_id).info.artifact_uri
+    return Path(uri.removeprefix("file://")) / "serving" / "model.joblib"
+
+
+def test_tampered_cache_is_replaced_from_the_registry(served_instance: Path, tmp_path: Path) -> None:
     app = build_app(served_instance, base_config(tmp_path))
     state = get_state(app)
     path = cache_path(state, "diabetes", 1)
-    path.write_bytes(path.read_bytes() + b"\x00")  # one byte appended
-    with pytest.raises(ModelIntegrityError, match="sha256"):
-        load_version(state, "diabetes", 1)
-    # a fresh worker refuses to serve it: 503 not-ready rather than an unverified model
-    worker = build_app(served_instance, base_config(tmp_path / "w2"))
-    r = worker.test_client().post("/predict", json=SAMPLE_ROW)
-    assert r.status_code == 503
-    assert "sha256" in (get_state(worker).models.last_error or "")
+    good = path.read_bytes()
+    path.write_bytes(good + b"\x00")  # one byte appended
+    served = load_version(state, "diabetes", 1)  # the bad copy is removed and fetched again
+    assert served.version == 1 and path.read_bytes() == good
+
+
+def test_tampered_everywhere_is_refused_without_paths(served_app: Flask, tmp_path: Path) -> None:
+    state = get_state(served_app)
+    info = served_app.extensions["test_mlops"].register("diabetes", quick_model(seed=2), app=served_app)
+    path = cache_path(state, "diabetes", info.version)
+    for copy in (path, registry_copy(served_app, info.run_id)):
+        copy.write_bytes(copy.read_bytes() + b"\x00")
+    with pytest.raises(ModelIntegrityError, match="sha256") as caught:
+        load_version(state, "diabetes", info.version)
+    assert str(tmp_path) not in str(caught.value.to_dict())
+    assert not path.exists()  # a copy that fails its check does not stay in the cache
+    # promoting it, or testing it in an experiment, is refused naming it; production stays v1
+    admin = {"Authorization": "Bearer admin-token-for-tests"}
+    c = served_app.test_client()
+    r = c.post("/mlops/api/models/diabetes/promote", json={"version": info.version, "force": True}, headers=admin)
+    assert r.status_code == 422 and r.json["error"]["details"] == {"model": "diabetes", "version": info.version}, r.json
+    assert str(tmp_path) not in r.get_data(as_text=True)
+    r = c.post("/mlops/api/experiments", json={"model": "diabetes", "treatment_version": info.version, "share": 0.5}, headers=admin)
+    assert r.status_code == 422 and f"v{info.version}" in r.json["error"]["message"], r.json
+    assert c.post("/predict", json=SAMPLE_ROW).headers["X-Model-Version"] == "1"
+    # remembered as failed: asking again neither fetches nor hashes, and callers learn no internals
+    calls: list[Path] = []
+    artifacts.after_read = calls.append
+    try:
+        for _ in range(3):
+            with pytest.raises(ModelUnavailable) as unavailable:
+                state.models.get("diabetes", info.version)
+            assert "sha256" not in unavailable.value.message
+    finally:
+        artifacts.after_read = None
+    assert calls == []
 
 
 def test_missing_cache_is_fetched_from_the_mlflow_artifact_store(served_instance: Path, tmp_path: Path) -> None:

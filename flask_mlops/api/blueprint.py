@@ -17,14 +17,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from ..errors import AuthenticationError, MLOpsError, NotFoundError, PermissionDenied, ValidationError, error_body
+from ..errors import (
+    AuthenticationError,
+    DatabaseUnavailable,
+    MLOpsError,
+    NotFoundError,
+    PermissionDenied,
+    ValidationError,
+    error_body,
+)
 from ..services.auth import require, unauthorised_page
 from ..services.state import get_state
+from ..store.availability import is_unavailable
+from ..store.availability import status as db_status
 from .schemas import MAX_ID
 
 logger = logging.getLogger(__name__)
@@ -173,13 +184,22 @@ def parse_body(model: type[BaseModel], kind: str = JSON, *, required: bool = Tru
     elif not required and not request.get_data():
         data = {}
     else:
-        data = request.get_json(silent=True)
-        if data is None:
-            raise ValidationError("the request body must be JSON (Content-Type: application/json)", code="malformed_json")
+        data = json_body()
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
         raise ValidationError("invalid request body", code="invalid_body", details=_errors(exc)) from exc
+
+
+def json_body() -> Any:
+    """The request's JSON, parsed by orjson: malformed JSON, nesting deeper than 1,024 levels
+    and numbers beyond a double (`2**1024`) are a 400, never a RecursionError or a 500."""
+    if not request.is_json:
+        raise ValidationError("the request body must be JSON (Content-Type: application/json)", code="malformed_json")
+    try:
+        return orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"the request body is not valid JSON: {exc.msg}", code="malformed_json") from exc
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -216,6 +236,9 @@ def _mlops_error(exc: MLOpsError) -> Any:
 def _unexpected(exc: Exception) -> Any:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
+    if is_unavailable(exc):  # connection refused, reset, pool exhausted: the caller may retry
+        db_status(get_state()).failed(exc)
+        return json_error(DatabaseUnavailable("the mlops database is unreachable; try again shortly"), 503)
     logger.exception("unexpected error in %s %s", request.method, request.path)
     return jsonify(error_body("internal_error", "internal error; see the server log", None)), 500
 

@@ -215,6 +215,7 @@ class ModelSummary(APIModel):
     error_rate: float | None
     latency_p95_ms: float | None
     labelled: int
+    log_failures: int = Field(description="Tracked requests whose record could not be written to the log since the server started (lost).")
     last_drift: LastDrift | None
 
 
@@ -292,9 +293,25 @@ def list_predictions(query: PredictionsQuery) -> Any:
 # -- drift, performance, report ----------------------------------------------------------------
 @route("/monitoring/drift", query_model=WindowQuery, response_model=DriftOut, tags=("monitoring",))
 def get_drift(query: WindowQuery) -> Any:
-    """Data and prediction drift of the window against the reference profile (stored as a run)."""
-    report = service.drift(get_state(), _window(query), persist=True, trigger="api")
+    """Data and prediction drift of the window against the reference profile (computed, not stored)."""
+    report = service.drift(get_state(), _window(query), persist=False)
     return jsonify(report.to_dict())
+
+
+@route("/monitoring/drift/runs", methods=("POST",), role="admin", query_model=WindowQuery, response_model=DriftRunOut, status=201,
+       tags=("monitoring",))
+def post_drift_run(query: WindowQuery) -> Any:
+    """Compute the drift of the window (the same parameters as `GET /monitoring/drift`) and store it as a run.
+
+    Runs are also stored by the scheduled drift check and `flask mlops drift`; stored runs
+    and their reports are kept MLOPS_REPORT_RETENTION_DAYS days.
+    """
+    state = get_state()
+    report = service.drift(state, _window(query), persist=False)
+    run = service.save_drift_run(state, service.resolve_model(state, query.model).name, report, trigger="api")
+    response = jsonify(run)
+    response.status_code = 201
+    return response
 
 
 @route("/monitoring/drift/runs", query_model=PageWindowQuery, response_model=Page[DriftRunOut], tags=("monitoring",))
@@ -316,8 +333,8 @@ def get_performance(query: WindowQuery) -> Any:
 
 @route("/monitoring/report", query_model=WindowQuery, response_model=ReportOut, tags=("monitoring",))
 def get_report(query: WindowQuery) -> Any:
-    """Drift, performance, operations and health in one document."""
-    return jsonify(service.report(get_state(), _window(query), persist=True))
+    """Drift, performance, operations and health in one document (computed, not stored)."""
+    return jsonify(service.report(get_state(), _window(query), persist=False))
 
 
 @route("/stats/summary", query_model=SummaryQuery, response_model=SummaryOut, tags=("monitoring",))

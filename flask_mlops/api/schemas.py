@@ -103,6 +103,19 @@ class WindowQuery(QueryModel):
     def _as_utc(cls, value: datetime | None) -> datetime | None:
         return _utc(value)
 
+    @field_validator("version")
+    @classmethod
+    def _version_in_range(cls, value: str | None) -> str | None:
+        """A version number must fit a database integer (`2**63` is a 400, not an overflow)."""
+        if value is not None:
+            try:
+                number = int(value)
+            except ValueError:
+                return value  # a free-form version label: matched as text only
+            if not 1 <= number <= MAX_ID:
+                raise ValueError(f"version must be between 1 and {MAX_ID}")
+        return value
+
     @model_validator(mode="after")
     def _ordered(self) -> WindowQuery:
         if self.since is not None and self.until is not None and self.since >= self.until:
@@ -155,6 +168,7 @@ class HealthOut(APIModel):
     """Liveness for load balancers: no logged data, only whether each model can serve."""
 
     status: Literal["ok", "degraded"]
+    reasons: list[str] = Field(description="Why it is degraded (none when ok): models not served, database unreachable, lost log records.")
     models: dict[str, ModelHealth]
     uptime_s: float
     warnings: list[str] = []  # setup problems that do not stop serving (e.g. metrics of one worker only)

@@ -138,9 +138,10 @@ def rollback(name: str, body: VersionForm) -> Any:
 
 # -- login / logout -----------------------------------------------------------------------------
 def _safe_next(target: str | None) -> str:
-    """Only paths inside the dashboard: never an open redirect."""
+    """Only paths inside the dashboard: never an open redirect, never a control character
+    (CR/LF would split the Location header)."""
     prefix = get_state().config.url_prefix
-    if target:
+    if target and target.isprintable():
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith(prefix + "/") and not target.startswith("//") and "\\" not in target:
             return target

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..jobs.monitoring import drift_check as run
 from ..services.experiments import evaluate_rollouts
+from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
 from ..services.scheduler import check_fence, register_job
 from ..store import day_cache
@@ -48,9 +49,17 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
 def log_retention(state: MLOpsState) -> Any:
-    """Delete daily prediction log files (and their columnar caches) older than MLOPS_LOG_RETENTION_DAYS."""
+    """Delete daily prediction log files (and their columnar caches) older than MLOPS_LOG_RETENTION_DAYS,
+    and drift runs with their reports older than MLOPS_REPORT_RETENTION_DAYS."""
     days = state.config.log_retention_days
     check_fence()  # deleting is for the lease holder only
     removed = purge_older_than(state.log_dir, days)
     caches = day_cache.purge_older_than(state.log_dir, days)  # a day's columnar cache goes with its file
-    return {"retention_days": days, "removed": [p.name for p in removed], "caches_removed": [p.name for p in caches]}
+    reports = purge_reports(state, state.config.report_retention_days)
+    return {
+        "retention_days": days,
+        "removed": [p.name for p in removed],
+        "caches_removed": [p.name for p in caches],
+        "report_retention_days": state.config.report_retention_days,
+        "reports_removed": reports,
+    }

@@ -87,11 +87,15 @@ def model_spec(state: MLOpsState, name: str) -> ModelSpec:
 def version_spec(state: MLOpsState, name: str, version: int) -> ModelSpec:
     """The contract `version` serves: the declaration (with the version's classes) or its stored spec."""
     data = stored_spec(state, name, version)
+    spec = spec_with(state, name, data)
+    return spec if spec is not None else model_spec(state, name)
+
+
+def spec_with(state: MLOpsState, name: str, data: dict[str, Any] | None) -> ModelSpec | None:
+    """The contract given a version's stored spec dict (no database read; None when unknown)."""
     spec = declared(state, name)
     if spec is None:
-        if data is None or not data.get("features"):
-            return model_spec(state, name)
-        return spec_from_dict(name, data)
+        return spec_from_dict(name, data) if data is not None and data.get("features") else None
     classes = (data or {}).get("classes")
     return dataclasses.replace(spec, classes=tuple(classes)) if classes is not None else spec
 
@@ -102,4 +106,4 @@ def version_input(state: MLOpsState, name: str, version: int) -> dict[str, Any] 
     return (data or {}).get("input")
 
 
-__all__ = ["declared", "model_names", "model_spec", "registered_names", "stored_spec", "version_input", "version_spec"]
+__all__ = ["declared", "model_names", "model_spec", "registered_names", "spec_with", "stored_spec", "version_input", "version_spec"]

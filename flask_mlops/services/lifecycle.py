@@ -39,7 +39,7 @@ from .registry import (
     register,
     set_alias,
 )
-from .serving import PRODUCTION, load_version
+from .serving import PRODUCTION
 
 if TYPE_CHECKING:
     from ..training import TrainingResult
@@ -132,7 +132,7 @@ def holdout_metrics(state: MLOpsState, name: str, version: int, X: np.ndarray, y
     """Metrics of a registered version on given rows (its task's metrics; binary at its stored threshold)."""
     from ..training.metrics import score_estimator
 
-    served = load_version(state, name, version)
+    served = state.models.check(name, version)  # 422 naming it when it cannot load
     task = version_task(state, name, version)
     rows = served.adapter.many(X) if served.adapter is not None else X  # a frame for estimators fitted on one
     positive = served.spec.positive_label if served.spec is not None else 1
@@ -269,8 +269,7 @@ def promote(
     current = alias_version(state, name)
     if current == version:
         return {"model": name, "version": version, "previous": current, "changed": False, "gates": None}
-    if not force:
-        ensure_loadable(state, name, version)
+    ensure_loadable(state, name, version)  # a version that cannot load is refused (422) before any gate, forced or not
     result = check_gates(state, name, version, gates=gates, require_beat=require_beat)
     if not result.passed and not force:
         _audit(state, name, "promote_rejected", version, current, actor, reason, {"gates": result.to_dict()})
@@ -295,16 +294,8 @@ def promote(
 
 
 def ensure_loadable(state: MLOpsState, name: str, version: int) -> None:
-    """409 naming why when a version's artifact cannot be loaded (missing, tampered, unpicklable)."""
-    try:
-        load_version(state, name, version)
-    except NotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure to load means it cannot serve
-        raise ConflictError(
-            f"{name} v{version} cannot be loaded, so it cannot serve: {exc}",
-            details={"model": name, "version": version, "reason": f"{type(exc).__name__}: {exc}"},
-        ) from exc
+    """422 naming the version when its artifact cannot be loaded (missing, tampered, unpicklable)."""
+    state.models.check(name, version)
 
 
 _promote = promote  # for register_model, whose `promote` argument shadows the function

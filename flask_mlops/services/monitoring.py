@@ -6,6 +6,7 @@ The API, the CLI and the scheduled job all call these functions (they take the a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -47,12 +48,12 @@ from ..monitoring.profile import build_profile, to_float_array
 from ..store.base import utcnow
 from ..store.columnar import read_window
 from ..store.feedback import Feedback, labelled
-from ..store.monitoring import DriftRun, list_drift_runs, write_report_file
+from ..store.monitoring import REPORTS_SUBDIR, DriftRun, delete_drift_runs, list_drift_runs, write_report_file
 from ..tasks import task_for
 from .alerts import evaluate_alerts
 from .catalog import model_names, model_spec
 from .lifecycle import version_task
-from .prometheus import record_drift, record_health
+from .prometheus import log_failures, record_drift, record_health
 from .registry import alias_version, get_version, version_profile
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ def drift(state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigge
     return report
 
 
-def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigger: str) -> None:
+def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigger: str) -> dict[str, Any]:
+    """Store a run: the full JSON report, the latest HTML report and a `mlops_drift_runs` row (returned)."""
     created = utcnow()
     body = report.to_dict()
     path = write_report_file(state.log_dir, created, body, model)
@@ -185,25 +187,49 @@ def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigge
         for name, f in body["features"].items()
     }
     with state.session() as session, session.begin():
-        session.add(
-            DriftRun(
-                created_at=created,
-                model_name=model,
-                model_version=None if body["window"].get("reference_version") is None else str(body["window"]["reference_version"]),
-                status=report.status,
-                level=report.level,
-                share_drifted=report.share_drifted,
-                n_rows=report.n_rows,
-                window=body["window"],
-                features=summary,
-                report_path=str(path),
-                trigger=trigger,
-            )
+        row = DriftRun(
+            created_at=created,
+            model_name=model,
+            model_version=None if body["window"].get("reference_version") is None else str(body["window"]["reference_version"]),
+            status=report.status,
+            level=report.level,
+            share_drifted=report.share_drifted,
+            n_rows=report.n_rows,
+            window=body["window"],
+            features=summary,
+            report_path=str(path),
+            trigger=trigger,
         )
+        session.add(row)
+        session.flush()
+        stored = row.to_dict()
     try:
         record_drift(state, model, report.level, {k: {**v, "js_distance": v.get("js")} for k, v in summary.items()})
     except Exception:  # pragma: no cover - metrics must never break monitoring
         logger.exception("could not record drift metrics")
+    return stored
+
+
+def purge_reports(state: MLOpsState, days: int, *, now: datetime | None = None) -> dict[str, int]:
+    """Retention (MLOPS_REPORT_RETENTION_DAYS): drift runs older than `days`, their JSON reports,
+    and report files older than that without a row (the latest-run HTML pages included)."""
+    if days <= 0:
+        return {"runs": 0, "files": 0}
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    with state.session() as session, session.begin():
+        paths = delete_drift_runs(session, cutoff)
+    files = 0
+    for name in paths:
+        if Path(name).is_file():
+            Path(name).unlink(missing_ok=True)
+            files += 1
+    for pattern in (f"{REPORTS_SUBDIR}/*.json", "reports/*.html"):
+        for path in state.log_dir.glob(pattern):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff.timestamp():
+                    path.unlink()
+                    files += 1
+    return {"runs": len(paths), "files": files}
 
 
 def _write_latest_html(state: MLOpsState, model: str, body: dict[str, Any]) -> None:
@@ -409,8 +435,10 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
 
 
 def summary(state: MLOpsState, *, hours: int = 24, now: datetime | None = None) -> dict[str, Any]:
-    """Per model: traffic of the last `hours`, labels, production version, last drift run."""
+    """Per model: traffic of the last `hours`, labels, production version, last drift run, and the
+    records that could not be written to the log since the server started (not in `requests`)."""
     now = now or datetime.now(timezone.utc)
+    lost = log_failures(state)
     models: dict[str, Any] = {}
     for spec in [model_spec(state, n) for n in model_names(state)]:
         ops = operations(state, WindowSpec(spec.name, since=now - timedelta(hours=hours), until=now))
@@ -423,9 +451,10 @@ def summary(state: MLOpsState, *, hours: int = 24, now: datetime | None = None) 
             "error_rate": ops["error_rate"],
             "latency_p95_ms": ops["latency_p95_ms"],
             "labelled": n_labels,
+            "log_failures": lost.get(spec.name, (0, 0.0))[0],
             "last_drift": {k: runs[0][k] for k in ("created_at", "level", "share_drifted", "status")} if runs else None,
         }
     return {"hours": hours, "until": now.isoformat(), "models": models}
 
 
-__all__ = ["WindowSpec", "drift", "estimated", "health_from", "load_profile", "operations", "performance", "report", "resolve_model", "summary"]
+__all__ = ["WindowSpec", "drift", "purge_reports", "save_drift_run", "estimated", "health_from", "load_profile", "operations", "performance", "report", "resolve_model", "summary"]

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +149,19 @@ class Metrics:
             ["model", "cause"],
             registry=None,
         )
-        self._own = [self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts, self.unlogged]
+        self.log_failures = Counter(
+            "mlops_prediction_log_failures", "Tracked requests whose record could not be written to the log (lost).", ["model"],
+            registry=None,
+        )
+        self.log_failure_time = Gauge(
+            "mlops_prediction_log_last_failure_timestamp_seconds", "When a record last could not be written (Unix time).", ["model"],
+            registry=None, multiprocess_mode="max",
+        )
+        self.unreported_losses: list[float] = [0, 0.0]  # lost records since the last error line, its time
+        self._own = [
+            self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts, self.unlogged,
+            self.log_failures, self.log_failure_time,
+        ]
         # labelled children of the per-request metrics, cached: `labels()` costs more than `inc()`
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
@@ -236,6 +249,53 @@ def observe_prediction(state: MLOpsState, model: str, result: Prediction | None,
         metrics.observe(model, "" if version is None else str(version), variant, status, seconds)
     except Exception:  # metrics must never break a prediction
         logger.exception("metrics: could not record a prediction")
+
+
+#: at most one error line per process this often about lost records (a full disk is loud enough)
+LOG_FAILURE_MESSAGE_EVERY_S = 60.0
+
+
+def record_log_failure(state: MLOpsState, model: str, prediction_id: str, exc: BaseException) -> None:
+    """A record could not be written: count it (metric, health, stats) and say so, rate-limited."""
+    metrics = state.extras.get(_KEY) or get_metrics(state)
+    metrics.log_failures.labels(model).inc()
+    metrics.log_failure_time.labels(model).set(time.time())
+    unreported = metrics.unreported_losses
+    with _LOCK:
+        unreported[0] += 1
+        now = time.monotonic()
+        if unreported[1] and now - unreported[1] < LOG_FAILURE_MESSAGE_EVERY_S:
+            return
+        lost, unreported[0], unreported[1] = unreported[0], 0, now
+    logger.error(
+        "prediction log: could not write record %s of %s (%s: %s); %d record(s) lost since the last message",
+        prediction_id, model, type(exc).__name__, exc, lost,
+    )
+
+
+def log_failures(state: MLOpsState) -> dict[str, tuple[int, float]]:
+    """Per model: records lost since the server started (every worker) and when the last was lost."""
+    metrics = get_metrics(state)
+    if metrics.multiprocess:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        families = list(registry.collect())
+    else:
+        families = [*metrics.log_failures.collect(), *metrics.log_failure_time.collect()]
+    out: dict[str, list[float]] = {}
+    for family in families:
+        for sample in family.samples:
+            model = sample.labels.get("model")
+            if model is None:
+                continue
+            if sample.name == "mlops_prediction_log_failures_total":
+                out.setdefault(model, [0, 0.0])[0] += sample.value
+            elif sample.name == "mlops_prediction_log_last_failure_timestamp_seconds":
+                entry = out.setdefault(model, [0, 0.0])
+                entry[1] = max(entry[1], sample.value)
+    return {model: (int(total), when) for model, (total, when) in out.items()}
 
 
 def record_drift(state: MLOpsState, model: str, level: str | None, features: Mapping[str, Mapping[str, Any]]) -> None:

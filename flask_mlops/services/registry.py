@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -349,6 +350,8 @@ def set_alias(
         exists = session.scalar(select(ModelVersion.id).where(ModelVersion.model_name == name, ModelVersion.version == version))
     if exists is None:
         raise NotFoundError(f"model {name!r} has no version {version}", details={"model": name, "version": version})
+    if alias == PRODUCTION:
+        state.models.check(name, version)  # a version that cannot load is refused (422), never served
     with mlflow_session(state) as mlflow:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
     with state.session() as session, session.begin():
@@ -381,7 +384,9 @@ def fetch_artifact(state: MLOpsState, row: ModelVersion, dest: Path) -> None:
     with mlflow_session(state) as mlflow, tempfile.TemporaryDirectory(prefix="mlops-fetch-") as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=row.run_id, artifact_path=SERVING_ARTIFACT, dst_path=tmp)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, dest)
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        shutil.copyfile(local, partial)
+        os.replace(partial, dest)  # readers see the old file or the whole new one
 
 
 def _info(row: ModelVersion, aliases: Mapping[int, list[str]]) -> VersionInfo:

@@ -8,6 +8,7 @@ new production version. Swapping is one dict assignment, so no request sees a ha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,16 +25,19 @@ from flask import has_request_context, request
 from sqlalchemy import select
 
 from ..ab.assign import TREATMENT, Assigner
-from ..errors import ModelIntegrityError, ModelNotReady, NotFoundError, ValidationError
+from ..errors import ModelIntegrityError, ModelNotReady, ModelUnavailable, NotFoundError, UnprocessableError, ValidationError
 from ..jsonable import plain
 from ..specs import ModelSpec, validate_row
+from ..store import artifacts
+from ..store.availability import is_unavailable
+from ..store.availability import status as db_status
 from ..store.base import utcnow
 from ..store.experiments import RUNNING, Experiment
 from ..store.fleet import Served
 from ..store.models import PRODUCTION, Alias, ModelVersion
 from ..tasks import BINARY, MULTICLASS, task_for
-from .artifacts import cache_path, file_sha256
-from .catalog import declared, model_spec, stored_spec, version_spec
+from .artifacts import cache_path
+from .catalog import declared, model_spec, spec_with, stored_spec, version_spec
 from .context import current_context
 from .fleet import Reporter
 from .inputs import ArrayInput, FrameInput, input_for
@@ -131,7 +135,10 @@ def unit_key_reader(setting: str) -> Callable[[], str | None]:
         if not has_request_context():
             return None
         if source == "body":
-            body = request.get_json(silent=True)
+            try:
+                body = request.get_json(silent=True)
+            except RecursionError:  # nested beyond Python's json: no unit key in it
+                body = None
             value = body.get(key) if isinstance(body, dict) else None
         elif source == "header":
             value = request.headers.get(key)
@@ -204,44 +211,71 @@ class Router:
 def load_version(state: MLOpsState, name: str, version: int) -> ServedModel:
     """Load a registered version from the local cache (fetched from the registry if absent).
 
-    The artifact's sha256 must equal the one recorded at registration, else nothing is
-    unpickled: a tampered or corrupted file is refused with ModelIntegrityError.
+    The artifact's bytes are read once, their sha256 compared with the one recorded at
+    registration, and those same bytes unpickled (store/artifacts.py). A cached copy that
+    fails the check is removed and fetched again from the registry; if the registry's copy
+    fails too, nothing is unpickled: ModelIntegrityError. Messages carry no file paths.
     """
     with state.session() as session:
         row = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version))
     if row is None:
         raise NotFoundError(f"model {name!r} has no version {version}", details={"model": name, "version": version})
     path = cache_path(state, name, version)
-    if not path.exists():
-
-        fetch_artifact(state, row, path)
-    actual = file_sha256(path)
-    if actual != row.sha256:
-        raise ModelIntegrityError(
-            f"refusing to load {name} v{version}: artifact sha256 {actual[:12]}… does not match "
-            f"the registered {row.sha256[:12]}…",
-            details={"model": name, "version": version, "path": str(path)},
-        )
-    import joblib
-
-    estimator = joblib.load(path)
-    classes = getattr(estimator, "classes_", None)
-    spec = version_spec(state, name, version)
+    data = artifacts.read_checked(path, row.sha256)
+    if data is None:
+        try:
+            fetch_artifact(state, row, path)
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"{name} v{version}: the artifact is not in the local cache and could not be fetched from the registry "
+                f"({type(exc).__name__})",
+                details={"model": name, "version": version},
+            ) from exc
+        data = artifacts.read_checked(path, row.sha256)
+        if data is None:
+            raise ModelIntegrityError(
+                f"refusing to load {name} v{version}: the registry's artifact does not match the sha256 recorded at "
+                f"registration ({row.sha256[:12]}…)",
+                details={"model": name, "version": version},
+            )
+    estimator = artifacts.unpickle(path, data)
     recorded = (row.tags or {}).get("task")
-    task = task_for(spec.task, classes, recorded=str(recorded) if recorded is not None else None).kind
-    adapter = input_for(estimator, spec, (row.spec or {}).get("input"))
-    lean = lean_path(estimator, row, spec, task, adapter)
+    spec = version_spec(state, name, version)
+    return _served(state, name, version, estimator, row.threshold, row.sha256, spec,
+                   str(recorded) if recorded is not None else None, (row.spec or {}).get("input"), row)
+
+
+def load_cached(state: MLOpsState, pointer: artifacts.Pointer) -> ServedModel:
+    """The last known production version from the verified cache alone (database unreachable)."""
+    name, version = pointer.model, pointer.version
+    path = cache_path(state, name, version)
+    data = artifacts.read_checked(path, pointer.sha256)
+    spec = spec_with(state, name, pointer.spec)
+    if data is None or spec is None:
+        raise ModelUnavailable(f"{name} v{version} is not in the local cache", details={"model": name, "version": version})
+    return _served(state, name, version, artifacts.unpickle(path, data), pointer.threshold, pointer.sha256, spec,
+                   pointer.task, (pointer.spec or {}).get("input"))
+
+
+def _served(
+    state: MLOpsState, name: str, version: int, estimator: Any, threshold: float | None, sha256: str, spec: ModelSpec,
+    recorded_task: str | None, input_info: dict[str, Any] | None, row: ModelVersion | None = None,
+) -> ServedModel:
+    """The served form; the lean single-row path only with the version's row (its reference profile)."""
+    classes = getattr(estimator, "classes_", None)
+    task = task_for(spec.task, classes, recorded=recorded_task).kind
+    adapter = input_for(estimator, spec, input_info)
     return ServedModel(
         name=name,
         version=version,
         estimator=estimator,
-        threshold=row.threshold,
-        sha256=row.sha256,
+        threshold=threshold,
+        sha256=sha256,
         task=task,
         classes=None if classes is None else tuple(plain(c) for c in classes),
         spec=spec,
         adapter=adapter,
-        lean=lean,
+        lean=lean_path(estimator, row, spec, task, adapter) if row is not None else None,
     )
 
 
@@ -267,6 +301,19 @@ def lean_path(estimator: Any, row: ModelVersion, spec: ModelSpec, task: str, ada
     return run
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """A version that could not load: not tried again until its cached file changes or a while passes."""
+
+    reason: str
+    stamp: tuple[int, int, int] | None
+    at: float
+
+
+#: a version that failed to load is tried again after this many seconds (or when its file changes)
+FAILED_RETRY_S = 60.0
+
+
 class ModelStore:
     """Per-app, per-process cache of loaded versions and the production pointer."""
 
@@ -274,24 +321,31 @@ class ModelStore:
         self._state = state
         self._loaded: dict[tuple[str, int], ServedModel] = {}
         self._production: dict[str, int] = {}
+        self._failed: dict[tuple[str, int], _Failure] = {}
         self._lock = threading.Lock()
         self._watcher_pid = 0
+        self._tried = 0.0
         self.last_refresh: float = 0.0
         self.last_error: str | None = None
         self.load_errors: dict[str, str] = {}  # model -> why its production version could not be loaded here
         self._wanted: dict[str, int] = {}  # the production pointers as last read
         self._since: dict[str, datetime] = {}  # model -> when this worker started serving its version
         self.fleet = Reporter(state)
+        #: models served from the cache's production pointer (database unreachable since boot)
+        self.from_cache: set[str] = set()
 
     # -- request path ------------------------------------------------------------
     def production(self, name: str) -> ServedModel:
         self._ensure_watcher()
         version = self._production.get(name)
         if version is None:
-            if not self.last_refresh:
-                self.refresh()
+            if not self.last_refresh and time.monotonic() - self._tried > 1.0:
+                with contextlib.suppress(Exception):  # database away: the cache fallback ran
+                    self.refresh()
                 version = self._production.get(name)
             if version is None:
+                if any(key[0] == name for key in self._failed):
+                    raise ModelUnavailable(f"model {name!r} cannot be served right now", details={"model": name})
                 if declared(self._state, name) is None and stored_spec(self._state, name) is None:
                     model_spec(self._state, name)  # raises UnknownModelError listing the known models
                 raise ModelNotReady(
@@ -308,24 +362,72 @@ class ModelStore:
         served = self._loaded.get((name, version))
         if served is None:
             with self._lock:
-                served = self._loaded.get((name, version)) or load_version(self._state, name, version)
+                served = self._loaded.get((name, version)) or self._load(name, version)
                 self._loaded[(name, version)] = served
+        return served
+
+    def check(self, name: str, version: int) -> ServedModel:
+        """Load `version` now or refuse it (422 naming it): before it may take traffic."""
+        try:
+            return self.get(name, version)
+        except (ModelUnavailable, ModelIntegrityError) as exc:
+            failure = self._failed.get((name, version))
+            raise UnprocessableError(
+                f"{name} v{version} cannot be loaded: {failure.reason if failure else exc.message}",
+                code="model_not_loadable",
+                details={"model": name, "version": version},
+            ) from exc
+
+    def _load(self, name: str, version: int) -> ServedModel:
+        """load_version, remembering a failure: no re-read per request until the file changes."""
+        key = (name, version)
+        path = cache_path(self._state, name, version)
+        failure = self._failed.get(key)
+        if failure is not None and failure.stamp == artifacts.stamp(path) and time.monotonic() - failure.at < FAILED_RETRY_S:
+            raise ModelUnavailable(f"model {name!r} version {version} cannot be served right now", details={"model": name, "version": version})
+        try:
+            served = load_version(self._state, name, version)
+        except NotFoundError:
+            raise
+        except Exception as exc:  # missing, tampered, or not unpicklable here: remembered, not retried per request
+            if is_unavailable(exc):
+                raise
+            reason = exc.message if isinstance(exc, (ModelUnavailable, ModelIntegrityError)) else f"cannot unpickle ({type(exc).__name__})"
+            self._failed[key] = _Failure(reason, artifacts.stamp(path), time.monotonic())
+            self.last_error = f"{name} v{version}: {reason}"
+            logger.error("could not load %s v%s: %s", name, version, reason)
+            raise ModelUnavailable(f"model {name!r} version {version} cannot be served right now", details={"model": name, "version": version}) from exc
+        self._failed.pop(key, None)
         return served
 
     def production_versions(self) -> dict[str, int]:
         return dict(self._production)
+
+    def failures(self) -> dict[str, str]:
+        """`name vN` -> why it could not load (for health and operators; no paths)."""
+        return {f"{n} v{v}": f.reason for (n, v), f in self._failed.items()}
 
     # -- reload loop -------------------------------------------------------------
     def refresh(self) -> dict[str, int]:
         """Read the aliases; load and swap in any production version that changed.
 
         A version that fails to load (integrity error, missing artifact) is not swapped in:
-        the worker keeps serving the version it had and records the error.
+        the worker keeps serving the version it had and records the error. With the
+        database unreachable, a model not served yet is loaded from the cache's production
+        pointer, and the database error is raised to the caller.
         """
         state = self._state
-        with state.session() as session:
-            rows = dict(session.execute(select(Alias.model_name, Alias.version).where(Alias.alias == PRODUCTION)).all())
-        state.router.refresh()
+        self._tried = time.monotonic()
+        try:
+            with state.session() as session:
+                rows = dict(session.execute(select(Alias.model_name, Alias.version).where(Alias.alias == PRODUCTION)).all())
+            state.router.refresh()
+        except Exception as exc:
+            if is_unavailable(exc):
+                db_status(state).failed(exc)
+                self._serve_from_cache()
+            raise
+        db_status(state).ok()
         needed = set(rows.items())
         for name, versions in state.router.versions_needed().items():
             needed.update((name, v) for v in versions)
@@ -333,12 +435,11 @@ class ModelStore:
             loaded = dict(self._loaded)
             for key in sorted(needed - loaded.keys()):
                 try:
-                    loaded[key] = load_version(state, *key)
-                except Exception as exc:
-                    self.last_error = f"{key[0]} v{key[1]}: {exc}"
+                    loaded[key] = self._load(*key)
+                except (ModelUnavailable, NotFoundError) as exc:  # remembered in _failed
                     if rows.get(key[0]) == key[1]:
-                        self.load_errors[key[0]] = f"v{key[1]}: {type(exc).__name__}: {exc}"
-                    logger.error("could not load %s v%s: %s", key[0], key[1], exc)
+                        failure = self._failed.get(key)
+                        self.load_errors[key[0]] = f"v{key[1]}: {failure.reason if failure is not None else exc}"
             production = {n: v for n, v in rows.items() if (n, v) in loaded}
             for name, version in self._production.items():
                 if name in rows and name not in production:
@@ -353,6 +454,11 @@ class ModelStore:
                     del self.load_errors[name]
             for name in changed:
                 self._since[name] = utcnow()
+            self.from_cache.clear()
+        for name, version in production.items():  # what a worker booting without the database will serve
+            served = self._loaded[(name, version)]
+            pointer = artifacts.Pointer(name, version, served.sha256, served.threshold, served.task, stored_spec(state, name, version))
+            artifacts.write_pointer(state.config.model_cache_dir, pointer)
         if changed:
             logger.info("serving new production versions: %s", changed)
         self.last_refresh = time.time()
@@ -366,6 +472,26 @@ class ModelStore:
             Served(n, self._production.get(n), self._wanted.get(n), self._since.get(n), self.load_errors.get(n)) for n in names
         ]
         return self.fleet.report(served, force=force)
+    def _serve_from_cache(self) -> None:
+        """Database unreachable: serve each model that has no version yet from its cache pointer."""
+        state = self._state
+        with self._lock:
+            for name in state.config.model_names:
+                if name in self._production:
+                    continue
+                pointer = artifacts.read_pointer(state.config.model_cache_dir, name)
+                if pointer is None:
+                    continue
+                try:
+                    served = load_cached(state, pointer)
+                except Exception as exc:
+                    logger.error("could not serve %s v%s from the local cache: %s", name, pointer.version, exc)
+                    continue
+                self._loaded = {**self._loaded, (name, pointer.version): served}
+                self._production = {**self._production, name: pointer.version}
+                self.from_cache.add(name)
+                self._since[name] = utcnow()
+                logger.warning("database unreachable: serving %s v%s from the local cache", name, pointer.version)
 
     def start_watcher(self) -> None:
         """Start this process's reload loop now (gunicorn's post_worker_init), so an idle worker

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..config import MLOpsConfig
 from ..errors import MLOpsError
 from ..store import Base, PredictionLogWriter
+from ..store.availability import is_unavailable
+from ..store.availability import status as db_status
 from ..store.day_cache import OpenDayCache
 from ..store.leases import schema_lock
 from ..store.migrate import add_missing_columns
@@ -51,14 +53,38 @@ class MLOpsState:
         self.models: ModelStore = ModelStore(self)
         self.router: Router = Router(self)
         self.started_at = time.time()
+        self.schema_ready = False  # set once the tables exist (created here, by init-db, or lazily)
+        self._schema_tried = 0.0
         # per-feature state (scheduler, metrics registry, ...), keyed by feature name
         self.extras: dict[str, Any] = {}
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A short-lived session on the `mlops` bind, independent of the host's request session."""
+        if not self.schema_ready:
+            self.ensure_schema()
         with self._sessions() as session:
             yield session
+
+    def ensure_schema(self, *, retry_after_s: float = 1.0) -> bool:
+        """Create the tables unless done; never raises. With the database unreachable (at boot
+        or later) it is tried again on the next use, at most every `retry_after_s` seconds."""
+        if self.schema_ready:
+            return True
+        now = time.monotonic()
+        if self._schema_tried and now - self._schema_tried < retry_after_s:
+            return False
+        self._schema_tried = now
+        try:
+            self.create_tables()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                logger.exception("could not create the mlops tables")
+                return False
+            db_status(self).failed(exc)
+            logger.warning("mlops tables not checked (database unreachable); retried on next use, or run `flask mlops init-db`")
+            return False
+        return True
 
     def create_tables(self) -> None:
         """Create missing `mlops_*` tables; tolerate a concurrent creator (several workers)."""
@@ -67,12 +93,22 @@ class MLOpsState:
                 with schema_lock(self.engine) as conn:  # PostgreSQL: one creator at a time
                     Base.metadata.create_all(conn, checkfirst=True)
                     add_missing_columns(conn)  # columns newer releases added to existing tables
+                self.schema_ready = True
                 return
             except (OperationalError, ProgrammingError) as exc:  # lost a race with another worker
-                if attempt == 2:
+                if attempt == 2 or _unreachable(self.engine):  # ... unless there is no database at all
                     raise
                 logger.debug("create_all raced (%s); retrying", exc)
                 time.sleep(0.2 * (attempt + 1))
+
+
+def _unreachable(engine: Engine) -> bool:
+    """No connection at all (not a creation race): nothing to retry for."""
+    try:
+        engine.connect().close()
+    except Exception:
+        return True
+    return False
 
 
 def get_state(app: Flask | None = None) -> MLOpsState:

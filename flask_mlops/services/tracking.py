@@ -20,9 +20,10 @@ import orjson
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
+from ..errors import PredictionLogUnavailable, ValidationError
 from ..store.predictions import format_ts
 from .context import TRACKED, TrackContext
-from .prometheus import observe_prediction, record_unserialisable
+from .prometheus import observe_prediction, record_log_failure, record_unserialisable
 from .serving import new_prediction_id
 from .state import get_state
 
@@ -39,8 +40,26 @@ def _sampled(prediction_id: str, rate: float) -> bool:
     return rate >= 1.0 or int(prediction_id[:8], 16) < rate * 0x1_0000_0000
 
 
+def _request_json() -> Any:
+    """The request's JSON (cached by Flask), None when there is none or it does not parse."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # nested deeper than Python's json can go
+        return None
+
+
+def _check_body() -> None:
+    """Parse a JSON body before the view (Flask caches it for the view's `get_json()`): one
+    nested beyond what Python's json can take is a 400 here, not a RecursionError in the view."""
+    if request.is_json:
+        try:
+            request.get_json(silent=True)
+        except RecursionError as exc:
+            raise ValidationError("the request body is nested too deeply", code="malformed_json") from exc
+
+
 def _request_features() -> Any:
-    body = request.get_json(silent=True)
+    body = _request_json()
     if isinstance(body, dict) and len(body) <= MAX_LOGGED_FIELDS:
         return body
     return None
@@ -124,7 +143,10 @@ def _plain_key(key: Any) -> str:
 def _plain_value(value: Any, causes: dict[str, int]) -> Any:
     """`value` as something orjson encodes; None (counted in `causes` by type) when impossible."""
     if type(value) is int and not -(1 << 63) <= value < (1 << 64):
-        return float(value)  # orjson encodes 64-bit integers only
+        if abs(value) < 1 << 1023:
+            return float(value)  # orjson encodes 64-bit integers only
+        causes["int"] = causes.get("int", 0) + 1  # beyond a double (2**1024): null, counted
+        return None
     if value is None or type(value) in (str, int, float, bool):
         return value
     if isinstance(value, str):
@@ -170,23 +192,34 @@ def track(
             started = perf_counter()
             ctx = TrackContext(model, new_prediction_id())
             token = TRACKED.set(ctx)
-            response = None
-            status, error = 500, None
+            failed: tuple[int, str] | None = None
             try:
+                _check_body()
                 response = app.make_response(view(*args, **kwargs))
-                status = response.status_code
-                return _stamp(response, ctx, state, model)
             except HTTPException as exc:
-                status, error = exc.code or 500, exc.description
+                failed = (exc.code or 500, str(exc.description))
                 raise
             except Exception as exc:
-                status, error = 500, f"{type(exc).__name__}: {exc}"
+                failed = (500, f"{type(exc).__name__}: {exc}")
                 raise
             finally:
                 TRACKED.reset(token)
-                observe_prediction(state, model, ctx.result, status, perf_counter() - started)
-                if (status < 400 or state.config.log_errors) and _sampled(ctx.prediction_id, state.config.log_sample_rate):
-                    _log(state, model, ctx, features, response, started, status, error)
+                if failed is not None:  # the view raised: count it, and log it (a loss here is only counted)
+                    observe_prediction(state, model, ctx.result, failed[0], perf_counter() - started)
+                    if state.config.log_errors and _sampled(ctx.prediction_id, state.config.log_sample_rate):
+                        _log(state, model, ctx, features, None, started, failed[0], failed[1])
+            status = response.status_code
+            logged = True
+            if (status < 400 or state.config.log_errors) and _sampled(ctx.prediction_id, state.config.log_sample_rate):
+                logged = _log(state, model, ctx, features, response, started, status, None)
+            if not logged and state.config.log_on_error == "fail":  # not whole in the log: not acknowledged
+                observe_prediction(state, model, ctx.result, 503, perf_counter() - started)
+                raise PredictionLogUnavailable(
+                    "the prediction could not be logged; it was not acknowledged (MLOPS_LOG_ON_ERROR=fail)",
+                    details={"model": model},
+                )
+            observe_prediction(state, model, ctx.result, status, perf_counter() - started)
+            return _stamp(response, ctx, state, model)
 
         return wrapper
 
@@ -213,7 +246,8 @@ def _log(
     started: float,
     status: int,
     error: str | None,
-) -> None:
+) -> bool:
+    """Append the request's record; False (and the loss counted) when it is not whole in the log."""
     try:
         if features_fn is not None:
             feats: Any = features_fn()
@@ -230,5 +264,7 @@ def _log(
         now = datetime.now(timezone.utc)
         record = build_record(state, model, ctx, started=started, status=status, features=feats, output=output, error=error, now=now)
         write_record(state, record, now.date())
-    except Exception:  # logging must never break the host's response
-        logger.exception("could not write the prediction record %s", ctx.prediction_id)
+    except Exception as exc:  # the host's response goes on; the loss is counted and shown in health
+        record_log_failure(state, model, ctx.prediction_id, exc)
+        return False
+    return True

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, String, Text, select
+from sqlalchemy import Boolean, Float, Index, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
@@ -109,6 +109,13 @@ def list_drift_runs(session: Session, *, model: str | None = None, limit: int = 
     return [row.to_dict() for row in session.scalars(query)]
 
 
+def delete_drift_runs(session: Session, before: datetime) -> list[str]:
+    """Retention: delete the drift runs created before `before`; return their report files."""
+    paths = [p for p in session.scalars(select(DriftRun.report_path).where(DriftRun.created_at < before)) if p]
+    session.execute(delete(DriftRun).where(DriftRun.created_at < before))
+    return paths
+
+
 def last_sent_alerts(session: Session, keys: list[str]) -> dict[str, Alert]:
     """The last alert actually sent for each condition key (what de-duplication compares to)."""
     out: dict[str, Alert] = {}
@@ -131,4 +138,4 @@ def list_alerts(session: Session, *, model: str | None = None, limit: int = 100,
     return [row.to_dict() for row in session.scalars(query)]
 
 
-__all__ = ["Alert", "DriftRun", "last_sent_alerts", "list_alerts", "list_drift_runs", "write_report_file"]
+__all__ = ["Alert", "DriftRun", "last_sent_alerts", "list_alerts", "delete_drift_runs", "list_drift_runs", "write_report_file"]

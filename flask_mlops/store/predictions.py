@@ -4,10 +4,16 @@ Writers in many gunicorn workers append to the same file; a single `write(2)` of
 line on an O_APPEND descriptor is never interleaved with another on a local file system,
 and a killed worker loses at most the record it had not written yet. Readers skip (and
 count) a torn or invalid line instead of failing.
+
+A full disk can make a write short: the fragment is cut off again at once (when the file
+still ends with it), else terminated with a newline, and a writer that saw a failure
+makes sure the file ends with a newline before its next record, so a fragment never
+swallows a later record. The caller counts the record as lost (services/tracking.py).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -50,6 +56,8 @@ class PredictionLogWriter:
         # midnight threads may still write to yesterday for a moment: a day's fd is closed
         # only once it is two days older than the newest.
         self._fds: dict[date, int] = {}
+        # a write failed in this process: the file may end in a fragment, check before appending
+        self._suspect = False
 
     def _descriptor(self, day: date) -> int:
         if self._pid == os.getpid():
@@ -65,7 +73,7 @@ class PredictionLogWriter:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 fd = os.open(
                     self.directory / f"{day.isoformat()}.jsonl",
-                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                    os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
                     0o640,
                 )
                 fds = {**self._fds, day: fd}
@@ -76,12 +84,21 @@ class PredictionLogWriter:
             return fd
 
     def write(self, record: dict[str, Any], day: date) -> None:
-        """Write one record as one line with exactly one `os.write`."""
+        """Write one record as one line with exactly one `os.write`; OSError when it is not whole."""
         line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
         fd = self._descriptor(day)
-        written = os.write(fd, line)
-        if written != len(line):  # pragma: no cover - only on a full disk
-            raise OSError(f"short write to the prediction log ({written} of {len(line)} bytes)")
+        if self._suspect and not _ends_with_newline(fd):
+            line = b"\n" + line  # end the fragment a failed write left: readers skip it as torn
+        try:
+            written = os.write(fd, line)
+        except OSError:
+            self._suspect = True
+            raise
+        if written != len(line):
+            _cut(fd, line[:written])
+            self._suspect = True  # checked once more before the next record (someone may have written after it)
+            raise OSError(errno.ENOSPC, f"short write to the prediction log ({written} of {len(line)} bytes)")
+        self._suspect = False
 
     def close(self) -> None:
         with self._lock:
@@ -89,6 +106,28 @@ class PredictionLogWriter:
             if self._pid == os.getpid():
                 for fd in fds.values():
                     os.close(fd)
+
+
+def _ends_with_newline(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+
+
+def _cut(fd: int, fragment: bytes) -> bool:
+    """Remove the `fragment` a short write left at the end of the file (or, when another
+    writer appended after it, end the file with a newline). True when the file is clean."""
+    if not fragment:
+        return True
+    try:
+        size = os.fstat(fd).st_size
+        if size >= len(fragment) and os.pread(fd, len(fragment), size - len(fragment)) == fragment:
+            os.ftruncate(fd, size - len(fragment))  # shrinking needs no space
+            return True
+        if not _ends_with_newline(fd):
+            return os.write(fd, b"\n") == 1
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
