@@ -16,7 +16,7 @@ from flask_mlops import MLOps, get_state
 from flask_mlops.services.catalog import model_names, model_spec
 from flask_mlops.store.predictions import read_records
 
-from .conftest import AUTH, TOKEN
+from .conftest import AUTH, FEATURE_NAMES, SAMPLE_ROW, TOKEN
 
 
 def host(instance: Path, tmp_path: Path, name: str, **config: Any) -> tuple[Flask, MLOps]:
@@ -138,20 +138,43 @@ def test_dataframe_pipeline_is_served_a_frame_without_warnings(instance: Path, t
     assert c.post("/predict", json={"age": 30, "income": 1.0, "plan": "gold", "region": "north"}).status_code == 400
 
 
-def test_the_request_path_of_an_ndarray_model_does_not_import_pandas(instance: Path, tmp_path: Path) -> None:
-    from flask_mlops.services.inputs import ArrayInput, FrameInput
+def test_the_request_path_of_an_ndarray_model_does_not_import_pandas(served_instance: Path, tmp_path: Path) -> None:
+    """The adapter is chosen at load time: for a model fitted on an array, nothing of ours imports
+    pandas, from start-up to the answer (scikit-learn itself imports pandas when installed)."""
+    import json
+    import subprocess
 
-    X, _, model = cancer()
-    app, mlops = host(instance, tmp_path, "cancer")
-    mlops.register("cancer", model, reference=X, promote=True, force=True, app=app)
-    with app.app_context():
-        served = get_state(app).models.get("cancer")
-    assert isinstance(served.adapter, ArrayInput) and not isinstance(served.adapter, FrameInput)
-    # the adapter module itself imports pandas only inside FrameInput
-    import flask_mlops.services.inputs as inputs
+    script = f"""
+import sys, json, traceback
+ours = []  # our frames on the stack when pandas was imported (scikit-learn imports it itself)
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas":  # the frame whose `import` statement asked for it
+            importer = [f for f in traceback.extract_stack()[:-1] if "importlib" not in f.filename and f.filename != "<string>"][-1]
+            if "flask_mlops" in importer.filename:
+                ours.append(f"{{importer.filename}}:{{importer.lineno}}")
+        return None
+sys.meta_path.insert(0, Spy())
+from flask import Flask, request, jsonify
+from flask_mlops import MLOps
+FEATURES, SAMPLE_ROW = {FEATURE_NAMES!r}, {SAMPLE_ROW!r}
+app = Flask("probe", instance_path={str(served_instance)!r})
+app.config.update(MLOPS_MODELS={{"diabetes": {{"features": FEATURES}}}}, MLOPS_LOG_DIR={str(tmp_path / "logs")!r}, MLOPS_RELOAD_INTERVAL=0)
+mlops = MLOps(app)
 
-    assert "pandas" not in inputs.__dict__ and "pd" not in inputs.__dict__
-    assert "pandas" in sys.modules  # (the test itself uses pandas; the check is the adapter's kind)
+@app.post("/predict")
+@mlops.track("diabetes")
+def predict():
+    return jsonify(prediction=mlops.predict("diabetes", request.get_json()).prediction)
+
+r = app.test_client().post("/predict", json=SAMPLE_ROW)
+kind = type(mlops.state(app).models.get("diabetes").adapter).__name__
+print(json.dumps({{"status": r.status_code, "adapter": kind, "pandas_imported_by_us": ours}}))
+"""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"status": 200, "adapter": "ArrayInput", "pandas_imported_by_us": []}
 
 
 def test_feedback_labels_must_be_the_models_classes(instance: Path, tmp_path: Path) -> None:
