@@ -157,7 +157,7 @@ def under_gunicorn(folder: Path, rounds: int, seconds: float, clients: int) -> d
     port = free_port()
     env = {**os.environ, "BENCH_INSTANCE": str(folder / "instance"), "MLOPS_LOG_DIR": str(folder / "logs")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "bench.overhead_app:app"],
+        [sys.executable, "-m", "gunicorn", "-c", "python:flask_mlops.gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "bench.overhead_app:app"],
         cwd=ROOT, env=env,
     )
     try:

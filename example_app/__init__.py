@@ -49,6 +49,10 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     app.config["MLOPS_MODELS"] = {"diabetes": DIABETES_MODEL}
     if "MLOPS_LOG_DIR" not in os.environ:
         app.config["MLOPS_LOG_DIR"] = str(ROOT / "logs")
+    if "MLOPS_SELECTION_METRIC" not in os.environ:
+        # the default promotion gates check F1 (and accuracy): pick the candidate by F1, so the
+        # first model `make run` trains is one the gates let into production
+        app.config["MLOPS_SELECTION_METRIC"] = "f1"
     app.config.update(config or {})
     mlops.init_app(app)
 

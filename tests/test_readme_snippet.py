@@ -43,10 +43,14 @@ def test_readme_snippet_serves_predictions_verbatim(tmp_path: Path, monkeypatch:
     (tmp_path / "data").symlink_to(ROOT / "data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}  # the user's shell: defaults only
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(ROOT)
+    hidden = tmp_path / "no-torch"  # as after `make run` (flask-mlops[server]): torch is not installed
+    hidden.mkdir()
+    (hidden / "torch.py").write_text('raise ImportError("torch is not installed in the serving environment")\n')
+    env["PYTHONPATH"] = f"{hidden}{os.pathsep}{ROOT}"
     train = subprocess.run(commands[0], shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
     assert "promoted diabetes v1 to production" in train.stdout
+    assert "optional dependency 'torch' is not importable" in train.stdout  # the serving environment's candidates
 
     # `flask --app app run` serves this module's app: use its test client (same app, no port)
     for key in [k for k in os.environ if k.startswith("MLOPS_")]:
