@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,24 @@ def test_database_down_at_start_serves_from_the_cache(
     acked = down.acked + up.acked
     assert log.torn == [] and set(acked) == set(log.ids) and len(log.ids) == log.lines
     _figures(record_property, "database down at start", acknowledged=len(acked), logged=len(log.ids), lost=_lost(server))
+
+
+def test_boot_without_the_database_then_schema_lazily(instance: Path, tmp_path: Path) -> None:
+    """In-process: init_app boots with the database unreachable (a SQLite file in a folder that does
+    not exist yet); `flask mlops init-db` says so cleanly; the schema is created on first use once it is there."""
+    folder = tmp_path / "later"
+    app = build_app(instance, base_config(tmp_path, MLOPS_DATABASE_URI=f"sqlite:///{folder / 'mlops.db'}"))
+    client = app.test_client()
+    health = client.get(f"{API}/health").json
+    assert health["status"] == "degraded" and any("database unreachable" in r for r in health["reasons"]), health
+    r = client.get(f"{API}/models", headers=READ_AUTH)
+    assert r.status_code == 503 and r.json["error"]["code"] == "database_unavailable"
+    out = app.test_cli_runner().invoke(args=["mlops", "init-db"])
+    assert out.exit_code == 1 and "database is unreachable" in out.output and "Traceback" not in out.output
+    folder.mkdir()
+    time.sleep(1.1)  # schema creation is retried at most once a second
+    assert client.get(f"{API}/models", headers=READ_AUTH).status_code == 200
+    assert app.test_cli_runner().invoke(args=["mlops", "init-db"]).exit_code == 0
 
 
 # -- (b) a full disk ---------------------------------------------------------------------------

@@ -10,12 +10,13 @@ import click
 from flask.cli import AppGroup
 
 from ..errors import MLOpsError
+from ..store.availability import first_line, is_unavailable
 
 cli = AppGroup("mlops", help="flask-mlops: train, register, monitor and operate models.")
 
 
 def mlops_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn MLOpsError into a ClickException (clean message, exit code 1)."""
+    """Turn MLOpsError and an unreachable database into a ClickException (clean message, exit code 1)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -23,6 +24,10 @@ def mlops_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except MLOpsError as exc:
             raise click.ClickException(exc.message or str(exc)) from exc
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise click.ClickException(f"the mlops database is unreachable: {first_line(exc)}") from exc
+            raise
 
     return wrapper
 

@@ -17,7 +17,7 @@ from .group import cli, echo_table, mlops_errors
 @cli.command("init-db")
 @mlops_errors
 def init_db() -> None:
-    """Create the mlops tables (init_app does it too; this is for deploy scripts)."""
+    """Create the mlops tables: the deploy step (init_app tries once but boots without the database; see docs/deployment.md)."""
     state = get_state()
     state.create_tables()
     click.echo(f"mlops tables ready on {state.engine.url.render_as_string(hide_password=True)}")

@@ -48,8 +48,8 @@ class DatabaseStatus:
         with self._lock:
             if self.down_since is None:
                 self.down_since = time.time()
-                logger.error("the mlops database is unreachable: %s", _first_line(exc))
-            self.last_error = _first_line(exc)
+                logger.error("the mlops database is unreachable: %s", first_line(exc))
+            self.last_error = first_line(exc)
 
     def ok(self) -> None:
         if self.down_since is not None:
@@ -74,7 +74,8 @@ class DatabaseStatus:
         return True
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The driver's one-line reason (no SQL, no traceback)."""
     message = str(getattr(exc, "orig", None) or exc).strip()
     return (message.splitlines() or [type(exc).__name__])[0][:300]
 
@@ -87,4 +88,4 @@ def status(state: Any) -> DatabaseStatus:
     return found  # type: ignore[no-any-return]
 
 
-__all__ = ["DatabaseStatus", "is_unavailable", "status"]
+__all__ = ["DatabaseStatus", "first_line", "is_unavailable", "status"]
