@@ -406,21 +406,28 @@ def group_indices(keys: Any) -> dict[str, np.ndarray]:
     return out
 
 
+Realised = ClassificationMetrics | MulticlassMetrics | RegressionMetrics
+
+
+def realised_metrics(task: str, y_true: Any, y_pred: Any, probability: Any = None, *, positive: Any = 1) -> Realised:
+    """The task's realised metrics on labelled predictions: regression, multiclass, else binary."""
+    if task == "regression":
+        return regression_metrics(y_true, y_pred)
+    if task == "multiclass":
+        return multiclass_metrics(y_true, y_pred)
+    return classification_metrics(y_true, y_pred, probability, positive=positive)
+
+
 def metrics_by_group(
     keys: Any, y_true: Any, y_pred: Any, probability: Any = None, *, task: str = "classification", positive: Any = 1
-) -> Mapping[str, ClassificationMetrics | MulticlassMetrics | RegressionMetrics]:
+) -> Mapping[str, Realised]:
     """Realised metrics per model version or variant."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     proba = None if probability is None else np.asarray(probability, dtype=float)
-    out: dict[str, ClassificationMetrics | MulticlassMetrics | RegressionMetrics] = {}
-    for key, idx in group_indices(keys).items():
-        if task == "regression":
-            out[key] = regression_metrics(y_true[idx], y_pred[idx])
-        elif task == "multiclass":
-            out[key] = multiclass_metrics(y_true[idx], y_pred[idx])
-        else:
-            out[key] = classification_metrics(y_true[idx], y_pred[idx], None if proba is None else proba[idx], positive=positive)
-    return out
+    return {
+        key: realised_metrics(task, y_true[idx], y_pred[idx], None if proba is None else proba[idx], positive=positive)
+        for key, idx in group_indices(keys).items()
+    }
 
 
 __all__ = [
@@ -438,6 +445,7 @@ __all__ = [
     "metrics_by_group",
     "multiclass_metrics",
     "operational_metrics",
+    "realised_metrics",
     "regression_metrics",
     "roc_auc",
     "rolling_mean",

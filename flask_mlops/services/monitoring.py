@@ -35,13 +35,11 @@ from ..monitoring.performance import (
     OperationalMetrics,
     _positive,
     baseline_rows,
-    classification_metrics,
     decay,
     estimate_performance,
     metrics_by_group,
-    multiclass_metrics,
     operational_metrics,
-    regression_metrics,
+    realised_metrics,
     rolling_mean,
 )
 from ..monitoring.profile import build_profile, to_float_array
@@ -255,13 +253,21 @@ def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[
     return dict(info.metrics or {}), info.threshold
 
 
-def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = None) -> dict[str, Any]:
-    """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates."""
+def performance(
+    state: MLOpsState, window: WindowSpec, *, win: Window | None = None, min_labels: int = MIN_LABELS_FOR_DECAY, estimate: bool = True
+) -> dict[str, Any]:
+    """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates.
+
+    The one performance computation for a window: the API, the CLI, the dashboard (through
+    `services/timeline.py`) and the retraining decay trigger all read it. Decay is judged from
+    `min_labels` labelled predictions (the trigger passes its own minimum); `estimate=False`
+    skips CBPE, which reads the log. A labelled request that failed has no prediction to score.
+    """
     spec = resolve_model(state, window.model)
     version = _reference_version(state, spec, window)
     with state.session() as session:
         rows = labelled(session, spec.name, version=window.version, since=window.since, until=window.until, last=window.last)
-        data = [(r.label, r.prediction, r.probability, r.model_version, r.variant) for r in rows]
+        data = [(r.label, r.prediction, r.probability, r.model_version, r.variant) for r in rows if r.prediction is not None]
     labels = np.asarray([d[0] for d in data], dtype=object)
     preds = np.asarray([d[1] for d in data], dtype=object)
     proba = np.asarray([np.nan if d[2] is None else d[2] for d in data], dtype=float)
@@ -269,47 +275,32 @@ def performance(state: MLOpsState, window: WindowSpec, *, win: Window | None = N
     variants = [d[4] for d in data]
     baseline_metrics, threshold = _baseline(state, spec, version)
     task = version_task(state, spec.name, version) if version is not None else task_for(spec.task, spec.classes)
-    out: dict[str, Any] = {"model": spec.name, "window": window.to_dict(), "reference_version": version, "task": task.kind}
-    if task.kind == "multiclass":
-        realised_m = multiclass_metrics(labels, preds)
-        out.update(realised_m.to_dict())
-        out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, labels, preds, task="multiclass").items()}
-        out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, labels, preds, task="multiclass").items()}
-        correct = np.asarray([_same_class(a, b) for a, b in zip(labels.tolist(), preds.tolist(), strict=True)], dtype=float)
+    kind, positive = task.kind, spec.positive_label
+    if kind == "regression":
+        labels, preds = _floats(labels), _floats(preds)
+    probability = proba if kind not in ("multiclass", "regression") and bool(np.isfinite(proba).any()) else None
+    out: dict[str, Any] = {"model": spec.name, "window": window.to_dict(), "reference_version": version, "task": kind}
+    realised = realised_metrics(kind, labels, preds, probability, positive=positive)
+    out.update(realised.to_dict())
+    out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, labels, preds, probability, task=kind, positive=positive).items()}
+    out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, labels, preds, probability, task=kind, positive=positive).items()}
+    if kind != "regression":
+        if kind == "multiclass":
+            correct = np.asarray([_same_class(a, b) for a, b in zip(labels.tolist(), preds.tolist(), strict=True)], dtype=float)
+        else:
+            correct = classification_correct(labels, preds, positive)
         rolling = rolling_mean(correct, ROLLING_WINDOW)
         out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
-        result = decay(
-            task.decay_metric, realised_m.accuracy, _metric(baseline_metrics, task.decay_metric), state.config.decay_thresholds,
-            n_current=realised_m.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
-        )
-        out["estimated"] = None  # CBPE needs calibrated probabilities: binary models trained here only
-    elif task.kind == "regression":
-        realised = regression_metrics(_floats(labels), _floats(preds))
-        out.update(realised.to_dict())
-        out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, _floats(labels), _floats(preds), task="regression").items()}
-        out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, _floats(labels), _floats(preds), task="regression").items()}
-        result = decay(
-            "mae", realised.mae, _metric(baseline_metrics, "mae"), state.config.decay_thresholds,
-            n_current=realised.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
-        )
-    else:
-        positive = spec.positive_label
-        has_proba = bool(np.isfinite(proba).any())
-        realised_c = classification_metrics(labels, preds, proba if has_proba else None, positive=positive)
-        out.update(realised_c.to_dict())
-        out["by_version"] = {k: v.to_dict() for k, v in metrics_by_group(versions, labels, preds, proba if has_proba else None, positive=positive).items()}
-        out["by_variant"] = {k: v.to_dict() for k, v in metrics_by_group(variants, labels, preds, proba if has_proba else None, positive=positive).items()}
-        correct = classification_correct(labels, preds, positive)
-        rolling = rolling_mean(correct, ROLLING_WINDOW)
-        out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
-        result = decay(
-            task.decay_metric, realised_c.accuracy, _metric(baseline_metrics, task.decay_metric), state.config.decay_thresholds,
-            n_current=realised_c.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
-        )
-        out["estimated"] = estimated(state, spec, window, threshold, win=win) if task.cbpe else None
-    if len(data) < MIN_LABELS_FOR_DECAY:
+        # CBPE needs calibrated probabilities: binary models trained here only
+        out["estimated"] = estimated(state, spec, window, threshold, win=win) if task.cbpe and estimate and kind != "multiclass" else None
+    current = getattr(realised, task.decay_metric, None)
+    result = decay(
+        task.decay_metric, current, _metric(baseline_metrics, task.decay_metric), state.config.decay_thresholds,
+        n_current=realised.n_labelled, n_baseline=baseline_rows(baseline_metrics), alpha=state.config.decay_alpha,
+    )
+    if len(data) < min_labels:
         result = Decay(result.metric, result.baseline, result.current, None, "ok")
-        out["decay_note"] = f"{len(data)} labelled predictions; decay is judged from {MIN_LABELS_FOR_DECAY}"
+        out["decay_note"] = f"{len(data)} labelled predictions; decay is judged from {min_labels}"
     out["baseline"] = {k: v for k, v in baseline_metrics.items() if isinstance(v, (int, float))}
     out["decay"] = result.to_dict()
     return out

@@ -3,7 +3,8 @@
 Triggers register themselves in `TRIGGERS` and each answers its value and threshold, so
 `GET /retrain/check` can say why retraining is (not) due:
 - `drift`: the largest feature PSI of the recent window vs the critical PSI level;
-- `decay`: relative accuracy drop of labelled predictions vs the version's holdout accuracy;
+- `decay`: relative drop of the task's metric on labelled predictions vs the version's holdout
+  (monitoring's `performance`, the same figures as `GET /api/monitoring/performance`);
 - `new_labels`: labels received since the last training vs `MLOPS_RETRAIN_MIN_NEW_LABELS`;
 - `schedule`: a `MLOPS_RETRAIN_CRON` tick has passed since the last training;
 - `manual`: asked for explicitly (API trigger, `flask mlops retrain --force`).
@@ -33,8 +34,6 @@ from sqlalchemy import select
 
 from ..errors import ConflictError, MLOpsError, NotFoundError, UnprocessableError
 from ..jsonable import jsonable
-from ..monitoring.performance import baseline_rows, classification_metrics, decay, multiclass_metrics, regression_metrics
-from ..monitoring.profile import to_float_array
 from ..store import retraining as runs
 from ..store.feedback import count_since, labelled
 from ..store.models import ModelVersion
@@ -42,9 +41,9 @@ from ..store.predictions import read_records
 from ..tasks import infer_kind
 from . import lifecycle
 from .catalog import model_names, model_spec
-from .monitoring import WindowSpec, drift
+from .monitoring import WindowSpec, drift, performance
 from .prometheus import record_retrain
-from .registry import alias_version, get_version
+from .registry import alias_version
 
 if TYPE_CHECKING:
     from .state import MLOpsState
@@ -143,41 +142,28 @@ def _labels(kind: str, values: list[Any], positive: Any) -> np.ndarray:
 
 @trigger("decay")
 def _decay(state: MLOpsState, ctx: _Context) -> TriggerResult:
+    """Monitoring's decay of production's labelled predictions, judged by the trigger's own rules:
+    its label minimum (`MLOPS_DRIFT_MIN_SAMPLES`) and limit (`MLOPS_RETRAIN_DECAY_THRESHOLD`), past sampling error."""
     limit = state.config.retrain_decay_threshold
     if ctx.production is None:
         return TriggerResult("decay", False, None, limit, "no production version", available=False)
-    task = lifecycle.version_task(state, ctx.name, ctx.production)
-    metric = task.decay_metric
-    recorded = get_version(state, ctx.name, ctx.production).metrics or {}
-    baseline = recorded.get(metric)
-    if not isinstance(baseline, (int, float)):
-        return TriggerResult("decay", False, None, limit, f"the production version has no recorded holdout {metric}", available=False)
-    with state.session() as session:
-        rows = labelled(session, ctx.name, version=str(ctx.production), since=ctx.now - DECAY_WINDOW, until=ctx.now)
-        pairs = [(r.label, r.prediction) for r in rows if r.prediction is not None]
     minimum = state.config.drift_min_samples
-    if len(pairs) < minimum:
-        return TriggerResult("decay", False, None, limit, f"{len(pairs)} labelled predictions; {minimum} needed (MLOPS_DRIFT_MIN_SAMPLES)")
-    current = realised(task.kind, [p[0] for p in pairs], [p[1] for p in pairs], positive=model_spec(state, ctx.name).positive_label)[metric]
-    result = decay(metric, current, float(baseline), n_current=len(pairs), n_baseline=baseline_rows(recorded), alpha=state.config.decay_alpha)
-    drop = result.relative_drop
+    window = WindowSpec(ctx.name, version=str(ctx.production), since=ctx.now - DECAY_WINDOW, until=ctx.now)
+    perf = performance(state, window, min_labels=minimum, estimate=False)  # the one performance computation
+    result, n = perf["decay"], int(perf["n_labelled"])
+    metric, baseline, current = result["metric"], result["baseline"], result["current"]
+    if baseline is None:
+        return TriggerResult("decay", False, None, limit, f"the production version has no recorded holdout {metric}", available=False)
+    if n < minimum:
+        return TriggerResult("decay", False, None, limit, f"{n} labelled predictions; {minimum} needed (MLOPS_DRIFT_MIN_SAMPLES)")
+    drop, mdd = result["relative_drop"], result["min_detectable_drop"]
     # noise alone must not retrain: the drop must also be past what sampling error explains
-    mdd = result.min_detectable_drop
     fired = drop is not None and drop > limit and (mdd is None or drop > mdd)
     return TriggerResult(
         "decay", fired, None if drop is None else round(drop, 4), limit,
-        f"{metric} {current:.4g} on {len(pairs)} labelled vs holdout {float(baseline):.4g}"
+        f"{metric} {current:.4g} on {n} labelled vs holdout {baseline:.4g}"
         + ("" if mdd is None else f" (drops under {mdd:.1%} are within sampling error)"),
     )
-
-
-def realised(kind: str, labels: list[Any], predictions: list[Any], *, positive: Any = 1) -> dict[str, Any]:
-    """The task's realised metrics on labelled predictions (accuracy ...; mae, rmse ...)."""
-    if kind == "regression":
-        return regression_metrics(to_float_array(np.asarray(labels, dtype=object)), to_float_array(np.asarray(predictions, dtype=object))).to_dict()
-    if kind == "multiclass":
-        return multiclass_metrics(labels, predictions).to_dict()
-    return classification_metrics(labels, predictions, positive=positive).to_dict()
 
 
 @trigger("new_labels")
