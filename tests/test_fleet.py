@@ -135,11 +135,18 @@ def test_two_gunicorn_hosts_health_shows_the_one_that_cannot_load_a_promotion(
     corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"tampered on host b")
     set_alias(get_state(admin), "diabetes", "production", v2)
-    health = wait_for(lambda: (h := requests.get(f"{a.url}/mlops/api/health", timeout=5).json())["status"] == "degraded" and h,
-                      30, "host a's health to see host b")  # idle workers follow promotions too (reload loop from post_worker_init)
-    assert health["fleet"]["hosts"] == [socket.gethostname()] and health["models"] == {"diabetes": {"production_version": v2}}
-    fleet_view = requests.get(f"{a.url}/mlops/api/fleet", headers=READ_AUTH, timeout=5).json()
-    assert {p["pid"] for p in fleet_view["problems"]} == set(b.worker_pids())
-    assert all(p["version"] == 1 and p["production"] == v2 and "sha256" in p["last_error"] for p in fleet_view["problems"])
-    served = {m["pid"]: m["version"] for m in fleet_view["members"] if m["live"]}
-    assert all(served[pid] == v2 for pid in a.worker_pids())
+    wait_for(lambda: requests.get(f"{a.url}/mlops/api/health", timeout=5).json()["status"] == "degraded",
+             30, "host a's health to see host b")  # idle workers follow promotions too (reload loop from post_worker_init)
+    stuck, fine = set(b.worker_pids()), set(a.worker_pids())
+
+    def settled() -> dict[str, Any] | None:  # every worker reports within its reload interval
+        view = requests.get(f"{a.url}/mlops/api/fleet", headers=READ_AUTH, timeout=5).json()
+        on_v2 = {m["pid"] for m in view["members"] if m["live"] and m["version"] == v2}
+        return view if {p["pid"] for p in view["problems"]} == stuck and fine <= on_v2 else None
+
+    fleet_view = wait_for(settled, 20, "host b's workers stuck on v1, host a's on v2")
+    assert all(p["version"] == 1 and p["production"] == v2 for p in fleet_view["problems"]), fleet_view["problems"]
+    assert all("sha256" in (p["last_error"] or "") for p in fleet_view["problems"]), fleet_view["problems"]
+    health = requests.get(f"{a.url}/mlops/api/health", timeout=5).json()  # any worker of host a answers the same now
+    assert health["status"] == "degraded" and health["fleet"]["hosts"] == [socket.gethostname()]
+    assert health["models"] == {"diabetes": {"production_version": v2}}
