@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
@@ -49,6 +50,17 @@ def test_reports_replace_a_workers_rows_and_expire_on_the_database_clock(engine:
     assert store.members(engine)[0] == []
 
 
+def _copy_version(src: Path, dest: Path, version: int) -> None:
+    (dest / "diabetes" / str(version)).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "diabetes" / str(version) / "model.joblib", dest / "diabetes" / str(version) / "model.joblib")
+
+
+def _cut_off_host(instance: Path, cache: Path) -> dict[str, str]:
+    """Another host: its own model cache (holding v1) and no way to reach the artifact store (a dead MLflow server)."""
+    _copy_version(instance / "mlops_models", cache, 1)
+    return {"MLOPS_MODEL_CACHE_DIR": str(cache), "MLOPS_TRACKING_URI": "http://127.0.0.1:9"}
+
+
 def _worker(instance: Path, tmp_path: Path, name: str, **extra: Any) -> Flask:
     return build_app(instance, base_config(tmp_path / name, **extra), name=name)
 
@@ -61,7 +73,8 @@ def test_health_names_the_host_that_cannot_load_production(served_instance: Path
         conn.execute(store.FleetMember.__table__.delete())
     assert sa.models.report(force=True)
     monkeypatch.setattr(fleet.socket, "gethostname", lambda: "host-b")
-    b = _worker(served_instance, tmp_path, "b", MLOPS_MODEL_CACHE_DIR=str(tmp_path / "b-cache"))  # another host's disk
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    b = _worker(served_instance, tmp_path, "b", **_cut_off_host(served_instance, tmp_path / "b-cache"))
     sb = get_state(b)
     sb.models.refresh()
     body = a.test_client().get("/mlops/api/fleet", headers=READ_AUTH).get_json()
@@ -69,26 +82,23 @@ def test_health_names_the_host_that_cannot_load_production(served_instance: Path
     assert sorted((m["host"], m["version"], m["state"]) for m in body["members"]) == [("host-a", 1, "ok"), ("host-b", 1, "ok")]
     assert a.test_client().get("/mlops/api/fleet").status_code == 401
 
-    # v2 is promoted from host a; host b's copy of it is corrupt, so b keeps serving v1
+    # v2 is promoted from host a; host b cannot reach the artifact store, so it keeps serving v1
     mlops = a.extensions["test_mlops"]
     info = mlops.register("diabetes", quick_model(seed=1), app=a, reference=diabetes_frame()[FEATURE_NAMES], threshold=0.5)
     set_alias(sa, "diabetes", "production", info.version)  # straight to production (no gates: this is about serving it)
-    bad = tmp_path / "b-cache" / "diabetes" / "2" / "model.joblib"
-    bad.parent.mkdir(parents=True)
-    bad.write_bytes(b"not the registered artifact")
     sb.models.refresh()
     assert sb.models.production_versions() == {"diabetes": 1}
     status = fleet.fleet_status(sa)
     assert status.status == "degraded" and status.hosts == ["host-b"]
     (problem,) = status.problems
-    assert (problem["model"], problem["version"], problem["production"]) == ("diabetes", 1, 2) and "sha256" in problem["last_error"]
+    assert (problem["model"], problem["version"], problem["production"]) == ("diabetes", 1, 2) and problem["last_error"]
     health = b.test_client().get("/mlops/api/health").get_json()  # public, no token
     assert health["status"] == "degraded" and health["fleet"]["hosts"] == ["host-b"]
     assert health["fleet"]["problems"] == [{"host": "host-b", "model": "diabetes", "version": 1, "production": 2}]
     page = a.test_client().get("/mlops/models", headers=READ_AUTH)
     assert page.status_code == 200 and b'data-state="cannot_load"' in page.data and b"host-b" in page.data
 
-    bad.unlink()  # fixed: b fetches the registered artifact and serves v2
+    _copy_version(served_instance / "mlops_models", tmp_path / "b-cache", 2)  # fixed: the file reaches b's disk, sha256-checked
     sb.models.refresh()
     sa.extras.pop("fleet_health", None)
     assert fleet.fleet_status(sa).status == "ok"
@@ -120,20 +130,17 @@ def test_reporting_never_breaks_serving_when_the_database_is_away(caplog: pytest
 def test_two_gunicorn_hosts_health_shows_the_one_that_cannot_load_a_promotion(
     gunicorn_factory: Any, served_instance: Path, tmp_path: Path
 ) -> None:
-    """Two real gunicorn "hosts" on one database; host b's copy of the promoted version is corrupt."""
+    """Two real gunicorn "hosts" on one database; host b cannot reach the artifact store."""
     import requests
 
     from .ops_helpers import wait_for
 
-    bad_cache = tmp_path / "host-b-cache"
     env = {"MLOPS_RELOAD_INTERVAL": "1"}
     a = gunicorn_factory(served_instance, workers=2, env=env)
-    b = gunicorn_factory(served_instance, workers=2, env={**env, "MLOPS_MODEL_CACHE_DIR": str(bad_cache)})
+    cut_off = {**_cut_off_host(served_instance, tmp_path / "host-b-cache"), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    b = gunicorn_factory(served_instance, workers=2, env={**env, **cut_off})
     admin = build_app(served_instance, base_config(tmp_path / "admin"))
     v2 = admin.extensions["test_mlops"].register("diabetes", quick_model(seed=3), app=admin, threshold=0.5).version
-    corrupt = bad_cache / "diabetes" / str(v2) / "model.joblib"
-    corrupt.parent.mkdir(parents=True)
-    corrupt.write_bytes(b"tampered on host b")
     set_alias(get_state(admin), "diabetes", "production", v2)
     wait_for(lambda: requests.get(f"{a.url}/mlops/api/health", timeout=5).json()["status"] == "degraded",
              30, "host a's health to see host b")  # idle workers follow promotions too (reload loop from post_worker_init)
@@ -146,7 +153,7 @@ def test_two_gunicorn_hosts_health_shows_the_one_that_cannot_load_a_promotion(
 
     fleet_view = wait_for(settled, 20, "host b's workers stuck on v1, host a's on v2")
     assert all(p["version"] == 1 and p["production"] == v2 for p in fleet_view["problems"]), fleet_view["problems"]
-    assert all("sha256" in (p["last_error"] or "") for p in fleet_view["problems"]), fleet_view["problems"]
+    assert all(p["last_error"] for p in fleet_view["problems"]), fleet_view["problems"]
     health = requests.get(f"{a.url}/mlops/api/health", timeout=5).json()  # any worker of host a answers the same now
     assert health["status"] == "degraded" and health["fleet"]["hosts"] == [socket.gethostname()]
     assert health["models"] == {"diabetes": {"production_version": v2}}
