@@ -141,7 +141,9 @@ def test_promote_makes_the_treatment_production(ab_app: Flask) -> None:
 
 
 STAGES = [{"share": 0.3, "min_duration_s": 0, "min_samples": 20}, {"share": 0.6, "min_duration_s": 0, "min_samples": 20}, {"share": 1.0}]
-GUARDS = {"min_requests": 20, "min_labelled": 20}
+# in-process latency on a busy 2-core machine is noise, not harm: this test judges advancing, not
+# latency (the latency guardrail has its own tests in test_ab_rollout.py)
+GUARDS = {"min_requests": 20, "min_labelled": 20, "p95_floor_ms": 250.0}
 
 
 def _traffic(client: Any, n: int, seed: int) -> None:
