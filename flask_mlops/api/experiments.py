@@ -8,13 +8,16 @@ from typing import Any, Literal
 from flask import jsonify
 from pydantic import ConfigDict, Field
 
+from ..ab.guardrails import GuardrailCheck
+from ..ab.rollout import Decision, Stage
+from ..ab.stats import Verdict
 from ..errors import ValidationError
 from ..services import experiments as service
 from ..services.auth import audit_actor, reason_with_note
 from ..services.catalog import model_names
 from ..services.state import get_state
 from .blueprint import route
-from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, model_of
 
 TAGS = ("experiments",)
 
@@ -115,18 +118,18 @@ class VariantOut(APIModel):
     outcome_var: float | None = None
 
 
-class GuardrailCheckOut(APIModel):
-    name: str
-    ok: bool | None = Field(description="null while there is too little data to judge.")
-    control: float | None
-    treatment: float | None
-    limit: float | None
-    message: str
+#: derived from `ab.guardrails.GuardrailCheck` (NaN is null in JSON)
+GuardrailCheckOut = model_of(
+    GuardrailCheck,
+    name="GuardrailCheckOut",
+    descriptions={"ok": "null while there is too little data to judge."},
+    control=(float | None, ...),
+    treatment=(float | None, ...),
+    limit=(float | None, ...),
+)
 
-
-class VerdictOut(APIModel):
-    action: Literal["continue", "promote_treatment", "keep_control", "stop_guardrail"]
-    reasons: list[str]
+#: derived from `ab.stats.Verdict`
+VerdictOut = model_of(Verdict, name="VerdictOut", action=(Literal["continue", "promote_treatment", "keep_control", "stop_guardrail"], ...))
 
 
 class ResultsOut(APIModel):
@@ -141,14 +144,12 @@ class ResultsOut(APIModel):
     outcome_welch: dict[str, Any] | None = Field(default=None, description="Welch's t-test of the mean outcome (regression's absolute error).")
     latency_welch: dict[str, Any]
     srm: dict[str, Any]
-    guardrails: list[GuardrailCheckOut]
-    verdict: VerdictOut
+    guardrails: list[GuardrailCheckOut]  # type: ignore[valid-type]
+    verdict: VerdictOut  # type: ignore[valid-type]
 
 
-class StageOut(APIModel):
-    share: float
-    min_duration_s: float
-    min_samples: int
+#: derived from `ab.rollout.Stage` (every field is always present in answers)
+StageOut = model_of(Stage, name="StageOut", min_duration_s=(float, ...), min_samples=(int, ...))
 
 
 class RolloutOut(APIModel):
@@ -157,7 +158,7 @@ class RolloutOut(APIModel):
     model: str
     status: str
     stage: int = Field(ge=0, description="Index of the current stage in `stages`.")
-    stages: list[StageOut]
+    stages: list[StageOut]  # type: ignore[valid-type]
     share: float
     control_version: Id
     treatment_version: Id
@@ -173,17 +174,18 @@ class RolloutList(APIModel):
     rollouts: list[RolloutOut]
 
 
-class DecisionOut(APIModel):
-    rollout_id: Id
-    action: Literal["advance", "hold", "rollback", "complete"]
-    new_share: float
-    stage: int
-    reasons: list[str]
-    checks: list[GuardrailCheckOut]
+#: derived from `ab.rollout.Decision`, with the rollout it was taken for
+DecisionOut = model_of(
+    Decision,
+    name="DecisionOut",
+    rollout_id=(Id, ...),
+    action=(Literal["advance", "hold", "rollback", "complete"], ...),
+    checks=(list[GuardrailCheckOut], ...),  # type: ignore[valid-type]
+)
 
 
 class DecisionList(APIModel):
-    decisions: list[DecisionOut]
+    decisions: list[DecisionOut]  # type: ignore[valid-type]
 
 
 CONFLICT = {409: ErrorBody}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import jsonify
 from pydantic import Field
 
 from ..services.scheduler import get_job, overview
@@ -37,7 +36,7 @@ class JobRunOut(APIModel):
 
 class ScheduleOut(APIModel):
     key: str = Field(description="The config key that sets it (MLOPS_..._CRON or MLOPS_..._INTERVAL_S).")
-    value: str | float | None
+    value: str | int | float | None
 
 
 class JobOut(APIModel):
@@ -73,7 +72,8 @@ def list_jobs(query: JobsQuery) -> Any:
         get_job(query.job)  # 404 listing the registered jobs
     runs = leases.list_runs(state.engine, job=query.job, limit=query.limit + 1, before_id=id_cursor(query.cursor))
     page, more = runs[: query.limit], len(runs) > query.limit
-    return jsonify(
+    # the answer is the model (one definition of it: JobsOut), rendered by @route
+    return JobsOut.model_validate(
         {
             **overview(state),
             "runs": [r.to_dict() for r in page],

@@ -15,6 +15,7 @@ from flask import Response, jsonify, url_for
 from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
+from ..monitoring.drift import LEGACY_KEYS, DriftReport, FeatureDrift
 from ..monitoring.health import Component, Health
 from ..monitoring.html import STYLESHEET, render_drift_html
 from ..monitoring.performance import Decay, OperationalMetrics
@@ -107,20 +108,34 @@ class PredictionRecord(APIModel):
     assignment: Literal["hash", "random"] | None = Field(default=None, description="Only during an experiment.")
 
 
-class DriftOut(APIModel):
-    """A drift report: per feature and for the prediction, against the reference profile."""
+_LEGACY_FIELDS: dict[str, Any] = {key: (float | None, None) for key in LEGACY_KEYS}  # psi, ks_pvalue, ... (FeatureDrift.stat)
 
-    status: str = Field(description="ok, insufficient_data, ...")
-    level: str | None
-    window: dict[str, Any]
-    features: dict[str, dict[str, Any]]
-    prediction: dict[str, Any] | None
-    n_features: int
-    n_drifted: int
-    drifted_features: list[str]
-    share_drifted: float | None
-    message: str | None
-    computed_ms: float
+#: one feature's verdict: `FeatureDrift`'s fields, its legacy per-statistic values and `drifted`
+FeatureDriftOut = model_of(
+    FeatureDrift,
+    name="FeatureDriftOut",
+    missing_rate=(float | None, ...),
+    reference_missing_rate=(float | None, ...),
+    out_of_range_rate=(float | None, ...),
+    tests=(dict[str, dict[str, Any]], Field(description="Every stat test run on the feature, by registered name.")),
+    drifted=(bool, ...),
+    **_LEGACY_FIELDS,
+)
+
+#: a drift report (`DriftReport.to_dict`): per feature and for the prediction, against the reference profile
+DriftOut = model_of(
+    DriftReport,
+    name="DriftOut",
+    doc="A drift report: per feature and for the prediction, against the reference profile.",
+    exclude=("n_rows",),  # the JSON carries it as window.n
+    descriptions={"status": "ok, insufficient_data, ..."},
+    features=(dict[str, FeatureDriftOut], ...),  # type: ignore[valid-type]
+    prediction=(FeatureDriftOut | None, ...),  # type: ignore[valid-type]
+    n_features=(int, ...),
+    n_drifted=(int, ...),
+    drifted_features=(list[str], ...),
+    share_drifted=(float | None, ...),
+)
 
 
 class NoReferenceOut(APIModel):
@@ -197,7 +212,7 @@ class ReportOut(APIModel):
     model: str
     window: WindowOut
     health: HealthReport  # type: ignore[valid-type]
-    drift: DriftOut | NoReferenceOut
+    drift: DriftOut | NoReferenceOut  # type: ignore[valid-type]
     performance: PerformanceOut
     operations: OperationsOut  # type: ignore[valid-type]
 

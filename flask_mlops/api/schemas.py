@@ -32,18 +32,27 @@ class APIModel(BaseModel):
 
 
 def model_of(
-    source: type, *, name: str, doc: str | None = None, descriptions: dict[str, str] | None = None, **fields: Any
+    source: type,
+    *,
+    name: str,
+    doc: str | None = None,
+    descriptions: dict[str, str] | None = None,
+    exclude: tuple[str, ...] = (),
+    **fields: Any,
 ) -> type[APIModel]:
     """The response model of a dataclass the services return: its fields and types, declared once.
 
     `fields` adds or overrides fields (`name=(type, default or Field(...))`), for what the
     endpoint adds around the dataclass (e.g. `skipped_lines`) or a JSON type that differs from
-    the Python one; `descriptions` documents fields by name. A field added to the dataclass
+    the Python one; `exclude` names dataclass fields the JSON leaves out (or nests elsewhere);
+    `descriptions` documents fields by name. A field added to the dataclass
     appears in the OpenAPI document and is checked by the fuzz test with no edit here.
     """
     hints = typing.get_type_hints(source)
     definitions: dict[str, Any] = {}
     for f in dataclasses.fields(source):
+        if f.name in exclude:
+            continue
         description = (descriptions or {}).get(f.name)
         if f.default is not dataclasses.MISSING:
             default: Any = Field(default=f.default, description=description)
