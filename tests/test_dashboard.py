@@ -73,3 +73,12 @@ def test_dashboard_promotion_goes_through_the_gates(served_app: Flask) -> None:
         assert production == 1  # refused: production untouched
     else:
         pytest.fail(f"a version far worse than production was promoted from the dashboard: {r.headers['Location']}")
+
+
+def test_the_jobs_page_badges_a_run_by_its_status(served_app: Flask) -> None:
+    """A succeeded run is green, a failed one red (the badge once compared against 'ok', a status no run has)."""
+    runner = served_app.test_cli_runner()
+    assert runner.invoke(args=["mlops", "jobs", "run", "log_retention"]).exit_code == 0
+    html = served_app.test_client().get("/mlops/jobs", headers=AUTH).get_data(as_text=True)
+    assert '<span class="badge healthy">succeeded</span>' in html
+    assert '<span class="badge warning">succeeded</span>' not in html
