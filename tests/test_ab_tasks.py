@@ -16,9 +16,11 @@ from sklearn.linear_model import Ridge
 
 from flask_mlops import MLOps, get_state
 from flask_mlops.services import lifecycle
+from flask_mlops.services.registry import get_version
 from flask_mlops.services.serving import cache_path
 from flask_mlops.store.experiments import Experiment
 from tests.conftest import AUTH, READ_AUTH, SAMPLE_ROW, base_config, build_app, quick_model
+from tests.test_serving import registry_copy
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +97,15 @@ def test_only_servable_versions_can_be_treatments(ab_app: Flask) -> None:
     assert archived.json["error"]["details"]["field"] == "treatment_version"
     assert _start(client, treatment_version=99).status_code == 404
     state = get_state(ab_app)
-    cache_path(state, "diabetes", 4).write_bytes(b"tampered")
+    # tampered in the cache AND in the registry: a bad cached copy alone is fetched again (test_serving)
+    run_id = get_version(state, "diabetes", 4).run_id
+    assert run_id is not None
+    for copy in (cache_path(state, "diabetes", 4), registry_copy(ab_app, run_id)):
+        copy.write_bytes(b"tampered")
     broken = _start(client, treatment_version=4)
-    assert broken.status_code == 409 and "cannot be loaded" in broken.json["error"]["message"]
+    assert broken.status_code == 422 and "cannot be loaded" in broken.json["error"]["message"]
     promote = client.post("/mlops/api/models/diabetes/promote", json={"version": 4}, headers=AUTH)
-    assert promote.status_code == 409 and "cannot be loaded" in promote.json["error"]["message"]
+    assert promote.status_code == 422 and "cannot be loaded" in promote.json["error"]["message"]
     # a version serving in a running experiment cannot be archived under it
     running = _start(client, treatment_version=2)
     assert running.status_code == 201
