@@ -322,11 +322,10 @@ def test_swapped_artifact_is_never_loaded_and_registry_gone(
                          for _ in range(10)), 30, "both workers on v2")
     served = fire(server.port, 100, threads=4, deadline_s=60)
     assert served.statuses == {200: 100}
-    cached_v2 = instance / "mlops_models" / "diabetes" / str(v2.version) / "model.joblib"
-    assert cached_v2.read_bytes() == evil.read_bytes()  # the hook did swap it (after each check) ...
-    assert not marker.exists()  # ... and the swapped, unverified file was never unpickled
-    # the worker that found the swapped copy removed it and fetched v2 again from the registry
+    # the hook swapped the file after each check: the worker that found the swapped copy removed it and
+    # fetched v2 again from the registry (the file itself may be mid-re-fetch by now, so the log is the proof) ...
     assert "fails its check" in server.output.read_text(errors="replace")
+    assert not marker.exists()  # ... and the swapped, unverified file was never unpickled
 
     # the MLflow store gone, v3 not in the cache: refused by name, production keeps serving
     shutil.rmtree(instance / "mlartifacts")
