@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -154,6 +155,13 @@ def test_two_gunicorn_hosts_health_shows_the_one_that_cannot_load_a_promotion(
     fleet_view = wait_for(settled, 20, "host b's workers stuck on v1, host a's on v2")
     assert all(p["version"] == 1 and p["production"] == v2 for p in fleet_view["problems"]), fleet_view["problems"]
     assert all(p["last_error"] for p in fleet_view["problems"]), fleet_view["problems"]
-    health = requests.get(f"{a.url}/mlops/api/health", timeout=5).json()  # any worker of host a answers the same now
-    assert health["status"] == "degraded" and health["fleet"]["hosts"] == [socket.gethostname()]
+    def degraded() -> dict[str, Any] | None:  # each worker caches its fleet view for up to 5 s
+        body: dict[str, Any] = requests.get(f"{a.url}/mlops/api/health", timeout=5).json()
+        return body if body["status"] == "degraded" else None
+
+    wait_for(degraded, 15, "a worker of host a to report the fleet problem")
+    time.sleep(5.5)  # past every worker's 5 s fleet cache: from now on any worker of host a answers the same
+    for _ in range(4):
+        health = requests.get(f"{a.url}/mlops/api/health", timeout=5).json()
+        assert health["status"] == "degraded" and health["fleet"]["hosts"] == [socket.gethostname()]
     assert health["models"] == {"diabetes": {"production_version": v2}}
