@@ -7,6 +7,7 @@ else from the view's JSON response (`prediction`, `probability`, `model_version`
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import functools
 import logging
@@ -116,11 +117,9 @@ def write_record(state: MLOpsState, record: dict[str, Any], day: date) -> None:
     """Append one record. Values orjson cannot encode are converted where they can be (numpy
     scalars, str subclasses as keys or values, Decimal); what cannot is logged as null, named in
     the record's `features_error`, and counted (metric + a health reason), never dropped silently."""
-    try:
+    with contextlib.suppress(TypeError, orjson.JSONEncodeError):  # the common case: encodable as it is
         state.log_writer.write(record, day)
         return
-    except (TypeError, orjson.JSONEncodeError):
-        pass
     causes: dict[str, int] = {}
     feats = record.get("features")
     if isinstance(feats, Mapping):
@@ -156,17 +155,13 @@ def _plain_value(value: Any, causes: dict[str, int]) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain_value(v, causes) for v in value]
     if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar (or 0-d array)
-        try:
+        with contextlib.suppress(TypeError, ValueError):  # else: counted as unconvertible below
             return _plain_value(value.item(), causes)
-        except (TypeError, ValueError):
-            pass
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (numbers.Real, decimal.Decimal)):
-        try:
-            return float(value)  # Decimal, Fraction, ...
-        except (TypeError, ValueError, OverflowError):
-            pass
+        with contextlib.suppress(TypeError, ValueError, OverflowError):  # Decimal, Fraction, ...; else counted below
+            return float(value)
     causes[type(value).__name__] = causes.get(type(value).__name__, 0) + 1
     return None
 

@@ -13,6 +13,7 @@ read only then; the database stays the source of truth.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -105,11 +106,9 @@ def write_pointer(cache_dir: str | Path, pointer: Pointer) -> None:
     """Atomically record `pointer` (skipped when it already says the same)."""
     path = pointer_path(cache_dir, pointer.model)
     body = json.dumps(asdict(pointer), sort_keys=True)
-    try:
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # no pointer yet (or unreadable): write it
         if path.read_text(encoding="utf-8") == body:
             return
-    except (OSError, UnicodeDecodeError):
-        pass
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{POINTER}.{os.getpid()}.tmp")
