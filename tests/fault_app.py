@@ -3,7 +3,7 @@
 With MLOPS_TEST_SWAP_WITH (a file) and MLOPS_TEST_SWAP_VERSION set, every time a worker
 has read and checked the cached artifact of that version, and before it unpickles, the
 file on disk is replaced by MLOPS_TEST_SWAP_WITH: the race between the check and the load
-made deterministic. Never imported by the test process itself.
+made deterministic; removing that file ends the swapping. Never imported by the test process itself.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from flask_mlops.store import artifacts
 
 
 def _swap(path: Path) -> None:
-    if path.parent.name == os.environ.get("MLOPS_TEST_SWAP_VERSION"):
-        shutil.copyfile(os.environ["MLOPS_TEST_SWAP_WITH"], path)
+    evil = os.environ["MLOPS_TEST_SWAP_WITH"]
+    if path.parent.name == os.environ.get("MLOPS_TEST_SWAP_VERSION") and os.path.exists(evil):
+        shutil.copyfile(evil, path)
 
 
 if os.environ.get("MLOPS_TEST_SWAP_WITH"):

@@ -17,6 +17,7 @@ report (`record_property`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -325,8 +326,13 @@ def test_swapped_artifact_is_never_loaded_and_registry_gone(
     # promote v2: each worker reads and checks v2, then the hook swaps the file before the load
     promoted = requests.post(f"{server.url}{API}/models/diabetes/promote", json={"version": v2.version, "force": True}, headers=AUTH, timeout=60)
     assert promoted.status_code == 200, promoted.text
-    wait_for(lambda: all(requests.post(f"{server.url}/predict", json=SAMPLE_ROW, timeout=10).headers["X-Model-Version"] == "2"
-                         for _ in range(10)), 30, "both workers on v2")
+    pids = set(server.worker_pids())
+
+    def every_worker_on_v2() -> bool:  # from the fleet table: which worker the kernel hands a request to is its choice
+        members = requests.get(f"{server.url}{API}/fleet", headers=READ_AUTH, timeout=10).json()["members"]
+        return {m["pid"] for m in members if m["live"] and m["version"] == v2.version} >= pids
+
+    wait_for(every_worker_on_v2, 30, "both workers on v2")
     served = fire(server.port, 100, threads=4, deadline_s=60)
     assert served.statuses == {200: 100}
     # the hook swapped the file after each check: the worker that found the swapped copy removed it and
@@ -334,6 +340,11 @@ def test_swapped_artifact_is_never_loaded_and_registry_gone(
     assert "fails its check" in server.output.read_text(errors="replace")
     assert not marker.exists()  # ... and the swapped, unverified file was never unpickled
 
+    # the swapping ends and the genuine v2 goes back into the cache (a worker gunicorn replaces from here on
+    # must find it there: the registry is about to go)
+    evil.unlink()
+    genuine = next(p for p in (instance / "mlartifacts").rglob("*.joblib") if hashlib.sha256(p.read_bytes()).hexdigest() == v2.sha256)
+    shutil.copyfile(genuine, instance / "mlops_models" / "diabetes" / str(v2.version) / "model.joblib")
     # the MLflow store gone, v3 not in the cache: refused by name, production keeps serving
     shutil.rmtree(instance / "mlartifacts")
     (instance / "mlops_models" / "diabetes" / str(v3.version) / "model.joblib").unlink()
