@@ -9,7 +9,7 @@ PORT ?= 8000
 WORKERS ?= 2
 # what `make run` needs (serve + train the example) and what `make test` adds on top
 RUN_EXTRAS := server
-TEST_EXTRAS := dev,torch,server
+TEST_EXTRAS := dev,torch,server,spark
 
 .PHONY: venv venv-run run train demo test test-fast lint bench bench-peers clean actionlint
 

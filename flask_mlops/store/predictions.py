@@ -140,22 +140,34 @@ class ReadStats:
     skipped: int = 0
 
 
-def _days(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
-    folder = log_dir / SUBDIR
-    if not folder.is_dir():
-        return []
-    files = []
-    for path in sorted(folder.glob("*.jsonl")):
+def day_of(path: Path) -> date | None:
+    """The UTC day a log file holds: `<day>.jsonl` (one file per day) or `<day>/<writer>.jsonl`."""
+    for text in (path.stem, path.parent.name):
         try:
-            day = date.fromisoformat(path.stem)
+            return date.fromisoformat(text)
         except ValueError:
             continue
-        if since is not None and day < since.astimezone(timezone.utc).date():
+    return None
+
+
+def log_files(log_dir: str | Path, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
+    """Every log file whose day overlaps [since, until], oldest day first: what all readers union."""
+    folder = Path(log_dir) / SUBDIR
+    if not folder.is_dir():
+        return []
+    lo = since.astimezone(timezone.utc).date() if since is not None else None
+    hi = until.astimezone(timezone.utc).date() if until is not None else None
+    found: list[tuple[date, str, Path]] = []
+    for path in [*folder.glob("*.jsonl"), *folder.glob("*/*.jsonl")]:
+        day = day_of(path)
+        if day is None or (lo is not None and day < lo) or (hi is not None and day > hi):
             continue
-        if until is not None and day > until.astimezone(timezone.utc).date():
-            continue
-        files.append(path)
-    return files
+        found.append((day, str(path), path))
+    return [path for _, _, path in sorted(found)]
+
+
+def _days(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
+    return log_files(log_dir, since, until)
 
 
 def read_records(
