@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from flask_mlops.monitoring.drift import DriftCalculator  # noqa: E402
 from flask_mlops.monitoring.profile import build_profile  # noqa: E402
 from flask_mlops.store.columnar import CodedColumn, ColumnarStats, read_window  # noqa: E402
-from flask_mlops.store.predictions import PredictionLogWriter, format_ts  # noqa: E402
+from flask_mlops.store.predictions import PredictionLogWriter, format_ts, log_files  # noqa: E402
 
 NUMERIC = [f"x{i}" for i in range(10)]
 CATEGORICAL = ["c0", "c1"]
@@ -181,7 +181,7 @@ def main() -> int:
             day = datetime.now(timezone.utc).date() - timedelta(days=2)  # a closed day file
             log_dir = workdir / "logs"
             write_s = write_log(log_dir, cur, day)
-            size = sum(p.stat().st_size for p in (log_dir / "predictions").glob("*.jsonl"))
+            size = sum(p.stat().st_size for p in log_files(log_dir))
             print(f"\n(b) ingestion: wrote {args.rows:,} records ({size / 1e6:.0f} MB) with PredictionLogWriter in {write_s:.1f} s")
             cold_stats = ColumnarStats()
             t0 = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -130,6 +131,16 @@ def _rate_limit(key: str, value: Any) -> str:
     return text
 
 
+def _writer_id(key: str, value: Any) -> str | None:
+    """A name for this host's log files: letters, digits, '.', '_' and '-' only (it is part of a file name)."""
+    text = _str(key, value)
+    if text is None or text == "":
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}", text):
+        raise ConfigError(f"{key} must be 1-100 of A-Z a-z 0-9 . _ - (not starting with '.'), got {value!r}")
+    return text
+
+
 def _prefix(key: str, value: Any) -> str:
     value = _str(key, value) or ""
     if not value.startswith("/") or value.endswith("/") and value != "/":
@@ -194,7 +205,13 @@ class MLOpsConfig:
     device: str = _key("auto", "Training device: auto (CUDA when present), cpu or cuda.", _choice("auto", "cpu", "cuda"))
     # prediction log
     log_sample_rate: float = _key(1.0, "Share of tracked requests written to the log (decided by a hash of the prediction id).", _number(float, 0.0, 1.0))
-    log_retention_days: int = _key(30, "Days of daily JSONL files (and their columnar caches) kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
+    log_writer_id: str | None = _key(
+        None,
+        "Name of this host in its prediction log files (predictions/<day>/<name>-<pid>.jsonl). Default: the host name. "
+        "Set a distinct one per host when hosts share a host name (containers given the same hostname) and a log folder.",
+        _writer_id,
+    )
+    log_retention_days: int = _key(30, "Days of the JSONL prediction log (every writer's files of a day, and their columnar caches) kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
     log_errors: bool = _key(True, "Also log failed (4xx/5xx) tracked requests, with their status and error.", _bool)
     log_on_error: str = _key(
         "serve",

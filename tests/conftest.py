@@ -7,6 +7,7 @@ gets its own copy, so tests stay independent without paying that cost every time
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 READ_AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 from example_app import FEATURES  # noqa: E402
+from flask_mlops.store.predictions import day_of, log_files  # noqa: E402
 
 FEATURE_NAMES = list(FEATURES)
 SAMPLE_ROW = {
@@ -52,6 +55,18 @@ SAMPLE_ROW = {
 
 def diabetes_frame() -> pd.DataFrame:
     return pd.read_csv(DATA)
+
+
+def log_paths(log_dir: Path, day: date | None = None) -> list[Path]:
+    """The prediction log's files (every writer's, either layout), or those of one UTC day."""
+    return [path for path in log_files(log_dir) if day is None or day_of(path) == day]
+
+
+def logged_records(log_dir: Path, day: date | None = None) -> list[dict[str, Any]]:
+    """Every record of the prediction log (or of one UTC day), from every writer's file, in `ts`
+    order: the tests' one way to read the log as it is on disk (each line must parse)."""
+    records = [json.loads(line) for path in log_paths(log_dir, day) for line in path.read_text().splitlines() if line]
+    return sorted(records, key=lambda r: r["ts"])
 
 
 def quick_model(seed: int = 0) -> Any:

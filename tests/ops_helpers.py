@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .conftest import SAMPLE_ROW, Gunicorn
+from .conftest import SAMPLE_ROW, Gunicorn, log_paths
 
 
 class AppGunicorn(Gunicorn):
@@ -100,7 +100,7 @@ def scan_log(log_dir: Path) -> LogScan:
     ids: Counter[str] = Counter()
     torn: list[bytes] = []
     lines = 0
-    for path in sorted((log_dir / "predictions").glob("*.jsonl")):
+    for path in log_paths(log_dir):
         for raw in path.read_bytes().split(b"\n"):
             if not raw:
                 continue

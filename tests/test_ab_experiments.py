@@ -13,7 +13,7 @@ from flask import Flask
 
 from flask_mlops.ab.assign import Assigner
 from flask_mlops.store.experiments import Experiment
-from tests.conftest import AUTH, READ_AUTH, SAMPLE_ROW, base_config, build_app, quick_model
+from tests.conftest import AUTH, READ_AUTH, SAMPLE_ROW, base_config, build_app, logged_records, quick_model
 
 
 def faulty_model() -> Any:
@@ -51,8 +51,7 @@ def _row(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _records(app: Flask) -> list[dict[str, Any]]:
-    folder = Path(app.config["MLOPS_LOG_DIR"]) / "predictions"
-    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    return logged_records(Path(app.config["MLOPS_LOG_DIR"]))
 
 
 def test_experiment_lifecycle_through_the_api(ab_app: Flask) -> None:

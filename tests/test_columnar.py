@@ -9,7 +9,7 @@ import numpy as np
 
 from flask_mlops.specs import parse_models
 from flask_mlops.store.columnar import CodedColumn, ColumnarStats, OpenDayCache, cache_path, compact, read_window
-from flask_mlops.store.predictions import PredictionLogWriter, ReadStats, day_file, format_ts, read_records
+from flask_mlops.store.predictions import PredictionLogWriter, ReadStats, format_ts, read_records
 
 DAY = date(2026, 11, 20)
 TODAY = date(2026, 11, 22)
@@ -36,6 +36,11 @@ def write(log_dir: Path, day: date, n: int, *, start: int = 0, model: str = "m")
             day,
         )
     writer.close()
+
+
+def written_file(log_dir: Path, day: date) -> Path:
+    """The file `write` appends to: this process's file of the day."""
+    return PredictionLogWriter(log_dir).path(day)
 
 
 def test_window_matches_the_record_reader(tmp_path: Path) -> None:
@@ -65,8 +70,8 @@ def test_closed_files_are_compacted_once_and_reused(tmp_path: Path) -> None:
     first = ColumnarStats()
     read_window(tmp_path, today=TODAY, stats=first)
     assert (first.files, first.compacted, first.parsed, first.cached) == (2, 1, 1, 0)
-    assert cache_path(tmp_path, day_file(tmp_path, DAY)).exists()
-    assert not cache_path(tmp_path, day_file(tmp_path, TODAY)).exists()  # today's file is never cached
+    assert cache_path(tmp_path, written_file(tmp_path, DAY)).exists()
+    assert not cache_path(tmp_path, written_file(tmp_path, TODAY)).exists()  # today's file is never cached
     second = ColumnarStats()
     window = read_window(tmp_path, today=TODAY, stats=second)
     assert (second.compacted, second.parsed, second.cached) == (0, 1, 1)
@@ -81,7 +86,7 @@ def test_closed_files_are_compacted_once_and_reused(tmp_path: Path) -> None:
 
 def test_torn_and_invalid_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     write(tmp_path, DAY, 100)
-    path = day_file(tmp_path, DAY)
+    path = written_file(tmp_path, DAY)
     with open(path, "ab") as handle:
         handle.write(b'{"id": "torn", "ts": "2026-11-20T05:00:00.000000Z", "feat\n')  # torn mid-file
         handle.write(b"not json at all\n")
@@ -104,7 +109,7 @@ def test_torn_and_invalid_lines_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_mixed_feature_types_fall_back_and_follow_the_spec(tmp_path: Path) -> None:
-    path = day_file(tmp_path, DAY)
+    path = written_file(tmp_path, DAY)
     path.parent.mkdir(parents=True)
     lines = [
         b'{"id":"1","ts":"2026-11-20T00:00:01.000000Z","model":"m","features":{"x":1.5,"c":"a"},"prediction":"yes","status":200}',
@@ -123,7 +128,7 @@ def test_mixed_feature_types_fall_back_and_follow_the_spec(tmp_path: Path) -> No
 
 def test_empty_and_missing_logs(tmp_path: Path) -> None:
     assert read_window(tmp_path / "nothing").n == 0
-    path = day_file(tmp_path, DAY)
+    path = written_file(tmp_path, DAY)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
     (spec,) = parse_models({"m": {"features": {"x": "numeric", "c": "categorical"}}})
@@ -151,7 +156,7 @@ def test_out_of_order_records_come_back_sorted(tmp_path: Path) -> None:
 
 
 def test_blank_lines_and_timestamps_python_accepts(tmp_path: Path) -> None:
-    path = day_file(tmp_path, DAY)
+    path = written_file(tmp_path, DAY)
     path.parent.mkdir(parents=True)
     path.write_bytes(
         b"\n  \n"
@@ -169,7 +174,7 @@ def test_todays_file_is_parsed_incrementally(tmp_path: Path) -> None:
     write(tmp_path, TODAY, 100)
     assert read_window(tmp_path, today=TODAY, open_days=open_days).n == 100
     write(tmp_path, TODAY, 50, start=100)
-    path = day_file(tmp_path, TODAY)
+    path = written_file(tmp_path, TODAY)
     line = b'{"id":"late","ts":"2026-11-22T05:00:00.000000Z","model":"m","features":{"x":1.0},"status":200}\n'
     with open(path, "ab") as handle:
         handle.write(line[:30])  # a record being written right now

@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from flask_mlops import MLOps, get_state
 from flask_mlops.errors import ConfigError, MLOpsError
 
-from .conftest import SAMPLE_ROW, base_config, build_app
+from .conftest import SAMPLE_ROW, base_config, build_app, logged_records
 
 
 def test_init_app_later_and_state_in_extensions(instance: Path, tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_two_apps_in_one_process_share_nothing(served_app: Flask, tmp_path: Path
     assert served_app.test_client().post("/predict", json=SAMPLE_ROW).status_code == 200
     r = other.test_client().post("/predict", json=SAMPLE_ROW)
     assert r.status_code == 503 and r.json["error"]["code"] == "model_not_ready"
-    assert list((tmp_path / "other" / "logs" / "predictions").glob("*.jsonl"))
+    assert logged_records(tmp_path / "other" / "logs")
     assert other.test_client().get("/ops/api/health").status_code == 200
     assert other.test_client().get("/mlops/api/health").status_code == 404
 

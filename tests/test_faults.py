@@ -32,7 +32,7 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from .conftest import AUTH, READ_AUTH, SAMPLE_ROW, TOKEN, base_config, build_app, free_port, quick_model
+from .conftest import AUTH, READ_AUTH, SAMPLE_ROW, TOKEN, base_config, build_app, free_port, log_paths, quick_model
 from .ops_helpers import AppGunicorn, TcpProxy, fire, scan_log, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -258,16 +258,19 @@ def test_full_log_disk_loses_nothing_silently(
 
 
 def test_short_write_never_merges_with_the_next_record(small_log_disk: Path) -> None:
-    """In-process, two writers (as two workers): a short write is cut; a fragment left by
-    someone else is terminated before the next record; every line parses after recovery."""
+    """In-process, two writers (as two workers: a file each): a short write is cut; a fragment
+    left by an earlier process of the same name is terminated before the next record; every
+    line parses after recovery."""
     from datetime import date
 
-    from flask_mlops.store.predictions import PredictionLogWriter, day_file
+    from flask_mlops.store.predictions import PredictionLogWriter
 
     day = date.today()
     a, b = PredictionLogWriter(small_log_disk), PredictionLogWriter(small_log_disk)
     a.write({"id": "first", "ts": "t"}, day)
     b.write({"id": "second", "ts": "t"}, day)
+    a_path = a.path(day)
+    [b_path] = [p for p in log_paths(small_log_disk, day) if p != a_path]  # same host and pid: never the same file
     filler = _fill(small_log_disk)
     outcomes: dict[str, int] = {"ok": 0, "short": 0, "failed": 0}
     for i in range(100):
@@ -278,16 +281,23 @@ def test_short_write_never_merges_with_the_next_record(small_log_disk: Path) -> 
             outcomes["short" if "short write" in str(exc) else "failed"] += 1
     assert outcomes["short"] >= 1 and outcomes["ok"] + outcomes["short"] + outcomes["failed"] == 100, outcomes
     filler.unlink()
-    path = day_file(small_log_disk, day)
-    with open(path, "ab") as handle:  # a fragment another process left (it died mid-recovery)
+    a.close()
+    with open(a_path, "ab") as handle:  # a fragment the file's last writer left (it died mid-record)
         handle.write(b'{"id": "torn-by-someone-else", "ts')
-    a.write({"id": "after-1", "ts": "t"}, day)  # `a` saw failures: it checks the end of the file first
+    restarted = PredictionLogWriter(small_log_disk)  # a process of the same name takes the file over
+    restarted.write({"id": "after-1", "ts": "t"}, day)
+    assert restarted.path(day) == a_path and log_paths(small_log_disk, day) == sorted([a_path, b_path])
     b.write({"id": "after-2", "ts": "t"}, day)
-    lines = path.read_bytes().split(b"\n")
-    parsed = [json.loads(line)["id"] for line in lines if line and not line.startswith(b'{"id": "torn')]
-    assert parsed[:2] == ["first", "second"] and parsed[-2:] == ["after-1", "after-2"]
-    assert len(parsed) == 4 + outcomes["ok"]  # every record written whole is readable; no merged line
-    assert lines[-1] == b""
+    parsed = {}
+    for path in (a_path, b_path):
+        lines = path.read_bytes().split(b"\n")
+        parsed[path] = [json.loads(line)["id"] for line in lines if line and not line.startswith(b'{"id": "torn')]
+        assert lines[-1] == b""
+    assert parsed[a_path][0] == "first" and parsed[a_path][-1] == "after-1"
+    assert parsed[b_path][0] == "second" and parsed[b_path][-1] == "after-2"
+    assert sum(map(len, parsed.values())) == 4 + outcomes["ok"]  # every record written whole is readable; no merged line
+    restarted.close()
+    b.close()
 
 
 def test_log_on_error_fail_answers_503(served_instance: Path, tmp_path: Path) -> None:

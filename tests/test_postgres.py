@@ -6,7 +6,6 @@ MLflow test points MLflow's backend store itself at PostgreSQL.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from flask_mlops.services.registry import alias_version, list_versions, register
 from flask_mlops.store import Base
 from flask_mlops.store.models import AuditEvent
 
-from .conftest import FEATURE_NAMES, SAMPLE_ROW, base_config, build_app, diabetes_frame, quick_model
+from .conftest import FEATURE_NAMES, SAMPLE_ROW, base_config, build_app, diabetes_frame, logged_records, quick_model
 
 
 def _app(instance: Path, tmp_path: Path, db_url: str, **extra: Any) -> Flask:
@@ -66,8 +65,7 @@ def test_registry_audit_and_serving(instance: Path, tmp_path: Path, db_url: str)
     # serving and the prediction log do not care which database the bind is on
     response = app.test_client().post("/predict", json=SAMPLE_ROW)
     assert response.status_code == 200 and response.headers["X-Model-Version"] == "1"
-    lines = [json.loads(line) for f in (tmp_path / "logs" / "predictions").glob("*.jsonl") for line in f.read_text().splitlines()]
-    assert [r["id"] for r in lines] == [response.headers["X-Prediction-ID"]]
+    assert [r["id"] for r in logged_records(tmp_path / "logs")] == [response.headers["X-Prediction-ID"]]
     state.engine.dispose()
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from flask_mlops.store.predictions import PredictionLogWriter, ReadStats, format_ts, purge_older_than, read_records
+from flask_mlops.store.predictions import PredictionLogWriter, ReadStats, day_of, format_ts, purge_older_than, read_records
+
+from .conftest import log_paths, logged_records
 
 
 def write(log_dir: Path, moments: list[datetime], model: str = "m", version: str = "1") -> None:
@@ -19,7 +21,7 @@ def test_window_and_model_filters(tmp_path: Path) -> None:
     base = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)
     write(tmp_path, [base + timedelta(minutes=30 * i) for i in range(6)])  # spans two daily files
     write(tmp_path, [base], model="other")
-    assert len(list((tmp_path / "predictions").glob("*.jsonl"))) == 2
+    assert sorted({day_of(p) for p in log_paths(tmp_path)}) == [date(2026, 11, 20), date(2026, 11, 21)]
     got = [r["n"] for r in read_records(tmp_path, model="m", since=base + timedelta(minutes=30), until=base + timedelta(minutes=120))]
     assert got == [1, 2, 3]
     assert [r["n"] for r in read_records(tmp_path, model="m", last=2)] == [4, 5]
@@ -30,7 +32,7 @@ def test_window_and_model_filters(tmp_path: Path) -> None:
 def test_torn_and_invalid_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     now = datetime.now(timezone.utc)
     write(tmp_path, [now, now])
-    path = next((tmp_path / "predictions").glob("*.jsonl"))
+    [path] = log_paths(tmp_path)
     with open(path, "ab") as handle:
         handle.write(b'{"id": "torn", "ts": "2026-11-')  # a worker killed mid-line
         handle.write(b"\n[1, 2, 3]\n")
@@ -49,8 +51,9 @@ def test_retention_removes_old_daily_files(tmp_path: Path) -> None:
         moment = datetime.combine(today - timedelta(days=days_ago), datetime.min.time(), tzinfo=timezone.utc)
         write(tmp_path, [moment])
     removed = purge_older_than(tmp_path, 30, today=today)
-    assert sorted(p.stem for p in removed) == ["2026-10-14", "2026-10-23"]
-    assert sorted(p.stem for p in (tmp_path / "predictions").glob("*.jsonl")) == ["2026-11-18", "2026-11-23"]
+    assert sorted(str(day_of(p)) for p in removed) == ["2026-10-14", "2026-10-23"]
+    assert sorted(str(day_of(p)) for p in log_paths(tmp_path)) == ["2026-11-18", "2026-11-23"]
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == ["2026-11-18", "2026-11-23"]  # day folders too
     assert purge_older_than(tmp_path, 0, today=today) == []
 
 
@@ -77,8 +80,9 @@ def test_day_rollover_keeps_each_record_in_its_days_file(tmp_path: Path) -> None
     writer.close()
     assert errors == []
     for day in (d1, d2):
-        lines = (tmp_path / "predictions" / f"{day.isoformat()}.jsonl").read_text().splitlines()
-        assert len(lines) == 400 and all(f'"day":"{day.isoformat()}"' in line for line in lines)
+        assert log_paths(tmp_path, day) == [writer.path(day)]
+        records = logged_records(tmp_path, day)
+        assert len(records) == 400 and all(r["day"] == day.isoformat() for r in records)
 
 
 def test_old_days_descriptors_are_closed(tmp_path: Path) -> None:

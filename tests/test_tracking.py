@@ -14,7 +14,7 @@ from flask import Flask, abort, jsonify, request
 from flask_mlops import get_state
 from flask_mlops.store.predictions import read_records
 
-from .conftest import AUTH, FEATURE_NAMES, SAMPLE_ROW, base_config, build_app
+from .conftest import AUTH, FEATURE_NAMES, SAMPLE_ROW, base_config, build_app, log_paths
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -40,8 +40,8 @@ def test_success_record_has_every_field_and_headers(client: Any, served_app: Fla
     assert rec["probability"] == r.json["probability"] and 0.0 <= rec["probability"] <= 1.0
     assert isinstance(rec["latency_ms"], float) and 0 < rec["latency_ms"] < 5000
     assert rec["status"] == 200 and "error" not in rec
-    day = datetime.now(timezone.utc).date().isoformat()
-    assert (get_state(served_app).log_dir / "predictions" / f"{day}.jsonl").exists()
+    state = get_state(served_app)
+    assert log_paths(state.log_dir, datetime.now(timezone.utc).date()) == [state.log_writer.path(datetime.now(timezone.utc).date())]
 
 
 def test_failed_requests_are_logged_with_status_and_error(client: Any, served_app: Flask) -> None:
@@ -154,8 +154,8 @@ def test_unserialisable_features_never_lose_the_record(served_instance: Path, tm
 def test_log_lines_are_single_json_objects(client: Any, served_app: Flask) -> None:
     for i in range(20):
         client.post("/predict", json={**SAMPLE_ROW, "Age": 20 + i})
-    files = list((get_state(served_app).log_dir / "predictions").glob("*.jsonl"))
-    lines = files[0].read_bytes().split(b"\n")
+    [path] = log_paths(get_state(served_app).log_dir)
+    lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 21
     assert all(json.loads(line)["features"].keys() == set(FEATURE_NAMES) for line in lines[:-1])
 

@@ -12,14 +12,14 @@ from flask import Flask
 from flask_mlops.extension import get_state
 from flask_mlops.jobs import retrain_check
 
-from .conftest import base_config, build_app
+from .conftest import base_config, build_app, log_paths
 from .test_monitoring_api import predict_rows
 
 
 def test_drift_exits_3_when_too_many_log_lines_are_unreadable(served_app: Flask, client: Any) -> None:
     runner = served_app.test_cli_runner()
     predict_rows(client, 150, seed=5)
-    day = get_state(served_app).log_dir / "predictions" / f"{datetime.now(timezone.utc).date().isoformat()}.jsonl"
+    [day] = log_paths(get_state(served_app).log_dir, datetime.now(timezone.utc).date())
     with day.open("ab") as fh:  # a corrupted stretch of the log: three unparseable lines
         fh.write(b"\x00\x00garbage\n{\"id\": \n not json at all\n")
     tolerant = runner.invoke(args=["mlops", "drift", "--no-save", "--json", "--max-unreadable", "0.05"])

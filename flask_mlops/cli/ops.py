@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
@@ -15,7 +15,7 @@ from ..services.monitoring import purge_reports
 from ..services.scheduler import get_job, get_scheduler, job_names, new_holder, overview, run_job
 from ..services.state import get_state
 from ..store import day_cache, leases
-from ..store.predictions import purge_older_than
+from ..store.predictions import expired, purge_older_than, relative_name
 from .group import cli, echo_table, mlops_errors
 
 
@@ -120,22 +120,13 @@ def retention(days: int | None, dry_run: bool) -> None:
         return
     if dry_run:
         cutoff = datetime.now(timezone.utc).date() - timedelta(days=days)
-        old = [p.name for p in sorted((state.log_dir / "predictions").glob("*.jsonl")) if _day(p.stem) < cutoff]
+        old = [relative_name(state.log_dir, p) for p in expired(state.log_dir, days)]
         click.echo(f"would delete {len(old)} file(s) older than {cutoff.isoformat()}: {', '.join(old) or '-'}")
         return
     removed = purge_older_than(state.log_dir, days)
     caches = day_cache.purge_older_than(state.log_dir, days)
-    click.echo(f"deleted {len(removed)} file(s) older than {days} days: {', '.join(p.name for p in removed) or '-'}"
+    click.echo(f"deleted {len(removed)} file(s) older than {days} days: {', '.join(relative_name(state.log_dir, p) for p in removed) or '-'}"
                f" (and {len(caches)} columnar cache file(s))")
     reports = purge_reports(state, state.config.report_retention_days)
     click.echo(f"deleted {reports['runs']} drift run(s) and {reports['files']} report file(s) older than "
                f"{state.config.report_retention_days} days (MLOPS_REPORT_RETENTION_DAYS)")
-
-
-def _day(stem: str) -> date:
-    try:
-        return date.fromisoformat(stem)
-    except ValueError:
-        return date.max  # not a daily file: never deleted
-
-

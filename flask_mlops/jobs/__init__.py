@@ -14,7 +14,7 @@ from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
 from ..services.scheduler import check_fence, register_job
 from ..store import day_cache
-from ..store.predictions import purge_older_than
+from ..store.predictions import purge_older_than, relative_name
 
 if TYPE_CHECKING:
     from ..services.state import MLOpsState
@@ -58,8 +58,8 @@ def log_retention(state: MLOpsState) -> Any:
     reports = purge_reports(state, state.config.report_retention_days)
     return {
         "retention_days": days,
-        "removed": [p.name for p in removed],
-        "caches_removed": [p.name for p in caches],
+        "removed": [relative_name(state.log_dir, p) for p in removed],
+        "caches_removed": [day_cache.relative_name(state.log_dir, p) for p in caches],
         "report_retention_days": state.config.report_retention_days,
         "reports_removed": reports,
     }

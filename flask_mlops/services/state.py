@@ -48,7 +48,7 @@ class MLOpsState:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self.log_dir = Path(config.log_dir).resolve()
-        self.log_writer = PredictionLogWriter(self.log_dir)
+        self.log_writer = PredictionLogWriter(self.log_dir, config.log_writer_id)
         self.open_days = OpenDayCache()  # today's log files, parsed incrementally by reads
         self.models: ModelStore = ModelStore(self)
         self.router: Router = Router(self)

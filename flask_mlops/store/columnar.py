@@ -28,7 +28,7 @@ import orjson
 
 from .day_cache import CACHE_SUBDIR, ColumnarStats, OpenDayCache, cache_path, compact, load_day
 from .log_parse import parse_file
-from .predictions import _days
+from .predictions import day_of, log_files
 from .window import CodedColumn, Window, _ts_micros, read_window
 
 if TYPE_CHECKING:
@@ -76,17 +76,18 @@ def _scan_table(table: pa.Table, wanted: set[str]) -> dict[str, dict[str, Any]]:
 def find_records(log_dir: str | Path, ids: Iterable[str], *, today: date | None = None) -> dict[str, dict[str, Any]]:
     """The logged records (id, ts, model, version, variant, prediction, probability, status) of `ids`.
 
-    Searches the newest day files first and stops once every id is found: feedback
-    usually follows its prediction closely. Closed days use the columnar cache; today's
-    file is scanned line by line with a cheap id check before any JSON is parsed.
+    Searches the newest days' files (every writer's) first and stops once every id is found:
+    feedback usually follows its prediction closely. Closed days use the columnar cache;
+    today's files are scanned line by line with a cheap id check before any JSON is parsed.
     """
     wanted = {str(i) for i in ids}
     found: dict[str, dict[str, Any]] = {}
     today = today or datetime.now(timezone.utc).date()
-    for path in reversed(_days(Path(log_dir), None, None)):
+    for path in reversed(log_files(log_dir)):
         if not wanted:
             break
-        if date.fromisoformat(path.stem) < today:
+        day = day_of(path)
+        if day is not None and day < today:
             hits = _scan_table(load_day(log_dir, path, today=today), wanted)
         else:
             hits = _scan_lines(path, wanted)

@@ -1,10 +1,12 @@
-"""One day file of the prediction log as an Arrow table: closed days cached on disk, today's parsed incrementally.
+"""One file of the prediction log as an Arrow table: closed days cached on disk, today's parsed incrementally.
 
 A closed (past UTC day) file never changes, so it is compacted once into an Arrow IPC file
-under ``<log_dir>/cache/columnar/``, keyed by the source's size and mtime (a changed source
-is compacted again); later reads memory-map it. Today's file, still being appended to, is
-never cached on disk; an `OpenDayCache` (one per app) parses only the lines appended since
-its previous read (the log is append-only).
+under ``<log_dir>/cache/columnar/``, at the source's path under ``predictions/`` (one cache
+per writer's file: ``<day>/<writer>-<pid>.arrow``; ``<day>.arrow`` for a day file of the
+older layout), stamped with the source's size and mtime (a changed source is compacted
+again); later reads memory-map it. Today's files, still being appended to, are never cached
+on disk; an `OpenDayCache` (one per app) parses only the lines appended to each since its
+previous read (the log is append-only).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .log_parse import parse_bytes, parse_file
-from .predictions import _days
+from .predictions import by_day, day_of, log_files
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,7 +46,19 @@ class ColumnarStats:
 
 
 def cache_path(log_dir: str | Path, source: Path) -> Path:
-    return Path(log_dir) / CACHE_SUBDIR / f"{source.stem}.arrow"
+    """Where a log file's cache lives: its day folder (if any) and name, under the cache folder."""
+    folder = Path(log_dir) / CACHE_SUBDIR
+    if _is_day(source.parent.name) and not _is_day(source.stem):
+        folder = folder / source.parent.name  # <day>/<writer>-<pid>.jsonl
+    return folder / f"{source.stem}.arrow"
+
+
+def _is_day(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cached(cache: Path, size: int, mtime_ns: int) -> tuple[pa.Table, int, int] | None:
@@ -92,18 +106,21 @@ class _OpenParse:
     lines: int
     skipped: int
     table: pa.Table
+    day: date | None
 
 
 class OpenDayCache:
     """Today's files, parsed incrementally: a read parses only the lines added since the last one.
 
-    The log is append-only; a replaced or truncated file starts over. Holds the newest
-    `max_files` files; thread-safe. One per app (`MLOpsState.open_days`), so apps share nothing.
+    The log is append-only; a replaced or truncated file starts over. Holds every writer's
+    file of the newest two days it was asked for (today, and yesterday around midnight), at
+    most `max_files` (the least recently read go first); thread-safe. One per app
+    (`MLOpsState.open_days`), so apps share nothing.
     """
 
     max_chunks = 64  # past this many appended parts, the table is combined into one chunk
 
-    def __init__(self, max_files: int = 8) -> None:
+    def __init__(self, max_files: int = 1024) -> None:
         self._files: dict[str, _OpenParse] = {}
         self._lock = threading.Lock()
         self._max_files = max_files
@@ -136,10 +153,13 @@ class OpenDayCache:
                     with self._lock:
                         self._files.pop(key, None)
                     return self.parse(path)  # types changed between the parts: parse it whole
-            memo = _OpenParse(st.st_ino, st.st_dev, start + complete, lines, skipped, table)
+            memo = _OpenParse(st.st_ino, st.st_dev, start + complete, lines, skipped, table, day_of(path))
             with self._lock:
                 self._files.pop(key, None)
                 self._files[key] = memo
+                newest = max((m.day for m in self._files.values() if m.day is not None), default=None)
+                for old in [k for k, m in self._files.items() if newest is not None and m.day is not None and (newest - m.day).days >= 2]:
+                    del self._files[old]  # a closed day's files are read from the disk cache now
                 while len(self._files) > self._max_files:
                     self._files.pop(next(iter(self._files)))
         return memo.table, memo.lines + partial, memo.skipped + partial
@@ -153,14 +173,15 @@ def load_day(
     stats: ColumnarStats | None = None,
     open_days: OpenDayCache | None = None,
 ) -> pa.Table:
-    """One day file as a table: from its cache when fresh, else parsed (and cached if closed).
+    """One log file as a table: from its cache when fresh, else parsed (and cached if its day is closed).
 
-    Today's file is parsed incrementally through `open_days`; without one, it is parsed whole.
+    Today's files are parsed incrementally through `open_days`; without one, each is parsed whole.
     """
     stats = stats if stats is not None else ColumnarStats()
     stats.files += 1
     today = today or datetime.now(timezone.utc).date()
-    closed = date.fromisoformat(path.stem) < today
+    day = day_of(path)
+    closed = day is not None and day < today
     st = path.stat()
     cache = cache_path(log_dir, path)
     hit = _cached(cache, st.st_size, st.st_mtime_ns) if closed else None
@@ -182,32 +203,43 @@ def load_day(
 
 
 def compact(log_dir: str | Path, *, today: date | None = None) -> ColumnarStats:
-    """Compact every closed day file whose cache is missing or stale (a scheduled job's work)."""
+    """Compact every file of a closed day (every writer's) whose cache is missing or stale (a scheduled job's work)."""
     stats = ColumnarStats()
     today = today or datetime.now(timezone.utc).date()
-    for path in _days(Path(log_dir), None, None):
-        if date.fromisoformat(path.stem) < today:
-            load_day(log_dir, path, today=today, stats=stats)
+    for day, paths in by_day(log_files(log_dir)):
+        if day < today:
+            for path in paths:
+                load_day(log_dir, path, today=today, stats=stats)
     return stats
 
 
 def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
-    """Retention for the columnar cache: delete day caches older than `days` days (the JSONL
-    retention's cut-off, so a day's cache goes with its file); return what was removed."""
+    """Retention for the columnar cache: delete the caches of the days older than `days` days
+    (the JSONL retention's cut-off, so a day's caches go with its files) and their emptied day
+    folders; return the files removed."""
     folder = Path(log_dir) / CACHE_SUBDIR
     if days <= 0 or not folder.is_dir():
         return []
     cutoff = (today or datetime.now(timezone.utc).date()) - timedelta(days=days)
     removed = []
-    for path in sorted(folder.glob("*.arrow")):
-        try:
-            day = date.fromisoformat(path.stem)
-        except ValueError:
-            continue  # not a day cache: never deleted
-        if day < cutoff:
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for path in sorted([*folder.glob("*.arrow"), *folder.glob("*/*.arrow")]):
+        day = day_of(path.with_suffix(".jsonl"))
+        if day is None or day >= cutoff:
+            continue  # not a day's cache (never deleted), or still kept
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        if path.parent != folder:
+            with contextlib.suppress(OSError):  # not empty: a file that is not a cache
+                path.parent.rmdir()
     return removed
 
 
-__all__ = ["CACHE_SUBDIR", "ColumnarStats", "OpenDayCache", "cache_path", "compact", "load_day", "purge_older_than"]
+def relative_name(log_dir: str | Path, cache: Path) -> str:
+    """A cache file's name under the cache folder (`2026-11-23/host-12.arrow`, or `2026-11-23.arrow`)."""
+    try:
+        return cache.relative_to(Path(log_dir) / CACHE_SUBDIR).as_posix()
+    except ValueError:
+        return cache.name
+
+
+__all__ = ["CACHE_SUBDIR", "ColumnarStats", "OpenDayCache", "cache_path", "compact", "load_day", "purge_older_than", "relative_name"]

@@ -1,20 +1,29 @@
-"""The JSONL prediction log: one `os.write` per record on an O_APPEND descriptor, daily UTC files.
+"""The JSONL prediction log: a folder per UTC day, one file per writing process, one `os.write` per record.
 
-Writers in many gunicorn workers append to the same file; a single `write(2)` of a whole
-line on an O_APPEND descriptor is never interleaved with another on a local file system,
-and a killed worker loses at most the record it had not written yet. Readers skip (and
-count) a torn or invalid line instead of failing.
+Every process writes its own file, ``predictions/<YYYY-MM-DD>/<writer>-<pid>.jsonl`` (the
+writer is the host name, or `MLOPS_LOG_WRITER_ID`), so no two processes — and no two hosts
+sharing the log folder on a network volume — ever append to one file. Readers union every
+file of a day (`log_files`), including the older layout of one file per day
+(``predictions/<YYYY-MM-DD>.jsonl``, which many workers appended to). A killed worker loses
+at most the record it had not written yet. Readers skip (and count) a torn or invalid line
+instead of failing.
 
 A full disk can make a write short: the fragment is cut off again at once (when the file
-still ends with it), else terminated with a newline, and a writer that saw a failure
-makes sure the file ends with a newline before its next record, so a fragment never
-swallows a later record. The caller counts the record as lost (services/tracking.py).
+still ends with it), else terminated with a newline, and a writer that saw a failure (or
+opened a file an earlier process of the same name wrote) makes sure the file ends with a
+newline before its next record, so a fragment never swallows a later record. The caller
+counts the record as lost (services/tracking.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import heapq
 import os
+import re
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +36,19 @@ import orjson
 SUBDIR = "predictions"
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
 def day_file(log_dir: str | Path, day: date) -> Path:
+    """The older layout's file of a day (one file for every process); still read, no longer written."""
     return Path(log_dir) / SUBDIR / f"{day.isoformat()}.jsonl"
+
+
+def writer_name(writer_id: str | None = None) -> str:
+    """This host's part of its file names: `writer_id` (`MLOPS_LOG_WRITER_ID`), else the host
+    name, reduced to [A-Za-z0-9._-] (anything else becomes `_`)."""
+    name = _UNSAFE.sub("_", writer_id or socket.gethostname()).strip(".")
+    return name or "host"
 
 
 def format_ts(moment: datetime) -> str:
@@ -46,10 +66,17 @@ def parse_ts(text: str) -> datetime:
 
 
 class PredictionLogWriter:
-    """Appends records to today's file; one instance per app, safe across threads and forks."""
+    """Appends records to this process's file of the day; one instance per app, safe across threads and forks.
 
-    def __init__(self, log_dir: str | Path) -> None:
+    The file is ``<day>/<writer>-<pid>.jsonl``. Where the file system supports locks (local
+    ones, NFS with lockd), the writer holds a `flock` on it while open: should another live
+    process hold that name (two hosts given the same writer name whose processes share a pid,
+    as containers' do), it takes ``<writer>-<pid>.2.jsonl`` and so on instead of appending to it.
+    """
+
+    def __init__(self, log_dir: str | Path, writer_id: str | None = None) -> None:
         self.directory = Path(log_dir) / SUBDIR
+        self.writer = writer_name(writer_id)
         self._lock = threading.Lock()
         self._pid = 0
         # day -> fd of this process; replaced as a whole, so readers need no lock. Around
@@ -70,18 +97,35 @@ class PredictionLogWriter:
                 self._pid, self._fds = pid, {}
             fd = self._fds.get(day)
             if fd is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                fd = os.open(
-                    self.directory / f"{day.isoformat()}.jsonl",
-                    os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                    0o640,
-                )
+                fd = self._open(day, pid)
                 fds = {**self._fds, day: fd}
                 newest = max(fds)
                 for old in [d for d in fds if (newest - d).days >= 2]:
                     os.close(fds.pop(old))
                 self._fds = fds
             return fd
+
+    def path(self, day: date, pid: int | None = None) -> Path:
+        """This process's file of `day` (the first choice: see the class docstring for a name taken)."""
+        return self.directory / day.isoformat() / f"{self.writer}-{pid or os.getpid()}.jsonl"
+
+    def _open(self, day: date, pid: int) -> int:
+        first = self.path(day, pid)
+        first.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 100):
+            path = first if attempt == 1 else first.with_name(f"{first.stem}.{attempt}.jsonl")
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # another live process writes this file: never append to it
+                continue
+            except OSError:
+                pass  # no locks on this file system (ENOLCK...): the name alone keeps writers apart
+            if os.fstat(fd).st_size:
+                self._suspect = True  # an earlier process of this name may have died mid-record: check the end first
+            return fd
+        raise OSError(errno.EEXIST, f"no free prediction log file name for {first}")
 
     def write(self, record: dict[str, Any], day: date) -> None:
         """Write one record as one line with exactly one `os.write`; OSError when it is not whole."""
@@ -166,8 +210,14 @@ def log_files(log_dir: str | Path, since: datetime | None = None, until: datetim
     return [path for _, _, path in sorted(found)]
 
 
-def _days(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
-    return log_files(log_dir, since, until)
+def by_day(files: list[Path]) -> list[tuple[date, list[Path]]]:
+    """`log_files`' answer grouped by day, oldest first: the unit every reader takes whole."""
+    days: dict[date, list[Path]] = {}
+    for path in files:
+        day = day_of(path)
+        if day is not None:
+            days.setdefault(day, []).append(path)
+    return list(days.items())
 
 
 def read_records(
@@ -214,18 +264,19 @@ def read_records(
                 stats.records += 1
                 yield rec
 
-    files = _days(Path(log_dir), since, until)
+    days = by_day(log_files(log_dir, since, until))
     if last is None:
-        for path in files:
-            yield from matching(path)
+        for _day, paths in days:
+            # each file is (nearly) in time order: merging streams a day's writers in time order
+            yield from matching(paths[0]) if len(paths) == 1 else heapq.merge(*map(matching, paths), key=_ts)
         return
     if last <= 0:
         return
-    # newest files first until we hold `last` records; then emit in time order
+    # newest days first (every writer's file of a day) until we hold `last` records; then emit in time order
     chunks: list[list[dict[str, Any]]] = []
     held = 0
-    for path in reversed(files):
-        chunk = list(matching(path))
+    for _day, paths in reversed(days):
+        chunk = [rec for path in paths for rec in matching(path)]
         chunks.append(chunk)
         held += len(chunk)
         if held >= last:
@@ -235,14 +286,33 @@ def read_records(
     yield from tail[-last:]
 
 
-def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
-    """Delete daily files older than `days` days (retention); return what was removed."""
+def _ts(rec: dict[str, Any]) -> str:
+    return str(rec["ts"])
+
+
+def expired(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
+    """The log files retention would delete: every writer's files of the days older than `days` days."""
     if days <= 0:
         return []
     cutoff = (today or datetime.now(timezone.utc).date()) - timedelta(days=days)
-    removed = []
-    for path in _days(Path(log_dir), None, None):
-        if date.fromisoformat(path.stem) < cutoff:
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    return log_files(log_dir, None, datetime.combine(cutoff - timedelta(days=1), datetime.min.time(), timezone.utc))
+
+
+def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
+    """Delete the log files of the days older than `days` days, and their emptied day folders
+    (retention); return the files removed."""
+    removed = expired(log_dir, days, today=today)
+    for path in removed:
+        path.unlink(missing_ok=True)
+        if path.parent.name != SUBDIR:
+            with contextlib.suppress(OSError):  # not empty: a writer still around midnight, or a stranger's file
+                path.parent.rmdir()
     return removed
+
+
+def relative_name(log_dir: str | Path, path: Path) -> str:
+    """A log file's name under `predictions/` (`2026-11-23/host-12.jsonl`, or `2026-11-23.jsonl`)."""
+    try:
+        return path.relative_to(Path(log_dir) / SUBDIR).as_posix()
+    except ValueError:
+        return path.name

@@ -19,7 +19,7 @@ import numpy as np
 from ..monitoring.profile import to_float_array
 from .day_cache import ColumnarStats, OpenDayCache, load_day
 from .log_parse import FEATURE_PREFIX
-from .predictions import _days
+from .predictions import by_day, log_files
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -184,34 +184,36 @@ def read_window(
     """The records of a model/version in [since, until) (or the `last` N), as columns.
 
     Features are those of `spec` (typed as declared) or `features`, else every feature
-    seen. Records come back sorted by `ts`. Today's file is parsed incrementally through
-    `open_days` (the app's `MLOpsState.open_days`); without one, it is parsed whole.
+    seen. Records of every writer's file come back sorted by `ts`. Today's files are parsed
+    incrementally through `open_days` (the app's `MLOpsState.open_days`); without one, each is parsed whole.
     """
     stats = stats if stats is not None else ColumnarStats()
-    files = _days(Path(log_dir), since, until)
+    days = by_day(log_files(log_dir, since, until))
     lo = _micros(since) if since is not None else None
     hi = _micros(until) if until is not None else None
     want_version = None if version is None else str(version)
     pieces: list[tuple[pa.Table, np.ndarray]] = []
     held = 0
-    for path in reversed(files) if last is not None else files:
-        table = load_day(log_dir, path, today=today, stats=stats, open_days=open_days)
-        if table.num_rows == 0:
-            continue
-        mask = np.ones(table.num_rows, dtype=bool)
-        ts = _ts_micros(table)
-        if lo is not None:
-            mask &= ts >= lo
-        if hi is not None:
-            mask &= ts < hi
-        if model is not None:
-            mask &= _dict_equals(table.column("model"), model) if "model" in table.column_names else False
-        if want_version is not None:
-            mask &= _dict_equals(table.column("model_version"), want_version) if "model_version" in table.column_names else False
-        selected = int(mask.sum())
-        if selected:
-            pieces.append((table, mask))
-            held += selected
+    # a day is read whole (every writer's file): with `last`, newest days first until enough are held
+    for _day, paths in reversed(days) if last is not None else days:
+        for path in paths:
+            table = load_day(log_dir, path, today=today, stats=stats, open_days=open_days)
+            if table.num_rows == 0:
+                continue
+            mask = np.ones(table.num_rows, dtype=bool)
+            ts = _ts_micros(table)
+            if lo is not None:
+                mask &= ts >= lo
+            if hi is not None:
+                mask &= ts < hi
+            if model is not None:
+                mask &= _dict_equals(table.column("model"), model) if "model" in table.column_names else False
+            if want_version is not None:
+                mask &= _dict_equals(table.column("model_version"), want_version) if "model_version" in table.column_names else False
+            selected = int(mask.sum())
+            if selected:
+                pieces.append((table, mask))
+                held += selected
         if last is not None and held >= last:
             break
     if last is not None:
