@@ -276,6 +276,9 @@ class MLOpsConfig:
     retrain_cron: str = _key("0 3 * * sun", "Cron (UTC) of the retrain check job.")
     rollout_interval_s: float = _key(300.0, "Seconds between rollout evaluations.", _number(float, 1))
     retention_cron: str = _key("30 1 * * *", "Cron (UTC) of the log retention job.")
+    parquet_cron: str = _key(
+        "15 0 * * *", "Cron (UTC) of the parquet_compaction job: closed days of the log into <log_dir>/parquet (model=/date= partitions)."
+    )
     report_retention_days: int = _key(
         90, "Days stored drift runs (rows, JSON and HTML reports) are kept by the retention job (0 = keep forever).", _number(int, 0, 36500)
     )

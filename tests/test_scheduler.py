@@ -16,7 +16,7 @@ from flask import Flask
 from flask_mlops.errors import ConfigError
 from flask_mlops.extension import get_state
 from flask_mlops.services import scheduler as sched
-from flask_mlops.store import day_cache, leases
+from flask_mlops.store import day_cache, leases, parquet
 
 from .conftest import AUTH, READ_AUTH, base_config, build_app
 
@@ -37,7 +37,7 @@ def probe_job() -> Iterator[list[tuple[str, int]]]:
 
 
 def test_registry_lists_names_on_unknown_job() -> None:
-    with pytest.raises(sched.UnknownJobError, match="drift_check, log_retention, retrain_check, retrain_queue, rollout_evaluation"):
+    with pytest.raises(sched.UnknownJobError, match="drift_check, log_retention, parquet_compaction, retrain_check, retrain_queue, rollout_evaluation"):
         sched.get_job("nope")
     assert {"drift_check", "retrain_check", "rollout_evaluation", "log_retention"} <= set(sched.job_names())
 
@@ -123,13 +123,15 @@ def test_runs_are_stored_with_their_outcome(app: Flask, tmp_path: Path) -> None:
     day_cache.compact(state.log_dir)  # the day's columnar cache, as the readers leave it
     cache = day_cache.cache_path(state.log_dir, old)
     assert cache.exists()
+    assert parquet.compact(state.log_dir).parts == 1  # and its Parquet partition
     with app.app_context():
         run = sched.run_job(state, "log_retention", holder="test")
         assert run is not None and run["status"] == "succeeded" and run["trigger"] == "manual"
         assert {k: run["result"][k] for k in ("retention_days", "removed", "caches_removed")} == {
             "retention_days": 30, "removed": [old.name], "caches_removed": [cache.name]}
         assert run["result"]["reports_removed"] == {"runs": 0, "files": 0}
-        assert not old.exists() and not cache.exists()
+        assert run["result"]["parquet_partitions_removed"] == [f"model=diabetes/date={old.stem}"]
+        assert not old.exists() and not cache.exists() and not list(parquet.root(state.log_dir).glob("model=*"))
         retrain = sched.run_job(state, "retrain_check", holder="test")
     assert retrain is not None and retrain["status"] == "succeeded", retrain
     first = retrain["result"]["diabetes"]  # never trained: the schedule trigger trains the first version

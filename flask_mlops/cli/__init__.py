@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 # training: train, versions, init-db; experiments: experiment, rollout; models: promote, rollback,
 # archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention; demo
-from . import demo, experiments, models, monitoring, ops, training  # noqa: F401  (add their commands)
+from . import demo, engines, experiments, models, monitoring, ops, training  # noqa: F401  (add their commands)
 from .group import cli
 
 

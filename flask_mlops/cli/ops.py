@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 from ..services.monitoring import purge_reports
 from ..services.scheduler import get_job, get_scheduler, job_names, new_holder, overview, run_job
 from ..services.state import get_state
-from ..store import day_cache, leases
+from ..store import day_cache, leases, parquet
 from ..store.predictions import expired, purge_older_than, relative_name
 from .group import cli, echo_table, mlops_errors
 
@@ -112,7 +112,7 @@ def run_now(name: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list the files that would be deleted.")
 @mlops_errors
 def retention(days: int | None, dry_run: bool) -> None:
-    """Delete daily prediction log files (and drift runs, reports) older than their retention periods."""
+    """Delete daily prediction log files (with their caches and Parquet partitions, and drift runs, reports) older than their retention periods."""
     state = get_state()
     days = state.config.log_retention_days if days is None else days
     if days == 0:
@@ -125,8 +125,9 @@ def retention(days: int | None, dry_run: bool) -> None:
         return
     removed = purge_older_than(state.log_dir, days)
     caches = day_cache.purge_older_than(state.log_dir, days)
+    partitions = parquet.purge_older_than(state.log_dir, days)
     click.echo(f"deleted {len(removed)} file(s) older than {days} days: {', '.join(relative_name(state.log_dir, p) for p in removed) or '-'}"
-               f" (and {len(caches)} columnar cache file(s))")
+               f" (and {len(caches)} columnar cache file(s), {len(partitions)} Parquet partition(s))")
     reports = purge_reports(state, state.config.report_retention_days)
     click.echo(f"deleted {reports['runs']} drift run(s) and {reports['files']} report file(s) older than "
                f"{state.config.report_retention_days} days (MLOPS_REPORT_RETENTION_DAYS)")

@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.monitoring import drift_check as run
+from ..services.engines import compact_parquet
 from ..services.experiments import evaluate_rollouts
 from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
 from ..services.scheduler import check_fence, register_job
-from ..store import day_cache
+from ..store import day_cache, parquet
 from ..store.predictions import purge_older_than, relative_name
 
 if TYPE_CHECKING:
@@ -49,17 +50,26 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
 def log_retention(state: MLOpsState) -> Any:
-    """Delete daily prediction log files (and their columnar caches) older than MLOPS_LOG_RETENTION_DAYS,
+    """Delete daily prediction log files (and their columnar caches, Parquet partitions) older than MLOPS_LOG_RETENTION_DAYS,
     and drift runs with their reports older than MLOPS_REPORT_RETENTION_DAYS."""
     days = state.config.log_retention_days
     check_fence()  # deleting is for the lease holder only
     removed = purge_older_than(state.log_dir, days)
     caches = day_cache.purge_older_than(state.log_dir, days)  # a day's columnar cache goes with its file
+    partitions = parquet.purge_older_than(state.log_dir, days)  # and its Parquet partitions
     reports = purge_reports(state, state.config.report_retention_days)
     return {
         "retention_days": days,
         "removed": [relative_name(state.log_dir, p) for p in removed],
         "caches_removed": [day_cache.relative_name(state.log_dir, p) for p in caches],
+        "parquet_partitions_removed": [f"{p.parent.name}/{p.name}" for p in partitions],
         "report_retention_days": state.config.report_retention_days,
         "reports_removed": reports,
     }
+
+
+@register_job("parquet_compaction", schedule_key="MLOPS_PARQUET_CRON")
+def parquet_compaction(state: MLOpsState) -> Any:
+    """Compact closed days of the log into the Hive-partitioned Parquet layout (<log_dir>/parquet)."""
+    check_fence()  # one writer of the layout: the lease holder
+    return compact_parquet(state)
