@@ -14,7 +14,7 @@ import logging
 import numbers
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,7 +22,6 @@ from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import PredictionLogUnavailable, ValidationError
-from ..store.predictions import format_ts
 from .context import TRACKED, TrackContext
 from .prometheus import observe_prediction, record_log_failure, record_unserialisable
 from .serving import new_prediction_id
@@ -41,6 +40,21 @@ def _sampled(prediction_id: str, rate: float) -> bool:
     return rate >= 1.0 or int(prediction_id[:8], 16) < rate * 0x1_0000_0000
 
 
+_second: tuple[int, str, date] = (-1, "", date.min)  # the current second, formatted once
+
+
+def _now() -> tuple[str, date]:
+    """The record's `ts` (as `format_ts` writes it) and its UTC day: the second's text is
+    formatted once per second, not per request."""
+    global _second
+    seconds, micros = divmod(time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        moment = datetime.fromtimestamp(seconds, timezone.utc)
+        cached = _second = (seconds, moment.strftime("%Y-%m-%dT%H:%M:%S"), moment.date())
+    return f"{cached[1]}.{micros:06d}Z", cached[2]
+
+
 def _request_json() -> Any:
     """The request's JSON (cached by Flask), None when there is none or it does not parse."""
     try:
@@ -49,14 +63,17 @@ def _request_json() -> Any:
         return None
 
 
-def _check_body() -> None:
-    """Parse a JSON body before the view (Flask caches it for the view's `get_json()`): one
-    nested beyond what Python's json can take is a 400 here, not a RecursionError in the view."""
-    if request.is_json:
-        try:
-            request.get_json(silent=True)
-        except RecursionError as exc:
-            raise ValidationError("the request body is nested too deeply", code="malformed_json") from exc
+def _too_deep() -> bool:
+    """After a RecursionError in the view: was it the JSON body, nested beyond what Python's
+    json can parse? (Then it is the client's error, a 400; checked only then, so the common
+    path parses the body once, in the view.)"""
+    if not request.is_json:
+        return False
+    try:
+        request.get_json(silent=True)
+    except RecursionError:
+        return True
+    return False
 
 
 def _request_features() -> Any:
@@ -83,7 +100,7 @@ def build_record(
     features: Any,
     output: Mapping[str, Any],
     error: str | None,
-    now: datetime,
+    ts: str,
 ) -> dict[str, Any]:
     result = ctx.result
     if result is not None:
@@ -94,7 +111,7 @@ def build_record(
         prediction, probability = output.get("prediction"), output.get("probability")
     record: dict[str, Any] = {
         "id": ctx.prediction_id,
-        "ts": format_ts(now),
+        "ts": ts,
         "model": model,
         "model_version": None if version is None else str(version),
         "variant": result.variant if result is not None else None,
@@ -117,9 +134,13 @@ def write_record(state: MLOpsState, record: dict[str, Any], day: date) -> None:
     """Append one record. Values orjson cannot encode are converted where they can be (numpy
     scalars, str subclasses as keys or values, Decimal); what cannot is logged as null, named in
     the record's `features_error`, and counted (metric + a health reason), never dropped silently."""
-    with contextlib.suppress(TypeError, orjson.JSONEncodeError):  # the common case: encodable as it is
+    try:  # the common case: encodable as it is
         state.log_writer.write(record, day)
-        return
+    except (TypeError, orjson.JSONEncodeError):
+        _write_converted(state, record, day)
+
+
+def _write_converted(state: MLOpsState, record: dict[str, Any], day: date) -> None:
     causes: dict[str, int] = {}
     feats = record.get("features")
     if isinstance(feats, Mapping):
@@ -189,8 +210,12 @@ def track(
             token = TRACKED.set(ctx)
             failed: tuple[int, str] | None = None
             try:
-                _check_body()
-                response = app.make_response(view(*args, **kwargs))
+                try:
+                    response = app.make_response(view(*args, **kwargs))
+                except RecursionError as exc:
+                    if not _too_deep():
+                        raise
+                    raise ValidationError("the request body is nested too deeply", code="malformed_json") from exc
             except HTTPException as exc:
                 failed = (exc.code or 500, str(exc.description))
                 raise
@@ -256,9 +281,9 @@ def _log(
             err = body.get("error")
             error = (err.get("message") if isinstance(err, dict) else err) or f"HTTP {status}"
             error = str(error)
-        now = datetime.now(timezone.utc)
-        record = build_record(state, model, ctx, started=started, status=status, features=feats, output=output, error=error, now=now)
-        write_record(state, record, now.date())
+        ts, day = _now()
+        record = build_record(state, model, ctx, started=started, status=status, features=feats, output=output, error=error, ts=ts)
+        write_record(state, record, day)
     except Exception as exc:  # the host's response goes on; the loss is counted and shown in health
         record_log_failure(state, model, ctx.prediction_id, exc)
         return False
