@@ -279,6 +279,9 @@ class MLOpsConfig:
     parquet_cron: str = _key(
         "15 0 * * *", "Cron (UTC) of the parquet_compaction job: closed days of the log into <log_dir>/parquet (model=/date= partitions)."
     )
+    aggregate_cron: str = _key(
+        "*/5 * * * *", "Cron (UTC) of the aggregate_log job: counts the log lines not counted yet into the hourly aggregates."
+    )
     report_retention_days: int = _key(
         90, "Days stored drift runs (rows, JSON and HTML reports) are kept by the retention job (0 = keep forever).", _number(int, 0, 36500)
     )

@@ -1,4 +1,4 @@
-"""`flask mlops drift` and `flask mlops report`: readable tables; exit 2 on critical (thin).
+"""`flask mlops drift`, `report` and `aggregate`: readable tables; exit 2 on critical (thin).
 
 A scheduled job (cron, CI) can act on the exit status: 0 when nothing is critical, 2 when
 the drift level (or, for `report`, the health) is critical, 1 on errors.
@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..services import aggregation
 from ..services import monitoring as service
 from ..services.state import get_state
 from ..tasks import task_for
@@ -137,3 +138,18 @@ def report_command(model: str | None, version: str | None, since: datetime | Non
             click.echo(f"alert {alert['key']} ({alert['level']}): {'sent' if alert['send'] else 'not sent'} — {alert['reason']}")
     if out["health"]["status"] == "critical":
         raise SystemExit(CRITICAL_EXIT)
+
+
+@cli.command("aggregate")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
+@mlops_errors
+def aggregate_command(as_json: bool) -> None:
+    """Count the log lines not counted yet into the hourly aggregates (what the aggregate_log job does)."""
+    out = aggregation.ingest(get_state()).to_dict()
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{out['records']} records from {out['files']} file(s) into {out['aggregates']} hourly aggregate(s); "
+               f"{out['skipped_lines']} line(s) skipped, {out['conflicts']} batch(es) already counted elsewhere")
+    for problem in out["problems"]:
+        click.echo(f"  - {problem}")

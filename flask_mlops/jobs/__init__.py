@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..jobs.monitoring import drift_check as run
 from ..services.engines import compact_parquet
+from ..services.aggregation import ingest
+from ..services.aggregation import purge as purge_aggregates
 from ..services.experiments import evaluate_rollouts
 from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
@@ -48,9 +50,15 @@ def rollout_evaluation(state: MLOpsState) -> Any:
     return {"rollouts": decisions} if isinstance(decisions, list) else decisions
 
 
+@register_job("aggregate_log", schedule_key="MLOPS_AGGREGATE_CRON")
+def aggregate_log(state: MLOpsState) -> Any:
+    """Count the prediction-log lines not counted yet into the hourly aggregates (each exactly once)."""
+    return ingest(state).to_dict()
+
+
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
 def log_retention(state: MLOpsState) -> Any:
-    """Delete daily prediction log files (and their columnar caches, Parquet partitions) older than MLOPS_LOG_RETENTION_DAYS,
+    """Delete daily prediction log files (their columnar caches, Parquet partitions, hourly aggregates and offsets) older than MLOPS_LOG_RETENTION_DAYS,
     and drift runs with their reports older than MLOPS_REPORT_RETENTION_DAYS."""
     days = state.config.log_retention_days
     check_fence()  # deleting is for the lease holder only
@@ -58,6 +66,7 @@ def log_retention(state: MLOpsState) -> Any:
     caches = day_cache.purge_older_than(state.log_dir, days)  # a day's columnar cache goes with its file
     partitions = parquet.purge_older_than(state.log_dir, days)  # and its Parquet partitions
     reports = purge_reports(state, state.config.report_retention_days)
+    aggregates = purge_aggregates(state, days)  # the hourly aggregates and file offsets go with the log
     return {
         "retention_days": days,
         "removed": [relative_name(state.log_dir, p) for p in removed],
@@ -65,6 +74,7 @@ def log_retention(state: MLOpsState) -> Any:
         "parquet_partitions_removed": [f"{p.parent.name}/{p.name}" for p in partitions],
         "report_retention_days": state.config.report_retention_days,
         "reports_removed": reports,
+        "aggregates_removed": aggregates,
     }
 
 

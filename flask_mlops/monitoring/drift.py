@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from .profile import OTHER, _category_keys, to_float_array
+from .aggregates import Binned, category_index, numeric_values
+from .profile import OTHER
 from .stattests import (
     DEFAULT_STATTESTS,
     STATTESTS,
@@ -306,35 +307,9 @@ def _length(values: Any) -> int:
     return len(codes) if codes is not None else len(values)
 
 
-def _float_values(values: Any) -> np.ndarray:
-    """Current numeric values as float64 (NaN = missing); coded string columns are parsed."""
-    codes = getattr(values, "codes", None)
-    if codes is not None:
-        lut = np.append(to_float_array(np.asarray(list(values.categories), dtype=object)), np.nan)
-        return lut[np.where(np.asarray(codes) < 0, len(lut) - 1, codes)]
-    return to_float_array(values)
-
-
 def _category_counts(values: Any, keys: list[str]) -> np.ndarray:
     """Counts over [reference categories..., other, missing] for any column shape."""
-    index = {k: i for i, k in enumerate(keys)}
-    other, missing = len(keys), len(keys) + 1
-    codes = getattr(values, "codes", None)
-    if codes is not None:
-        categories = list(values.categories)
-    else:
-        arr = np.asarray(values)
-        if arr.dtype.kind in "fiub":
-            uniq, codes = np.unique(arr.astype(np.float64, copy=False), return_inverse=True)
-            categories = [None if math.isnan(u) else u for u in uniq.tolist()]
-        else:
-            import pandas as pd
-
-            codes, uniq_obj = pd.factorize(arr.astype(object), use_na_sentinel=True)
-            categories = list(uniq_obj)
-    cat_keys = _category_keys(np.asarray(categories, dtype=object)) if categories else []
-    lut = np.array([missing] + [missing if k is None else index.get(k, other) for k in cat_keys], dtype=np.int64)
-    return np.bincount(lut[np.asarray(codes, dtype=np.int64) + 1], minlength=len(keys) + 2)
+    return np.bincount(category_index(values, keys), minlength=len(keys) + 2)
 
 
 class DriftCalculator:
@@ -442,22 +417,18 @@ class DriftCalculator:
         )
 
     def _numeric_data(self, key: str, name: str, prof: Mapping[str, Any], values: Any) -> tuple[FeatureData, list[str]]:
-        xs = np.sort(_float_values(values))  # NaN sorts last, -inf first, +inf before NaN
-        n_total = int(xs.size)
-        lo = int(np.searchsorted(xs, -np.inf, side="right"))
-        hi = int(np.searchsorted(xs, np.inf, side="left"))
-        valid = xs[lo:hi]
-        n = int(valid.size)
         edges = self._edges[key]
-        cuts = np.searchsorted(valid, edges, side="left")
-        counts = np.append(np.diff(np.concatenate(([0], cuts, [n]))), n_total - n)
         stats = prof["stats"]
-        ref_min, ref_max = stats.get("min"), stats.get("max")
-        outside = 0
-        if n and ref_min is not None:
-            outside += int(np.searchsorted(valid, ref_min, side="left"))
-        if n and ref_max is not None:
-            outside += n - int(np.searchsorted(valid, ref_max, side="right"))
+        if isinstance(values, Binned):  # counts from aggregates: exact; values from their sample
+            counts = values.counts.bins
+            n_total = int(counts.sum())
+            n = n_total - int(counts[-1])
+            sample_values = values.sample[np.isfinite(values.sample)]
+            valid = np.sort(sample_values)
+            outside, declared_out = values.counts.below + values.counts.above, values.counts.declared_out
+        else:
+            valid, counts, n_total, outside = self._count_values(edges, stats, values)
+            n, declared_out = int(valid.size), None
         declared = prof.get("range")
         sample = self._samples[key]
         data = FeatureData(
@@ -476,15 +447,35 @@ class DriftCalculator:
             scale=stats.get("std") or max(abs(stats.get("mean") or 0.0), 1.0),
             declared_range=None if not declared or declared == [None, None] else (declared[0], declared[1]),
             n_out_of_range=outside,
+            n_declared_out=declared_out,
             point_values=self._points[key],
             cache=self._cache[key],
         )
         return data, _numeric_labels(edges)
 
+    @staticmethod
+    def _count_values(edges: np.ndarray, stats: Mapping[str, Any], values: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(sorted finite values, bin counts + missing, rows, values outside the reference range)."""
+        xs = np.sort(numeric_values(values, _length(values)))  # NaN sorts last, -inf first, +inf before NaN
+        n_total = int(xs.size)
+        lo = int(np.searchsorted(xs, -np.inf, side="right"))
+        hi = int(np.searchsorted(xs, np.inf, side="left"))
+        valid = xs[lo:hi]
+        n = int(valid.size)
+        cuts = np.searchsorted(valid, edges, side="left")
+        counts = np.append(np.diff(np.concatenate(([0], cuts, [n]))), n_total - n)
+        ref_min, ref_max = stats.get("min"), stats.get("max")
+        outside = 0
+        if n and ref_min is not None:
+            outside += int(np.searchsorted(valid, ref_min, side="left"))
+        if n and ref_max is not None:
+            outside += n - int(np.searchsorted(valid, ref_max, side="right"))
+        return valid, counts, n_total, outside
+
     def _categorical_data(self, key: str, name: str, prof: Mapping[str, Any], values: Any) -> tuple[FeatureData, list[str]]:
         keys = list(prof["categories"])
         ref_props = np.asarray([*prof["categories"].values(), prof["other"], prof["missing"]], dtype=float)
-        counts = _category_counts(values, keys)
+        counts = values.counts.bins if isinstance(values, Binned) else _category_counts(values, keys)
         n_total = int(counts.sum())
         n = n_total - int(counts[-1])
         stats = prof["stats"]

@@ -72,6 +72,9 @@ class FeatureData:
     declared_range: tuple[float | None, float | None] | None = None
     #: numeric: window values outside the reference's [min, max]; categorical: in "other"
     n_out_of_range: int = 0
+    #: numeric, from aggregates: window values outside the declared range, counted exactly
+    #: (else counted on `current_values`)
+    n_declared_out: int | None = None
     #: numeric: the values with a point bin of their own (zeros of a zero-inflated feature)
     point_values: np.ndarray | None = None
     #: per-feature memo kept by the calculator across windows (reference-only quantities)
@@ -600,14 +603,14 @@ def out_of_range_test(data: FeatureData, levels: Levels, alpha: float) -> StatRe
 @register_stattest("declared_range", feature_types=("numeric",), levels=(0.001, 0.01, 0.05), kind="pvalue")
 def declared_range_test(data: FeatureData, levels: Levels, alpha: float) -> StatResult:
     """Share of values outside the range declared in the model spec, beyond the reference's own share."""
-    if data.declared_range is None or data.current_values is None or data.n_current == 0:
+    if data.declared_range is None or (data.current_values is None and data.n_declared_out is None) or data.n_current == 0:
         return StatResult("declared_range", None, why="no declared range" if data.declared_range is None else "no non-missing values")
     lo, hi = data.declared_range
     key = "declared_out"
     if key not in data.cache:
         data.cache[key] = _count_outside(data.reference_sample, lo, hi) if data.reference_sample is not None else 0
     k_ref, n_ref = int(data.cache[key]), int(data.reference_sample.size if data.reference_sample is not None else 0)
-    k_cur = _count_outside(data.current_values, lo, hi)
+    k_cur = data.n_declared_out if data.n_declared_out is not None else _count_outside(data.current_values, lo, hi)  # type: ignore[arg-type]
     rate = k_cur / data.n_current
     ref_rate = k_ref / n_ref if n_ref else 0.0
     excess = max(rate - ref_rate, 0.0)

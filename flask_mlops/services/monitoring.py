@@ -42,7 +42,7 @@ from ..monitoring.performance import (
     realised_metrics,
     rolling_mean,
 )
-from ..monitoring.profile import build_profile, to_float_array
+from ..monitoring.profile import to_float_array
 from ..store.base import utcnow
 from ..store.columnar import read_window
 from ..store.feedback import Feedback, labelled
@@ -51,8 +51,9 @@ from ..tasks import task_for
 from .alerts import evaluate_alerts
 from .catalog import model_names, model_spec
 from .lifecycle import version_task
+from .profiles import load_profile
 from .prometheus import log_failures, record_drift, record_health
-from .registry import alias_version, get_version, version_profile
+from .registry import alias_version, get_version
 
 if TYPE_CHECKING:
     from ..specs import ModelSpec
@@ -102,33 +103,6 @@ def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -
         except ValueError:
             return None
     return alias_version(state, spec.name)
-
-
-def load_profile(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[dict[str, Any], str]:
-    """The version's stored reference profile, else one built from the training CSV (cached per file)."""
-    if version is not None:
-        profile = version_profile(state, spec.name, version)
-        if profile is not None:
-            return profile, f"version {version}"
-    if spec.data and Path(spec.data).is_file():
-        path = Path(spec.data)
-        key = ("monitoring.profile", spec.name, str(path), path.stat().st_mtime_ns)
-        cache = state.extras.setdefault("monitoring", {})
-        if key not in cache:
-            import pandas as pd
-
-
-            frame = pd.read_csv(path)
-            missing = [f for f in spec.feature_names if f not in frame.columns]
-            if missing:
-                raise UnprocessableError(f"training data {path} lacks columns {missing}", details={"missing": missing})
-            cache[key] = build_profile({f: frame[f].to_numpy() for f in spec.feature_names}, spec, seed=state.config.random_seed)
-        return cache[key], f"training data {path.name}"
-    raise UnprocessableError(
-        f"no reference profile for model {spec.name!r}: register a version with reference data or declare its training data",
-        code="no_reference_profile",
-        details={"model": spec.name, "version": version},
-    )
 
 
 def read(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, features: bool = True, with_ids: bool = False) -> Window:

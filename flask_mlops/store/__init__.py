@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import experiments, feedback, fleet, leases, models, monitoring, ratelimit, retraining, sessions  # noqa: F401  (registers the tables on Base.metadata)
+from . import aggregates, experiments, feedback, fleet, leases, models, monitoring, ratelimit, retraining, sessions  # noqa: F401  (registers the tables on Base.metadata)
 from .base import BIND_KEY, Base
 from .predictions import PredictionLogWriter, ReadStats, read_records
 

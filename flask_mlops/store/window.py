@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..monitoring.aggregates import LogColumns
 from ..monitoring.profile import to_float_array
 from .day_cache import ColumnarStats, OpenDayCache, load_day
 from .log_parse import FEATURE_PREFIX
@@ -323,4 +324,49 @@ def _take(window: Window, index: np.ndarray) -> Window:
     )
 
 
-__all__ = ["CodedColumn", "Window", "read_window"]
+def _ids(table: pa.Table) -> np.ndarray:
+    """The `id` column as bytes (S<w>): zero-copy when every id has the same length (uuid hex)."""
+    import pyarrow as pa
+
+    col = table.column("id").combine_chunks()
+    if pa.types.is_string(col.type) and col.null_count == 0 and len(col):
+        offsets = np.frombuffer(col.buffers()[1], dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
+        width = int(offsets[1] - offsets[0])
+        if width > 0 and int(offsets[-1] - offsets[0]) == width * len(col):
+            data = np.frombuffer(col.buffers()[2], dtype=np.uint8, count=width * len(col), offset=int(offsets[0]))
+            return data.view(f"S{width}")
+    return np.array([("" if v is None else str(v)).encode() for v in col.to_pylist()], dtype=bytes)
+
+
+def feature_columns(table: pa.Table, names: Iterable[str]) -> dict[str, Any]:
+    """The `f.<name>` columns as float64 or `CodedColumn` (None: not in the table), untyped."""
+    return {name: _to_numpy(table.column(FEATURE_PREFIX + name)) if FEATURE_PREFIX + name in table.column_names else None for name in names}
+
+
+def log_columns(table: pa.Table, features: Iterable[str]) -> LogColumns:
+    """A parsed stretch of the log (`log_parse.parse_bytes`) as the columns aggregates are built from."""
+    n = table.num_rows
+
+    def col(name: str) -> Any:
+        return _to_numpy(table.column(name)) if name in table.column_names else None
+
+    def coded(name: str) -> CodedColumn:
+        values = col(name)
+        return values if isinstance(values, CodedColumn) else _as_type(values, "categorical", n)
+
+    status = col("status")
+    return LogColumns(
+        ts_us=_ts_micros(table),
+        ids=_ids(table),
+        model=coded("model"),
+        version=coded("model_version"),
+        variant=coded("variant"),
+        status=np.zeros(n, dtype=np.int64) if status is None else np.nan_to_num(status, nan=0).astype(np.int64),
+        latency_ms=_as_type(col("latency_ms"), "numeric", n),
+        features=feature_columns(table, features),
+        prediction=col("prediction"),
+        probability=_as_type(col("probability"), "numeric", n),
+    )
+
+
+__all__ = ["CodedColumn", "Window", "feature_columns", "log_columns", "read_window"]

@@ -1,0 +1,265 @@
+"""Hourly aggregates: built from the prediction log exactly once (`ingest`), read back merged for a window.
+
+`ingest` walks every log file (`store.predictions.log_files`, whatever the layout: one file
+per day or a folder of per-writer files per day), reads each from the offset already counted
+to its last complete line, in batches of `BATCH_BYTES`, builds the batch's aggregates on the
+bins of each record's version's reference profile, and commits aggregates and offset in one
+transaction (`store.aggregates.commit_batch`; inside a scheduled run the lease's fence is
+checked before that commit). A torn or still-being-written last line stays for the next run.
+
+`window_aggregates` answers a monitoring window from them: the stored aggregates of its hours
+plus the bytes not counted yet (the tails of the files of those days), so the answer is as
+fresh as the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MLOpsError
+from ..monitoring.aggregates import Binning, HourAggregate, build, hour_ceil, hour_floor, merge_all
+from ..store import aggregates as store
+from ..store.log_parse import parse_bytes
+from ..store.predictions import day_of, log_files
+from ..store.window import feature_columns, log_columns
+from .catalog import model_spec
+from .profiles import load_profile
+from .scheduler import check_fence
+
+if TYPE_CHECKING:
+    from .state import MLOpsState
+
+logger = logging.getLogger(__name__)
+
+#: bytes of one file parsed and committed per transaction (bounds the job's memory)
+BATCH_BYTES = 64 << 20
+HEAD_BYTES = 4096
+#: times a batch is retried after another writer committed first
+MAX_CONFLICTS = 3
+
+
+class Binnings:
+    """The bins each (model, version) is counted on, resolved once per run."""
+
+    def __init__(self, state: MLOpsState) -> None:
+        self.state = state
+        self._cache: dict[tuple[str, str], Binning | None] = {}
+
+    def get(self, key: tuple[str, str]) -> Binning | None:
+        if key not in self._cache:
+            self._cache[key] = self._resolve(*key)
+        return self._cache[key]
+
+    def _resolve(self, model: str, version: str) -> Binning | None:
+        try:
+            spec = model_spec(self.state, model)
+            number = int(version) if version.isdigit() else None
+            profile, _ = load_profile(self.state, spec, number)
+        except MLOpsError as exc:  # unknown model, no profile: request counts only
+            logger.info("aggregates of %s version %r without feature bins: %s", model, version, exc)
+            return None
+        return Binning.of_profile(profile)
+
+    def features(self, pairs: list[tuple[str, str]]) -> list[str]:
+        names: dict[str, None] = {}
+        for pair in pairs:
+            binning = self.get(pair)
+            if binning is not None:
+                names.update(dict.fromkeys(n for n in binning.features if not n.startswith("__")))
+        return list(names)
+
+
+@dataclass
+class IngestResult:
+    files: int = 0
+    batches: int = 0
+    records: int = 0
+    bytes: int = 0
+    skipped_lines: int = 0
+    conflicts: int = 0
+    aggregates: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _head(path: Path, upto: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha1(handle.read(min(upto, HEAD_BYTES))).hexdigest()
+
+
+def _read_complete(path: Path, start: int, limit: int) -> bytes:
+    """Bytes from `start`, at most `limit`, up to (and including) the last newline."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(limit)
+    return data[: data.rfind(b"\n") + 1]
+
+
+def aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
+    """(aggregates, records, lines, skipped lines) of complete JSONL lines."""
+    table, lines, skipped = parse_bytes(data)
+    if table.num_rows == 0:
+        return [], 0, lines, skipped
+    cols = log_columns(table, ())
+    pairs = sorted({(m, v) for m, v in _pairs(cols)})
+    cols.features = feature_columns(table, binnings.features(pairs))
+    aggs = build(cols, {pair: binnings.get(pair) for pair in pairs})
+    return list(merge_all(aggs).values()), table.num_rows, lines, skipped
+
+
+def _pairs(cols: Any) -> set[tuple[str, str]]:
+    import numpy as np
+
+    m_text = [*cols.model.categories, ""]
+    v_text = [*cols.version.categories, ""]
+    both = np.unique(np.stack([np.asarray(cols.model.codes, np.int64), np.asarray(cols.version.codes, np.int64)]), axis=1)
+    return {(m_text[m], v_text[v]) for m, v in both.T.tolist()}
+
+
+def ingest(state: MLOpsState, *, batch_bytes: int = BATCH_BYTES) -> IngestResult:
+    """Count every log line not counted yet into the hourly aggregates, each exactly once."""
+    result = IngestResult()
+    binnings = Binnings(state)
+    known = store.offsets(state.engine)
+    for path in log_files(state.log_dir):
+        rel = path.relative_to(state.log_dir).as_posix()
+        row = known.get(rel)
+        _ingest_file(state, path, rel, row.consumed if row else 0, row.head if row else None, binnings, result, batch_bytes)
+    return result
+
+
+def _ingest_file(
+    state: MLOpsState, path: Path, rel: str, consumed: int, head: str | None, binnings: Binnings, result: IngestResult, batch_bytes: int
+) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # removed meanwhile (retention)
+    if size < consumed or (head is not None and consumed and _head(path, consumed) != head):
+        result.problems.append(f"{rel}: shrank or was replaced after {consumed} bytes were counted; not counted again")
+        logger.warning("log file %s shrank or was replaced after %d bytes were counted; skipped", rel, consumed)
+        return
+    if size == consumed:
+        return
+    result.files += 1
+    day = day_of(path)
+    conflicts = 0
+    while consumed < size:
+        data = _read_complete(path, consumed, batch_bytes)
+        if not data:
+            if size - consumed >= batch_bytes:
+                result.problems.append(f"{rel}: a line longer than {batch_bytes} bytes at {consumed}")
+            return  # only a torn / unfinished last line left: next run
+        aggs, records, lines, skipped = aggregates_of(data, binnings)
+        end = consumed + len(data)
+        ok = store.commit_batch(
+            state.engine, rel, day=day.isoformat() if day else None, expect=consumed, consumed=end,
+            head=_head(path, end), lines=lines, skipped=skipped, aggregates=aggs, before_commit=check_fence,
+        )
+        if not ok:
+            conflicts += 1
+            result.conflicts += 1
+            if conflicts >= MAX_CONFLICTS:
+                return
+            row = store.offsets(state.engine).get(rel)
+            consumed = row.consumed if row else 0
+            continue
+        consumed = end
+        result.batches += 1
+        result.records += records
+        result.bytes += len(data)
+        result.skipped_lines += skipped
+        result.aggregates += len(aggs)
+
+
+def purge(state: MLOpsState, days: int, *, now: datetime | None = None) -> dict[str, int]:
+    """Retention of aggregates and offsets with the log (MLOPS_LOG_RETENTION_DAYS)."""
+    if days <= 0:
+        return {"aggregates": 0, "offsets": 0}
+    now = now or datetime.now(timezone.utc)
+    cutoff = datetime.combine(now.date() - timedelta(days=days), datetime.min.time(), tzinfo=timezone.utc)
+    return store.purge_older_than(state.engine, cutoff)
+
+
+# -- reading a window --------------------------------------------------------------------------
+@dataclass
+class WindowAggregates:
+    """A window's aggregates merged per (version, variant, bins) over its whole hours [since, until)."""
+
+    since: datetime | None
+    until: datetime
+    groups: list[HourAggregate]
+    tail_records: int  # records counted from bytes the job had not ingested yet
+    skipped_lines: int
+
+    @property
+    def n(self) -> int:
+        return sum(g.n for g in self.groups)
+
+
+def window_aggregates(
+    state: MLOpsState, model: str, *, since: datetime | None, until: datetime | None, version: str | None = None,
+    bins: str | None = None, with_sample: bool = True,
+) -> WindowAggregates:
+    """The model's aggregates over the whole UTC hours covering [since, until) (since rounded
+    down, until up; None = open), the not yet ingested tails of the log included."""
+    lo = hour_floor(since) if since is not None else None
+    hi = hour_ceil(until) if until is not None else hour_ceil(datetime.now(timezone.utc) + timedelta(microseconds=1))
+    stored = store.read_aggregates(state.engine, model, since=lo, until=hi, version=version, bins=bins, with_sample=with_sample)
+    tail, tail_n = _tails(state, model, lo, hi, version, bins)
+    groups = _by_group([*stored, *tail])
+    skipped = store.skipped_lines(state.engine, since_day=lo.date().isoformat() if lo else None, until_day=hi.date().isoformat())
+    return WindowAggregates(lo, hi, groups, tail_n, skipped)
+
+
+def _by_group(aggs: Any) -> list[HourAggregate]:
+    """Merged per (version, variant, bins); the hour of the first one seen stands for all."""
+    out: dict[tuple[str, str, str], HourAggregate] = {}
+    for agg in aggs:
+        key = (agg.version, agg.variant, agg.bins)
+        have = out.get(key)
+        if have is None:
+            out[key] = agg
+        else:
+            agg.hour = have.hour
+            out[key] = have.merge(agg)
+    return list(out.values())
+
+
+def _tails(
+    state: MLOpsState, model: str, lo: datetime | None, hi: datetime, version: str | None, bins: str | None
+) -> tuple[list[HourAggregate], int]:
+    """Aggregates of the bytes of the window's files that no ingestion has counted yet."""
+    known = store.offsets(state.engine)
+    binnings = Binnings(state)
+    out: list[HourAggregate] = []
+    records = 0
+    for path in log_files(state.log_dir, lo, hi - timedelta(microseconds=1)):
+        row = known.get(path.relative_to(state.log_dir).as_posix())
+        start = row.consumed if row else 0
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue
+        if size <= start:
+            continue
+        aggs, _, _, _ = aggregates_of(_read_complete(path, start, size - start), binnings)
+        for agg in aggs:
+            if agg.model != model or (version is not None and agg.version != version) or (bins is not None and agg.bins != bins):
+                continue
+            if (lo is not None and agg.hour < lo) or agg.hour >= hi:
+                continue
+            out.append(agg)
+            records += agg.n
+    return out, records
+
+
+__all__ = ["BATCH_BYTES", "Binnings", "IngestResult", "WindowAggregates", "ingest", "purge", "window_aggregates"]

@@ -1,0 +1,206 @@
+"""Hourly aggregates: the definition (bins, sample), merge by addition, ingestion exactly once, drift from them."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from flask import Flask
+
+from flask_mlops import get_state
+from flask_mlops.monitoring.aggregates import (
+    HOUR_US,
+    LATENCY_EDGES_MS,
+    PREDICTION,
+    Binning,
+    LogColumns,
+    Sample,
+    build,
+    merge_all,
+)
+from flask_mlops.monitoring.profile import build_profile
+from flask_mlops.services import aggregation
+from flask_mlops.services.scheduler import LEASE_NAME, run_job
+from flask_mlops.services.serving import new_prediction_id
+from flask_mlops.store import aggregates as store
+from flask_mlops.store import leases
+from flask_mlops.store.predictions import format_ts
+from tests.conftest import DATA, FEATURE_NAMES, base_config, build_app
+
+T0 = int(datetime(2026, 11, 30, tzinfo=timezone.utc).timestamp()) * 1_000_000
+
+
+def coded(values: list[str | None]) -> SimpleNamespace:
+    cats = sorted({v for v in values if v is not None})
+    return SimpleNamespace(codes=np.array([cats.index(v) if v is not None else -1 for v in values], dtype=np.int32), categories=cats)
+
+
+def columns(n: int, seed: int, *, hours: int = 3) -> LogColumns:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n)
+    x[rng.random(n) < 0.05] = np.nan
+    return LogColumns(
+        ts_us=T0 + rng.integers(0, hours * HOUR_US, n),
+        ids=np.array([f"{v:032x}".encode() for v in rng.integers(0, 2**62, n)], dtype="S32"),
+        model=coded(["m"] * n),
+        version=coded(["1"] * n),
+        variant=coded([None] * n),
+        status=rng.choice([200, 200, 200, 500, 422], n),
+        latency_ms=rng.lognormal(2, 1, n),
+        features={"x": x, "c": coded(list(rng.choice(["a", "b", "z"], n)))},
+        prediction=np.zeros(n),
+        probability=rng.random(n),
+    )
+
+
+def binning() -> Binning:
+    rng = np.random.default_rng(0)
+    spec_cols = {"x": rng.normal(0, 1, 2000), "c": np.array(["a", "b"] * 1000, dtype=object)}
+    return Binning.of_profile(build_profile(spec_cols, predictions=rng.random(2000)))
+
+
+def test_build_counts_follow_the_bin_rules() -> None:
+    cols, b = columns(5000, 1), binning()
+    aggs = build(cols, {("m", "1"): b})
+    assert len(aggs) == 3 and {a.hour.hour for a in aggs} == {0, 1, 2}
+    assert sum(a.n for a in aggs) == 5000
+    served = cols.status < 400
+    assert sum(a.n_served for a in aggs) == int(served.sum())
+    x = cols.features["x"][served]
+    edges = b.features["x"].edges
+    want = np.bincount(np.searchsorted(edges, x[np.isfinite(x)], side="right"), minlength=edges.size + 1)
+    total = merge_all(a.__class__(a.model, a.version, a.variant, aggs[0].hour, a.bins).merge(a) for a in aggs)
+    (one,) = total.values()
+    assert one.counts["x"].bins[:-1].tolist() == want.tolist()
+    assert one.counts["x"].bins[-1] == int(np.isnan(x).sum())
+    assert one.counts["c"].bins.tolist()[-2] == int((np.asarray(cols.features["c"].categories)[cols.features["c"].codes][served] == "z").sum())
+    assert one.counts[PREDICTION].bins.sum() == int(served.sum())
+    assert one.latency.sum() == 5000 and one.latency.size == len(LATENCY_EDGES_MS) + 2
+    assert one.errors == int((cols.status >= 400).sum())
+    # the sample: the SAMPLE_SIZE smallest ids of the served records, with their values
+    ids = cols.ids[served]
+    assert one.sample.ids.tolist() == sorted(ids.tolist())[:1000]
+
+
+def test_merge_by_addition_equals_one_shot() -> None:
+    cols, b = columns(6000, 2), binning()
+    whole = merge_all(build(cols, {("m", "1"): b}))
+    parts = []
+    for idx in np.array_split(np.arange(6000), 4):
+        part = LogColumns(
+            cols.ts_us[idx], cols.ids[idx], coded(["m"] * idx.size), coded(["1"] * idx.size), coded([None] * idx.size),
+            cols.status[idx], cols.latency_ms[idx], {"x": cols.features["x"][idx], "c": SimpleNamespace(codes=cols.features["c"].codes[idx], categories=cols.features["c"].categories)},
+            cols.prediction[idx], cols.probability[idx],
+        )
+        parts.extend(build(part, {("m", "1"): b}))
+    merged = merge_all(reversed(parts))
+    assert merged.keys() == whole.keys()
+    for key, agg in whole.items():
+        other = merged[key]
+        assert (agg.n, agg.n_served, agg.status, agg.ts_min, agg.ts_max) == (other.n, other.n_served, other.status, other.ts_min, other.ts_max)
+        assert agg.latency.tolist() == other.latency.tolist()
+        assert agg.latency_sum == other.latency_sum or abs(agg.latency_sum - other.latency_sum) < 1e-6 * agg.latency_sum
+        for name, c in agg.counts.items():
+            assert c.to_dict() == other.counts[name].to_dict()
+        assert agg.sample.ids.tolist() == other.sample.ids.tolist()
+        np.testing.assert_array_equal(agg.sample.values["x"], other.sample.values["x"])
+        back = Sample.from_bytes(agg.sample.to_bytes())
+        assert back.ids.tolist() == agg.sample.ids.tolist()
+        np.testing.assert_array_equal(back.values["x"], agg.sample.values["x"])
+
+
+# -- ingestion: exactly once -----------------------------------------------------------------------
+def _records(n: int, start: datetime, seed: int, *, shift: float = 0.0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    df = pd.read_csv(DATA)
+    rows = df.iloc[rng.integers(0, len(df), n)][FEATURE_NAMES].to_dict("records")
+    out = []
+    for i, row in enumerate(rows):
+        row["Glucose"] = float(row["Glucose"]) + shift
+        out.append({
+            "id": new_prediction_id(), "ts": format_ts(start + timedelta(seconds=float(i) * 7200 / n)), "model": "diabetes",
+            "model_version": None, "variant": None, "features": row, "prediction": int(rng.random() < 0.3),
+            "probability": float(rng.random()), "latency_ms": float(rng.lognormal(2, 0.5)), "status": 200 if rng.random() < 0.95 else 500,
+        })
+    return out
+
+
+def _write(path: Path, records: list[dict[str, Any]], tail: bytes = b"") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        handle.write(b"".join(orjson.dumps(r) + b"\n" for r in records) + tail)
+
+
+def _stored_n(app: Flask) -> int:
+    state = get_state(app)
+    return sum(n for n, _ in store.totals(state.engine, "diabetes", since=None, until=None).values())
+
+
+START = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
+
+
+def test_ingestion_counts_every_line_once_across_runs_restarts_and_writers(app: Flask, instance: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs" / "predictions"
+    _write(logs / "2026-11-30" / "host-a-1.jsonl", _records(300, START, 1))
+    partial = orjson.dumps(_records(1, START + timedelta(minutes=30), 9)[0]) + b"\n"
+    _write(logs / "2026-11-30" / "host-b-2.jsonl", _records(200, START, 2), tail=partial[:40])  # a line being written
+    with app.app_context():
+        first = aggregation.ingest(get_state(app))
+    assert first.records == 500 and _stored_n(app) == 500
+    with app.app_context():
+        assert aggregation.ingest(get_state(app)).records == 0  # twice: nothing counted again
+    restarted = build_app(instance, base_config(tmp_path), name="restarted")  # a new process on the same stores
+    with restarted.app_context():
+        assert aggregation.ingest(get_state(restarted)).records == 0
+    with open(logs / "2026-11-30" / "host-b-2.jsonl", "ab") as handle:
+        handle.write(partial[40:])  # the writer finishes its line
+    _write(logs / "2026-11-30" / "host-a-1.jsonl", _records(100, START + timedelta(hours=1), 3))
+    # two writers at once (two apps, as two hosts): each batch commits once, whoever is first
+    other = build_app(instance, base_config(tmp_path), name="other")
+    results: list[aggregation.IngestResult] = []
+
+    def run(a: Flask) -> None:
+        with a.app_context():
+            results.append(aggregation.ingest(get_state(a)))
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in (app, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.records for r in results) == 101
+    assert _stored_n(app) == 601
+    stored = list(store.read_aggregates(get_state(app).engine, "diabetes", since=None, until=None))
+    served = sum(a.n_served for a in stored)
+    assert 0 < served < 601
+    assert {a.hour for a in stored} == {START, START + timedelta(hours=1), START + timedelta(hours=2)}
+    assert sum(int(a.counts["Glucose"].bins.sum()) for a in stored) == served  # binned on the training data's profile
+
+
+def test_a_batch_read_twice_commits_once(app: Flask, tmp_path: Path) -> None:
+    state = get_state(app)
+    cols = columns(100, 5)
+    aggs = list(merge_all(build(cols, {})).values())
+    args = {"day": "2026-11-30", "expect": 0, "consumed": 1000, "head": "h", "lines": 100, "skipped": 0, "aggregates": aggs}
+    assert store.commit_batch(state.engine, "predictions/x.jsonl", **args)
+    assert not store.commit_batch(state.engine, "predictions/x.jsonl", **args)  # the second writer: nothing
+    assert sum(n for n, _ in store.totals(state.engine, "m", since=None, until=None).values()) == 100
+
+
+def test_the_job_commits_only_under_its_fence(app: Flask, tmp_path: Path) -> None:
+    _write(tmp_path / "logs" / "predictions" / "2026-11-30.jsonl", _records(50, START, 4))
+    state = get_state(app)
+    with app.app_context():
+        lost = run_job(state, "aggregate_log", holder="h1", fence=999)  # a fence nobody holds
+        assert lost is not None and lost["status"] != "succeeded" and _stored_n(app) == 0
+        grant = leases.acquire(state.engine, LEASE_NAME, "h2", 60)
+        assert grant is not None
+        done = run_job(state, "aggregate_log", holder="h2", fence=grant.fence, tick=START)
+    assert done is not None and done["status"] == "succeeded" and done["result"]["records"] == 50
+    assert _stored_n(app) == 50
