@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.monitoring import drift_check as run
-from ..services.engines import compact_parquet
 from ..services.aggregation import ingest
 from ..services.aggregation import purge as purge_aggregates
+from ..services.engines import compact_parquet
 from ..services.experiments import evaluate_rollouts
 from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
