@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -83,7 +84,7 @@ def _write_cache(cache: Path, table: pa.Table, size: int, mtime_ns: int, lines: 
 
     meta = {"format": CACHE_FORMAT, "source_size": str(size), "source_mtime_ns": str(mtime_ns), "lines": str(lines), "skipped": str(skipped)}
     table = table.replace_schema_metadata(meta)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}.tmp")  # unique on a volume that hosts share
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
