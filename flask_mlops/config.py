@@ -282,6 +282,12 @@ class MLOpsConfig:
     aggregate_cron: str = _key(
         "*/5 * * * *", "Cron (UTC) of the aggregate_log job: counts the log lines not counted yet into the hourly aggregates."
     )
+    aggregate_min_records: int = _key(
+        100_000,
+        "Drift and operations over a window whose hours hold at least this many records read the hourly aggregates "
+        "(whole UTC hours, a sample for KS/Wasserstein) instead of the records (0 = always the aggregates).",
+        _number(int, 0),
+    )
     report_retention_days: int = _key(
         90, "Days stored drift runs (rows, JSON and HTML reports) are kept by the retention job (0 = keep forever).", _number(int, 0, 36500)
     )

@@ -18,6 +18,7 @@ from flask_mlops.monitoring.aggregates import (
     HOUR_US,
     LATENCY_EDGES_MS,
     PREDICTION,
+    SAMPLE_SIZE,
     Binning,
     LogColumns,
     Sample,
@@ -25,7 +26,7 @@ from flask_mlops.monitoring.aggregates import (
     merge_all,
 )
 from flask_mlops.monitoring.profile import build_profile
-from flask_mlops.services import aggregation
+from flask_mlops.services import aggregation, monitoring
 from flask_mlops.services.scheduler import LEASE_NAME, run_job
 from flask_mlops.services.serving import new_prediction_id
 from flask_mlops.store import aggregates as store
@@ -204,3 +205,57 @@ def test_the_job_commits_only_under_its_fence(app: Flask, tmp_path: Path) -> Non
         done = run_job(state, "aggregate_log", holder="h2", fence=grant.fence, tick=START)
     assert done is not None and done["status"] == "succeeded" and done["result"]["records"] == 50
     assert _stored_n(app) == 50
+
+
+# -- drift and operations from aggregates ------------------------------------------------------------
+#: the sample-based statistics: the window's sample is a uniform sample of K = 1000 of its
+#: records, whose ECDF is within 1.63 / sqrt(K) = 0.052 of the window's own with 99 %
+#: probability (Kolmogorov); |D_sample - D_window| is at most that distance
+KS_TOLERANCE = 1.63 / np.sqrt(SAMPLE_SIZE)
+
+
+def test_drift_and_operations_from_aggregates_agree_with_the_records(instance: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs" / "predictions"
+    _write(logs / "2026-11-30" / "a-1.jsonl", _records(2500, START, 11, shift=25.0))  # Glucose moved up
+    _write(logs / "2026-11-30" / "b-2.jsonl", _records(1500, START, 12, shift=25.0))
+    raw_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=10**9), name="raw")
+    agg_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=1000), name="agg")
+    window = monitoring.WindowSpec("diabetes", since=START, until=START + timedelta(hours=2))
+    with agg_app.app_context():
+        aggregation.ingest(get_state(agg_app))
+        from_aggs = monitoring.drift(get_state(agg_app), window, persist=False).to_dict()
+        ops_aggs = monitoring.operations(get_state(agg_app), window)
+    with raw_app.app_context():
+        from_log = monitoring.drift(get_state(raw_app), window, persist=False).to_dict()
+        ops_log = monitoring.operations(get_state(raw_app), window)
+    assert from_aggs["window"]["source"] == "aggregates" and from_log["window"]["source"] == "log"
+    assert from_aggs["window"]["n"] == from_log["window"]["n"] > 3000
+    assert from_aggs["features"]["Glucose"]["level"] in ("warning", "critical")
+    for name, f in from_log["features"].items():
+        g = from_aggs["features"][name]
+        # counts are exact: every binned statistic is the same number
+        for key in ("psi", "missing_rate", "out_of_range_rate", "n_current"):
+            assert g[key] == f[key], (name, key)
+        assert g["histogram"] == f["histogram"]
+        assert g["tests"]["declared_range"] == f["tests"]["declared_range"]
+        assert abs(g["ks_stat"] - f["ks_stat"]) <= KS_TOLERANCE, name
+        assert g["level"] == f["level"], name
+    assert ops_aggs["n_requests"] == ops_log["n_requests"] == 4000
+    assert ops_aggs["n_errors"] == ops_log["n_errors"] and ops_aggs["error_rate"] == ops_log["error_rate"]
+    for q in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+        assert abs(ops_aggs[q] - ops_log[q]) <= 0.13 * ops_log[q], q  # within one histogram bucket (12 %)
+    assert abs(ops_aggs["latency_mean_ms"] - ops_log["latency_mean_ms"]) < 1e-9 * ops_log["latency_mean_ms"]
+
+
+def test_records_not_yet_aggregated_are_counted_from_the_log(instance: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs" / "predictions"
+    _write(logs / "2026-11-30" / "a-1.jsonl", _records(1200, START, 21))
+    app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=1000), name="fresh")
+    with app.app_context():
+        aggregation.ingest(get_state(app))
+        _write(logs / "2026-11-30" / "a-1.jsonl", _records(300, START, 22))  # after the job ran
+        _write(logs / "2026-11-30" / "c-3.jsonl", _records(100, START, 23))
+        ops = monitoring.operations(get_state(app), monitoring.WindowSpec("diabetes", since=START, until=START + timedelta(hours=2)))
+        report = monitoring.drift(get_state(app), monitoring.WindowSpec("diabetes", since=START, until=START + timedelta(hours=2)), persist=False)
+    assert ops["n_requests"] == 1600
+    assert report.window["not_yet_aggregated"] == 400 and report.window["source"] == "aggregates"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..jsonable import jsonable
+from .aggregates import latency_quantiles
 from .drift import grade
 
 Levels = Sequence[float]
@@ -381,6 +382,35 @@ def operational_metrics(
         p99,
         mean,
         rate,
+        grade(error_rate, tuple(error_thresholds)),  # type: ignore[arg-type]
+        grade(p95, tuple(latency_thresholds)),  # type: ignore[arg-type]
+    )
+
+
+def operational_from_counts(
+    status: Mapping[int, int],
+    latency_hist: Any,
+    latency_sum: float,
+    span_s: float | None,
+    *,
+    error_thresholds: Levels = (0.01, 0.05, 0.10),
+    latency_thresholds: Levels = (200.0, 500.0, 1000.0),
+) -> OperationalMetrics:
+    """`operational_metrics` from hourly aggregates: status counts, the latency histogram
+    (`aggregates.LATENCY_EDGES_MS`, quantiles within a bucket) and the covered span."""
+    n = int(sum(status.values()))
+    if n == 0:
+        return OperationalMetrics(0, 0, None, None, None, None, None, None, None, "ok", "ok")
+    errors = sum(c for code, c in status.items() if code >= 500)
+    client = sum(c for code, c in status.items() if 400 <= code < 500)
+    hist = np.asarray(latency_hist, dtype=np.int64)
+    known = int(hist[:-1].sum())
+    p50, p95, p99 = latency_quantiles(hist, (50, 95, 99))
+    mean = latency_sum / known if known else None
+    rate = n / span_s * 3600.0 if span_s and n > 1 else None
+    error_rate = errors / n
+    return OperationalMetrics(
+        n, errors, error_rate, client / n, p50, p95, p99, mean, rate,
         grade(error_rate, tuple(error_thresholds)),  # type: ignore[arg-type]
         grade(p95, tuple(latency_thresholds)),  # type: ignore[arg-type]
     )

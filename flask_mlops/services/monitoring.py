@@ -7,6 +7,7 @@ The API, the CLI and the scheduled job all call these functions (they take the a
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ..errors import NotFoundError, UnprocessableError, ValidationError
+from ..monitoring.aggregates import PREDICTION, Binned, Binning, hour_ceil, hour_floor
 from ..monitoring.drift import DriftCalculator, DriftReport
 from ..monitoring.health import (
     Component,
@@ -38,16 +40,19 @@ from ..monitoring.performance import (
     decay,
     estimate_performance,
     metrics_by_group,
+    operational_from_counts,
     operational_metrics,
     realised_metrics,
     rolling_mean,
 )
 from ..monitoring.profile import to_float_array
+from ..store.aggregates import totals as aggregate_totals
 from ..store.base import utcnow
 from ..store.columnar import read_window
 from ..store.feedback import Feedback, labelled
 from ..store.monitoring import REPORTS_SUBDIR, DriftRun, delete_drift_runs, list_drift_runs, write_report_file
 from ..tasks import task_for
+from .aggregation import WindowAggregates, window_aggregates
 from .alerts import evaluate_alerts
 from .catalog import model_names, model_spec
 from .lifecycle import version_task
@@ -127,25 +132,83 @@ def _served(win: Window) -> Window:
 
 
 # -- drift -------------------------------------------------------------------------------------
-def drift(state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigger: str = "api", win: Window | None = None) -> DriftReport:
+def drift(
+    state: MLOpsState, window: WindowSpec, *, persist: bool = True, trigger: str = "api", win: Window | None = None,
+    agg: WindowAggregates | None = None,
+) -> DriftReport:
     """Drift of the window against the reference version's profile; stored when `persist`.
 
-    `win` is the window already read (with features), to read the log once per report.
+    `win` is the window already read (with features), `agg` its hourly aggregates, to read
+    once per report. A window large enough (`aggregated`) is judged from the aggregates: exact
+    counts for the binned tests, their bottom-K sample for KS and Wasserstein.
     """
     spec = resolve_model(state, window.model)
     window = replace(window, model=spec.name)
     reference = _reference_version(state, spec, window)
     profile, source = load_profile(state, spec, reference)
-    win = _served(win if win is not None else read(state, spec, window))
     pred_prof = profile.get("prediction") or {}
+    info = {**window.to_dict(), "reference_version": reference, "reference": source}
+    if win is None:
+        agg = agg if agg is not None else aggregated(state, spec, window)
+        binned = _binned(agg, profile) if agg is not None else None
+        if binned is not None:
+            columns, binned_prediction, n_rows, extra = binned
+            report = DriftCalculator.from_config(profile, state.config).calculate(
+                columns, prediction=binned_prediction if pred_prof else None, window={**info, **extra}, n_rows=n_rows
+            )
+            if persist:
+                save_drift_run(state, spec.name, report, trigger=trigger)
+            return report
+    win = _served(win if win is not None else read(state, spec, window))
     prediction: Any = win.probability if pred_prof.get("of") == "probability" else win.prediction
-    info = {**window.to_dict(), "reference_version": reference, "reference": source, "skipped_lines": win.stats.skipped}
+    info = {**info, "skipped_lines": win.stats.skipped, "source": "log"}
     report = DriftCalculator.from_config(profile, state.config).calculate(
         win.features, prediction=prediction if pred_prof else None, window=info, n_rows=win.n
     )
     if persist:
         save_drift_run(state, spec.name, report, trigger=trigger)
     return report
+
+
+def aggregated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, with_sample: bool = True) -> WindowAggregates | None:
+    """The window's hourly aggregates when it is answered from them: no `last`, and its hours
+    hold at least MLOPS_AGGREGATE_MIN_RECORDS counted records; else None (read the records)."""
+    if window.last is not None:
+        return None
+    minimum = state.config.aggregate_min_records
+    if minimum > 0:
+        lo = hour_floor(window.since) if window.since is not None else None
+        hi = hour_ceil(window.until) if window.until is not None else None
+        counted = sum(n for n, _ in aggregate_totals(state.engine, spec.name, since=lo, until=hi, version=window.version).values())
+        if counted < minimum:
+            return None
+    return window_aggregates(state, spec.name, since=window.since, until=window.until, version=window.version, with_sample=with_sample)
+
+
+def _binned(agg: WindowAggregates, profile: dict[str, Any]) -> tuple[dict[str, Binned], Binned | None, int, dict[str, Any]] | None:
+    """The window's features as `Binned` columns on the profile's bins; None when some of its
+    records were counted on other bins (another version's profile): those need the records."""
+    fingerprint = Binning.of_profile(profile).fingerprint
+    groups = [g for g in agg.groups if g.n_served]
+    if any(g.bins != fingerprint for g in groups):
+        other = sorted({g.version or "none" for g in groups if g.bins != fingerprint})
+        logger.info("drift from the records: versions %s were aggregated on other reference bins", ", ".join(other))
+        return None
+    merged = functools.reduce(lambda a, b: a.merge(b), groups) if groups else None
+    extra = {
+        "source": "aggregates", "skipped_lines": agg.skipped_lines, "not_yet_aggregated": agg.tail_records,
+        "hours": {"since": agg.since.isoformat() if agg.since else None, "until": agg.until.isoformat()},
+        "sample": int(merged.sample.ids.size) if merged else 0,
+    }
+    if merged is None:
+        return {}, None, 0, extra
+
+    def column(name: str) -> Binned:
+        return Binned(merged.counts[name], merged.sample.values.get(name, np.empty(0)))
+
+    columns = {name: column(name) for name in profile["features"]}
+    prediction = column(PREDICTION) if PREDICTION in merged.counts else None
+    return columns, prediction, merged.n_served, extra
 
 
 def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigger: str) -> dict[str, Any]:
@@ -228,7 +291,8 @@ def _baseline(state: MLOpsState, spec: ModelSpec, version: int | None) -> tuple[
 
 
 def performance(
-    state: MLOpsState, window: WindowSpec, *, win: Window | None = None, min_labels: int = MIN_LABELS_FOR_DECAY, estimate: bool = True
+    state: MLOpsState, window: WindowSpec, *, win: Window | None = None, min_labels: int = MIN_LABELS_FOR_DECAY, estimate: bool = True,
+    agg: WindowAggregates | None = None,
 ) -> dict[str, Any]:
     """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates.
 
@@ -266,7 +330,7 @@ def performance(
         rolling = rolling_mean(correct, ROLLING_WINDOW)
         out["rolling_accuracy"] = {"window": ROLLING_WINDOW, "latest": float(rolling[-1]) if rolling.size else None, "series": _thin(rolling)}
         # CBPE needs calibrated probabilities: binary models trained here only
-        out["estimated"] = estimated(state, spec, window, threshold, win=win) if task.cbpe and estimate and kind != "multiclass" else None
+        out["estimated"] = estimated(state, spec, window, threshold, win=win, agg=agg) if task.cbpe and estimate and kind != "multiclass" else None
     current = getattr(realised, task.decay_metric, None)
     result = decay(
         task.decay_metric, current, _metric(baseline_metrics, task.decay_metric), state.config.decay_thresholds,
@@ -280,11 +344,25 @@ def performance(
     return out
 
 
-def estimated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold: float | None, *, win: Window | None = None) -> dict[str, Any]:
-    """CBPE over every served prediction of the window, labelled or not."""
+def estimated(
+    state: MLOpsState, spec: ModelSpec, window: WindowSpec, threshold: float | None, *, win: Window | None = None,
+    agg: WindowAggregates | None = None,
+) -> dict[str, Any]:
+    """CBPE over every served prediction of the window, labelled or not (from the aggregates'
+    sample of probabilities when the window is answered from aggregates)."""
+    cut = 0.5 if threshold is None else threshold
+    note = "expected metrics from the model's probabilities; valid when they are calibrated"
+    if win is None:
+        agg = agg if agg is not None else aggregated(state, spec, window)
+        if agg is not None:
+            values = [g.sample for g in agg.groups if g.n_served and PREDICTION in g.sample.values]
+            sample = functools.reduce(lambda a, b: a.merge(b), values) if values else None
+            probability = sample.values[PREDICTION] if sample is not None else np.empty(0)
+            est = estimate_performance(probability, threshold=cut)
+            return {**est.to_dict(), "note": f"{note}; from the hourly aggregates' sample of {probability.size} predictions"}
     win = _served(win if win is not None else read(state, spec, window, features=False))
-    est = estimate_performance(win.probability, threshold=0.5 if threshold is None else threshold)
-    return {**est.to_dict(), "note": "expected metrics from the model's probabilities; valid when they are calibrated"}
+    est = estimate_performance(win.probability, threshold=cut)
+    return {**est.to_dict(), "note": note}
 
 
 def _same_class(label: Any, prediction: Any) -> bool:
@@ -321,20 +399,27 @@ def _thin(series: np.ndarray, points: int = 50) -> list[float]:
 
 
 # -- operations, health, report ----------------------------------------------------------------
-def _operational(state: MLOpsState, spec: ModelSpec, window: WindowSpec, win: Window | None = None) -> tuple[OperationalMetrics, int]:
+def _operational(
+    state: MLOpsState, spec: ModelSpec, window: WindowSpec, win: Window | None = None, agg: WindowAggregates | None = None
+) -> tuple[OperationalMetrics, int]:
+    thresholds = {"error_thresholds": state.config.error_rate_thresholds, "latency_thresholds": state.config.latency_p95_thresholds_ms}
+    if win is None:
+        agg = agg if agg is not None else aggregated(state, spec, window, with_sample=False)
+        if agg is not None:
+            merged = functools.reduce(lambda a, b: a.merge(b), agg.groups) if agg.groups else None
+            if merged is None:
+                return operational_metrics(np.empty(0), np.empty(0), **thresholds), agg.skipped_lines
+            counts = {int(code): c for code, c in merged.status.items()}
+            span = (merged.ts_max - merged.ts_min) / 1e6 if merged.ts_min is not None and merged.ts_max is not None else None
+            return operational_from_counts(counts, merged.latency, merged.latency_sum, span, **thresholds), agg.skipped_lines
     win = win if win is not None else read(state, spec, window, features=False)
-    ops = operational_metrics(
-        win.status,
-        win.latency_ms,
-        win.ts,
-        error_thresholds=state.config.error_rate_thresholds,
-        latency_thresholds=state.config.latency_p95_thresholds_ms,
-    )
+    ops = operational_metrics(win.status, win.latency_ms, win.ts, **thresholds)
     return ops, win.stats.skipped
 
 
 def operations(state: MLOpsState, window: WindowSpec) -> dict[str, Any]:
-    """Volume, error rate and latency percentiles of every logged request in the window."""
+    """Volume, error rate and latency percentiles of every logged request in the window
+    (from the hourly aggregates' counts and latency histogram for a large window)."""
     spec = resolve_model(state, window.model)
     ops, skipped = _operational(state, spec, window)
     return {"model": spec.name, **ops.to_dict(), "skipped_lines": skipped}
@@ -372,15 +457,16 @@ def report(state: MLOpsState, window: WindowSpec, *, persist: bool = True, alert
     """Everything in one document: drift, performance, operations, health (and alerts when asked)."""
     spec = resolve_model(state, window.model)
     window = replace(window, model=spec.name)
-    win = read(state, spec, window)  # once, for drift, CBPE and operations
+    agg = aggregated(state, spec, window)  # once, for drift, CBPE and operations: aggregates, or the records
+    win = read(state, spec, window) if agg is None else None
     try:
-        drift_report: DriftReport | None = drift(state, window, persist=persist, trigger=trigger, win=win)
+        drift_report: DriftReport | None = drift(state, window, persist=persist, trigger=trigger, win=win, agg=agg)
         drift_out: dict[str, Any] = drift_report.to_dict()  # type: ignore[union-attr]
     except UnprocessableError as exc:
         drift_report, drift_out = None, {"status": "no_reference", "level": None, "message": exc.message}
-    perf = performance(state, window, win=win)
-    ops, skipped = _operational(state, spec, window, win)
-    health = health_from(drift_report, perf, ops, extra=[features_logged(win)])
+    perf = performance(state, window, win=win, agg=agg)
+    ops, skipped = _operational(state, spec, window, win, agg)
+    health = health_from(drift_report, perf, ops, extra=[features_logged(win)] if win is not None else [])
     out: dict[str, Any] = {
         "model": spec.name,
         "window": window.to_dict(),
