@@ -130,6 +130,13 @@ def test_the_window_and_the_lookup_union_every_writer(tmp_path: Path, fleet_log:
     assert sorted(found) == sorted(wanted) and all(found[i]["id"] == i for i in wanted)
 
 
+def test_the_open_day_cache_holds_every_writer_of_the_newest_day_only(tmp_path: Path, fleet_log: dict[str, list[str]]) -> None:
+    cache = OpenDayCache()
+    for path in log_paths(tmp_path, CLOSED) + log_paths(tmp_path, TODAY):
+        cache.parse(path)
+    assert sorted(cache._files) == sorted(str(p.resolve()) for p in log_paths(tmp_path, TODAY))  # the closed day's went
+
+
 def test_compaction_caches_every_writers_file_of_a_closed_day(tmp_path: Path, fleet_log: dict[str, list[str]]) -> None:
     first = day_cache.compact(tmp_path, today=TODAY)
     assert (first.files, first.compacted, first.cached) == (3, 3, 0)  # host-a's, host-b's and the legacy file

@@ -114,8 +114,8 @@ class OpenDayCache:
     """Today's files, parsed incrementally: a read parses only the lines added since the last one.
 
     The log is append-only; a replaced or truncated file starts over. Holds every writer's
-    file of the newest two days it was asked for (today, and yesterday around midnight), at
-    most `max_files` (the least recently read go first); thread-safe. One per app
+    file of the newest day it was asked for (older days are closed: read from their disk
+    cache), at most `max_files` (the least recently read go first); thread-safe. One per app
     (`MLOpsState.open_days`), so apps share nothing.
     """
 
@@ -159,7 +159,7 @@ class OpenDayCache:
                 self._files.pop(key, None)
                 self._files[key] = memo
                 newest = max((m.day for m in self._files.values() if m.day is not None), default=None)
-                for old in [k for k, m in self._files.items() if newest is not None and m.day is not None and (newest - m.day).days >= 2]:
+                for old in [k for k, m in self._files.items() if newest is not None and m.day is not None and m.day < newest]:
                     del self._files[old]  # a closed day's files are read from the disk cache now
                 while len(self._files) > self._max_files:
                     self._files.pop(next(iter(self._files)))
