@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -17,6 +18,7 @@ from flask_mlops.errors import ConfigError
 from flask_mlops.extension import get_state
 from flask_mlops.services import scheduler as sched
 from flask_mlops.store import day_cache, leases, parquet
+from flask_mlops.store.predictions import PredictionLogWriter
 
 from .conftest import AUTH, READ_AUTH, base_config, build_app
 
@@ -233,17 +235,27 @@ def test_cli_jobs_run_and_list(app: Flask) -> None:
 
 
 def test_cli_retention(app: Flask) -> None:
-    folder = get_state(app).log_dir / "predictions"
+    """Old days of both layouts go: a legacy day file, and a day folder with another host's file."""
+    log_dir = get_state(app).log_dir
+    folder = log_dir / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
     old = folder / f"{(date.today() - timedelta(days=10)).isoformat()}.jsonl"
     old.write_text(_RECORD.replace("DAY", old.stem))
-    day_cache.compact(get_state(app).log_dir)
+    other = PredictionLogWriter(log_dir, "host-b")
+    day = date.today() - timedelta(days=9)
+    other.write(json.loads(_RECORD.replace("DAY", day.isoformat())), day)
+    other.close()
+    day_cache.compact(log_dir)
     runner = app.test_cli_runner()
     dry = runner.invoke(args=["mlops", "retention", "--days", "5", "--dry-run"])
-    assert dry.exit_code == 0 and old.name in dry.output and old.exists()
+    listed = f"{day.isoformat()}/host-b-{os.getpid()}.jsonl"
+    assert dry.exit_code == 0 and "would delete 2 file(s)" in dry.output and old.name in dry.output and listed in dry.output
+    assert old.exists() and other.path(day).exists()
     done = runner.invoke(args=["mlops", "retention", "--days", "5"])
-    assert done.exit_code == 0 and "deleted 1 file" in done.output and not old.exists()
-    assert "and 1 columnar cache file" in done.output and not day_cache.cache_path(get_state(app).log_dir, old).exists()
+    assert done.exit_code == 0 and "deleted 2 file" in done.output and listed in done.output and not old.exists()
+    assert not other.path(day).parent.exists()  # the day's folder too
+    assert "and 2 columnar cache file" in done.output and not day_cache.cache_path(log_dir, old).exists()
+    assert not day_cache.cache_path(log_dir, other.path(day)).exists()
 
 
 def test_api_jobs(app: Flask) -> None:
