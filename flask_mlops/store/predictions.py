@@ -232,7 +232,9 @@ def read_records(
 ) -> Iterator[dict[str, Any]]:
     """Yield records in time order for a model/version and a window [since, until).
 
-    `last=N` yields only the N most recent matching records (still in time order).
+    Every writer's file of a day is read (merged by `ts`; each file is in the order its
+    process wrote). `last=N` yields only the N most recent matching records (still in time
+    order), reading whole days from the newest.
     Lines that do not parse as a JSON object with `id` and `ts` are skipped and counted.
     """
     stats = stats if stats is not None else ReadStats()
