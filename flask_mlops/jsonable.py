@@ -9,10 +9,21 @@ dicts, and anything else becomes `str(value)` (a datetime, a path, an estimator'
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 import numpy as np
+
+#: a dataclass field's key in its JSON when that is not its name: `field(metadata={JSON_NAME: "latency_mean_ms"})`
+#: (read by `json_fields` and by the API's `schemas.model_of`, so the key is declared once, on the field)
+JSON_NAME = "json"
+
+
+def json_fields(obj: Any, *extra: str) -> dict[str, Any]:
+    """A dataclass's fields by their JSON keys (`JSON_NAME`), plus the `extra` attributes (properties), JSON-ready."""
+    data = {f.metadata.get(JSON_NAME, f.name): getattr(obj, f.name) for f in fields(obj)}
+    data.update({name: getattr(obj, name) for name in extra})
+    return jsonable(data)  # type: ignore[no-any-return]
 
 
 def jsonable(value: Any) -> Any:
@@ -40,4 +51,4 @@ def plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["jsonable", "plain"]
+__all__ = ["JSON_NAME", "json_fields", "jsonable", "plain"]

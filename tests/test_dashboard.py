@@ -82,3 +82,28 @@ def test_the_jobs_page_badges_a_run_by_its_status(served_app: Flask) -> None:
     html = served_app.test_client().get("/mlops/jobs", headers=AUTH).get_data(as_text=True)
     assert '<span class="badge healthy">succeeded</span>' in html
     assert '<span class="badge warning">succeeded</span>' not in html
+
+
+def test_the_hourly_traffic_chart_bins_the_columnar_window(served_app: Flask) -> None:
+    """Per hour: requests, the 5xx share and the p95 latency, from the log's columnar window read."""
+    from datetime import datetime, timedelta, timezone
+
+    from flask_mlops.dashboard.data import traffic
+
+    state = get_state(served_app)
+    now = datetime.now(timezone.utc).replace(minute=30, second=0, microsecond=0)  # every record below is before it
+    start = now.replace(minute=0) - timedelta(hours=2)
+    rows = [(-1, 200, 99.0),  # before the window: not counted
+            (0, 200, 10.0), (0, 200, 20.0), (0, 503, 30.0), (0, 404, 40.0),  # a 404 is not an error here
+            (2, 200, 5.0)]
+    for i, (hour, status, latency) in enumerate(rows):
+        ts = start + timedelta(hours=hour, minutes=1, seconds=i)
+        record = {"id": f"t{i}", "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "model": "diabetes", "model_version": "1",
+                  "features": {}, "prediction": 1, "latency_ms": latency, "status": status}
+        state.log_writer.write(record, ts.date())
+    with served_app.app_context():
+        chart = traffic(state, "diabetes", hours=3, now=now)
+    assert chart["counts"] == [4, 0, 1]
+    assert chart["error_rate"] == [0.25, None, 0.0]
+    assert chart["latency_p95"][0] == pytest.approx(38.5) and chart["latency_p95"][1] is None and chart["latency_p95"][2] == 5.0
+    assert chart["n"] == 5 and chart["errors"] == 1  # the totals: monitoring's operations over the same window

@@ -8,13 +8,13 @@ tests run on the summaries.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..jsonable import jsonable
+from ..jsonable import JSON_NAME, json_fields
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,9 @@ class VariantSummary:
     errors: int = 0  # of which failed
     labelled: int = 0  # requests with a primary-metric outcome (feedback arrived)
     successes: int = 0  # labelled outcomes that count as success (correct / positive)
-    latency_mean: float = math.nan  # ms
-    latency_var: float = math.nan  # ms², sample variance (ddof=1)
-    latency_p95: float = math.nan  # ms
+    latency_mean: float = field(default=math.nan, metadata={JSON_NAME: "latency_mean_ms"})  # ms
+    latency_var: float = field(default=math.nan, metadata={JSON_NAME: "latency_var_ms2"})  # ms², sample variance (ddof=1)
+    latency_p95: float = field(default=math.nan, metadata={JSON_NAME: "latency_p95_ms"})  # ms
     #: distinct units assigned (random-assigned requests count one each); None = unknown.
     #: The sample-ratio check counts units, because one user's many requests are not independent.
     units: int | None = None
@@ -45,6 +45,7 @@ class VariantSummary:
 
     @property
     def error_rate(self) -> float:
+        """Failed requests per request."""
         return self.errors / self.n if self.n else math.nan
 
     @property
@@ -55,21 +56,12 @@ class VariantSummary:
         return self.successes / self.labelled if self.labelled else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({
-            "n": self.n,
-            "errors": self.errors,
-            "error_rate": self.error_rate,
-            "labelled": self.labelled,
-            "successes": self.successes,
-            "rate": self.rate,
-            "latency_mean_ms": self.latency_mean,
-            "latency_var_ms2": self.latency_var,
-            "latency_p95_ms": self.latency_p95,
-            "units": self.units,
-            "outcome": self.outcome,
-            "outcome_mean": self.outcome_mean,
-            "outcome_var": self.outcome_var,
-        })
+        """The fields by their JSON keys and the two rates (NaN as null): the API's `VariantOut`."""
+        return json_fields(self, *DERIVED)
+
+
+#: the properties `to_dict` carries beside the fields
+DERIVED = ("error_rate", "rate")
 
 
 def _p95(values: np.ndarray) -> float:

@@ -3,7 +3,8 @@
 Area modules (`api/liveness.py`, `api/models.py`, ...) declare routes with `@route(...)`:
 the role it needs (None = public), and optionally the pydantic models of its query
 string, request body and response. The wrapper enforces the role, parses and validates
-the inputs (400 with the field errors otherwise), renders a returned model as JSON, and
+the inputs (400 with the field errors otherwise), renders the returned response model as JSON
+(a route that declares one must return it: see `render`), and
 records everything in `ROUTES`, from which `api/openapi.py` builds the OpenAPI document.
 `flask_mlops/api/__init__.py` imports the area modules; `init_app` mounts `bp` at
 `MLOPS_URL_PREFIX` (the dashboard's pages are declared on it too).
@@ -99,14 +100,20 @@ def route(
     `role` None makes it public, else it is enforced (`read` < `admin`). With `query_model`
     the view gets `query=` (the parsed query string); with `request_model` it gets `body=`
     (the parsed JSON body, or form with `request_type=FORM`; with `body_required=False` an
-    empty body counts as `{}`, for bodies whose fields are all optional). A view may return a pydantic
-    model (rendered as JSON with `status`) or any Flask response value. `blueprint` (tests)
+    empty body counts as `{}`, for bodies whose fields are all optional). With `response_model`
+    the view must return an instance of it (see `render`), which is rendered as JSON with
+    `status`; without one it may return any Flask response value. `blueprint` (tests)
     declares the route on another blueprint than the extension's.
     """
     target = bp if blueprint is None else blueprint
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         success = status or 200
+        endpoint = f"{target.name}.{view.__name__}"
+        # what a view may answer: the declared model, and the models of other documented successes
+        answers = tuple(m for code, m in (responses or {}).items() if code < 400 and m is not None)
+        if response_model is not None:
+            answers = (response_model, *answers)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -125,15 +132,12 @@ def route(
             if request_model is not None:
                 kwargs["body"] = parse_body(request_model, request_type, required=body_required)
             result = view(*args, **kwargs)
-            if isinstance(result, BaseModel):
-                response = jsonify(result.model_dump(mode="json"))
-                response.status_code = success
-                return response
-            return result
+            if response_model is None and not isinstance(result, BaseModel):
+                return result  # HTML, text, redirects: any Flask response value
+            return render(endpoint, result, success, answers)
 
         full_rule = f"/api{rule}" if api else rule
         target.add_url_rule(full_rule, view_func=wrapper, methods=list(methods))
-        endpoint = f"{target.name}.{view.__name__}"
         doc = (view.__doc__ or "").strip()
         ROUTES[endpoint] = RouteDoc(
             endpoint=endpoint,
@@ -157,6 +161,31 @@ def route(
         return wrapper
 
     return decorator
+
+
+def render(endpoint: str, result: Any, status: int, answers: tuple[Any, ...]) -> Any:
+    """The JSON response of a view's answer: the response model is the rendering (one definition).
+
+    A view returns an instance of its `response_model` (or of a model in `responses`), or
+    `(model, status)` / `(model, status, headers)`. Keys the view did not set are left out
+    (`exclude_unset`: a field documented "only when ..." is absent, never null); every
+    timestamp renders as `schemas.Timestamp`. A dict, a list or a `jsonify` response from a
+    route that declares a response model is a programming error (TypeError, a 500): what the
+    client gets must be what the OpenAPI document says.
+    """
+    headers: Any = None
+    model = result
+    if isinstance(result, tuple) and result and isinstance(result[0], BaseModel):
+        model, status, *rest = result
+        headers = rest[0] if rest else None
+    if not isinstance(model, BaseModel) or (answers and not isinstance(model, answers)):
+        expected = " or ".join(getattr(a, "__name__", str(a)) for a in answers) or "a pydantic model"
+        raise TypeError(f"{endpoint} must return {expected} (its declared response model), not {type(model).__name__}")
+    response = jsonify(model.model_dump(mode="json", exclude_unset=True))
+    response.status_code = status
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 # -- input parsing -----------------------------------------------------------------------------

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import Field
 
 from ..services.fleet import fleet_status
 from ..services.state import get_state
 from .blueprint import route
-from .schemas import APIModel
+from .schemas import APIModel, Timestamp
 
 
 class MemberOut(APIModel):
@@ -20,10 +18,10 @@ class MemberOut(APIModel):
     version: int | None = Field(description="The version this worker serves (null: none loaded).")
     wanted: int | None = Field(description="The production version when the worker last looked.")
     production: int | None = Field(description="The production version now.")
-    since: datetime | None = Field(description="When this worker started serving `version`.")
+    since: Timestamp | None = Field(description="When this worker started serving `version`.")
     last_error: str | None = Field(description="Why it could not load the production version, if it could not.")
-    started_at: datetime
-    heartbeat_at: datetime
+    started_at: Timestamp
+    heartbeat_at: Timestamp
     age_s: float = Field(description="Seconds since its last report (database clock).")
     live: bool
     state: str = Field(description="ok, updating (has not looked since a promotion), cannot_load, or stale (no recent report).")
@@ -46,7 +44,7 @@ class FleetOut(APIModel):
     problems: list[ProblemOut]
     members: list[MemberOut]
     live_window_s: float = Field(description="A worker is live while its last report is younger than this.")
-    checked_at: datetime | None
+    checked_at: Timestamp | None
 
 
 @route("/fleet", response_model=FleetOut, tags=("models",))

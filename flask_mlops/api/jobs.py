@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -11,7 +10,7 @@ from ..services.scheduler import get_job, overview
 from ..services.state import get_state
 from ..store import leases
 from .blueprint import route
-from .schemas import APIModel, Id, QueryModel, id_cursor
+from .schemas import APIModel, Id, QueryModel, Timestamp, id_cursor
 
 
 class JobsQuery(QueryModel):
@@ -23,12 +22,12 @@ class JobsQuery(QueryModel):
 class JobRunOut(APIModel):
     id: Id
     job: str
-    tick: datetime = Field(description="The scheduled fire time (manual runs: the start time).")
+    tick: Timestamp = Field(description="The scheduled fire time (manual runs: the start time).")
     trigger: str = Field(description="`schedule`, `manual`, `catch-up` (the newest tick missed in an outage) or `retry` (a dead holder's run, retried once).")
     holder: str
     status: str = Field(description="running, succeeded, failed, missed (no holder ran the tick), fenced (its holder lost the lease before committing), abandoned (its retry died too) or unavailable.")
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: Timestamp
+    finished_at: Timestamp | None
     duration_ms: float | None
     result: dict[str, Any] | None
     error: str | None
@@ -43,14 +42,14 @@ class JobOut(APIModel):
     name: str
     description: str
     schedule: ScheduleOut
-    next_run: datetime | None
+    next_run: Timestamp | None
     last_run: JobRunOut | None
 
 
 class LeaseOut(APIModel):
     name: str
     holder: str | None
-    expires_at: datetime
+    expires_at: Timestamp
     fence: int
     active: bool
 

@@ -9,9 +9,6 @@ records that could not be written to the log in the last `LOG_LOSS_WINDOW_S` sec
 from __future__ import annotations
 
 import time
-from typing import Any
-
-from flask import jsonify
 
 from ..services.catalog import model_names
 from ..services.fleet import health_summary
@@ -26,7 +23,7 @@ LOG_LOSS_WINDOW_S = 300.0
 
 
 @route("/health", role=None, response_model=HealthOut, tags=("meta",))
-def health() -> Any:
+def health() -> HealthOut:
     """Public liveness for load balancers: can each model serve, is anything being lost? (no logged data)"""
     state = get_state()
     versions = state.models.production_versions()
@@ -54,7 +51,7 @@ def health() -> Any:
     if fleet is not None and fleet["status"] != "ok":
         reasons.append("fleet: " + "; ".join(f"{p['host']} serves {p['model']} v{p['version']} (production v{p['production']})"
                                               for p in fleet["problems"]) if fleet["problems"] else "fleet: not ok")
-    return jsonify(
+    return HealthOut.model_validate(
         {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,

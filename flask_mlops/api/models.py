@@ -5,18 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import jsonify
 from pydantic import Field
 
 from ..errors import ValidationError
 from ..services import lifecycle
 from ..services.auth import audit_actor
 from ..services.catalog import model_names, model_spec
+from ..services.lifecycle import GateCheck, GateResult
 from ..services.registry import VersionInfo, alias_version, list_versions
 from ..services.serving import PRODUCTION
 from ..services.state import get_state
 from .blueprint import route
-from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, _utc, model_of
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, Timestamp, _utc, model_of
 
 
 class PromoteBody(RequestModel):
@@ -51,6 +51,7 @@ VersionOut = model_of(
     },
     version=(Id, ...),
     aliases=(list[str], Field(default_factory=list)),
+    created_at=(Timestamp | None, None),
 )
 
 
@@ -64,17 +65,9 @@ class ModelsOut(APIModel):
     models: list[ModelOut]
 
 
-class GateCheckOut(APIModel):
-    name: str
-    passed: bool
-    value: float | None
-    threshold: float | None
-    detail: str
-
-
-class GatesOut(APIModel):
-    passed: bool
-    checks: list[GateCheckOut]
+#: derived from `lifecycle.GateCheck` and `lifecycle.GateResult`
+GateCheckOut = model_of(GateCheck, name="GateCheckOut")
+GatesOut = model_of(GateResult, name="GatesOut", checks=(list[GateCheckOut], ...))  # type: ignore[valid-type]
 
 
 class PromoteOut(APIModel):
@@ -82,7 +75,7 @@ class PromoteOut(APIModel):
     version: Id
     previous: Id | None
     changed: bool = Field(description="False when the version already was in production.")
-    gates: GatesOut | None
+    gates: GatesOut | None  # type: ignore[valid-type]
 
 
 class RollbackOut(APIModel):
@@ -101,7 +94,7 @@ class ArchiveOut(APIModel):
 
 class EventOut(APIModel):
     id: Id
-    ts: datetime
+    ts: Timestamp
     action: str
     version: Id | None
     previous_version: Id | None
@@ -114,65 +107,65 @@ class HistoryOut(APIModel):
     model: str
     production: Id | None
     events: list[EventOut] = Field(description="Newest first.")
-    at: datetime | None = Field(default=None, description="Only with `at`: the moment asked about.")
+    at: Timestamp | None = Field(default=None, description="Only with `at`: the moment asked about.")
     production_at: Id | None = Field(default=None, description="Only with `at`: the version in production then.")
 
 
 CHANGES = {404: ErrorBody, 409: ErrorBody}
 
 
-def _model_dict(state: Any, name: str) -> dict[str, Any]:
-    return {
+def _model_out(state: Any, name: str) -> ModelOut:
+    return ModelOut.model_validate({
         "name": name,
         "production": alias_version(state, name, PRODUCTION),
         "versions": [v.to_dict() for v in list_versions(state, name)],
-    }
+    })
 
 
 @route("/models", response_model=ModelsOut, tags=("models",))
-def list_models() -> Any:
+def list_models() -> ModelsOut:
     """Every declared model with its versions (newest first), aliases, status, semver and metrics."""
     state = get_state()
-    return jsonify({"models": [_model_dict(state, name) for name in model_names(state)]})
+    return ModelsOut(models=[_model_out(state, name) for name in model_names(state)])
 
 
 @route("/models/<name>", response_model=ModelOut, tags=("models",))
-def get_model(name: str) -> Any:
+def get_model(name: str) -> ModelOut:
     """One model's versions and its production version."""
     state = get_state()
     model_spec(state, name)
-    return jsonify(_model_dict(state, name))
+    return _model_out(state, name)
 
 
 @route("/models/<name>/promote", methods=("POST",), role="admin", request_model=PromoteBody, response_model=PromoteOut,
        tags=("models",), responses={**CHANGES, 422: ErrorBody})
-def promote_model(name: str, body: PromoteBody) -> Any:
+def promote_model(name: str, body: PromoteBody) -> PromoteOut:
     """Point production at a version if it passes the promotion gates (422 with every check otherwise)."""
     state = get_state()
     model_spec(state, name)
-    return jsonify(lifecycle.promote(state, name, body.version, actor=audit_actor(), reason=body.reason, force=body.force))
+    return PromoteOut.model_validate(lifecycle.promote(state, name, body.version, actor=audit_actor(), reason=body.reason, force=body.force))
 
 
 @route("/models/<name>/rollback", methods=("POST",), role="admin", request_model=RollbackBody, response_model=RollbackOut,
        tags=("models",), responses=CHANGES)
-def rollback_model(name: str, body: RollbackBody) -> Any:
+def rollback_model(name: str, body: RollbackBody) -> RollbackOut:
     """Production back to the previous production version, or to `version`."""
     state = get_state()
     model_spec(state, name)
-    return jsonify(lifecycle.rollback(state, name, body.version, actor=audit_actor(), reason=body.reason))
+    return RollbackOut.model_validate(lifecycle.rollback(state, name, body.version, actor=audit_actor(), reason=body.reason))
 
 
 @route("/models/<name>/archive", methods=("POST",), role="admin", request_model=ArchiveBody, response_model=ArchiveOut,
        tags=("models",), responses=CHANGES)
-def archive_model(name: str, body: ArchiveBody) -> Any:
+def archive_model(name: str, body: ArchiveBody) -> ArchiveOut:
     """Archive a version that is not in production (its other aliases are removed)."""
     state = get_state()
     model_spec(state, name)
-    return jsonify(lifecycle.archive(state, name, body.version, actor=audit_actor(), reason=body.reason))
+    return ArchiveOut.model_validate(lifecycle.archive(state, name, body.version, actor=audit_actor(), reason=body.reason))
 
 
 @route("/models/<name>/history", query_model=HistoryQuery, response_model=HistoryOut, tags=("models",))
-def model_history(name: str, query: HistoryQuery) -> Any:
+def model_history(name: str, query: HistoryQuery) -> HistoryOut:
     """Audit events (who, what, when, why), newest first; with `at`, the version in production then."""
     state = get_state()
     model_spec(state, name)
@@ -192,6 +185,6 @@ def model_history(name: str, query: HistoryQuery) -> Any:
         "events": lifecycle.history(state, name, since=since, until=until, limit=query.limit),
     }
     if at is not None:
-        out["at"] = at.isoformat()
+        out["at"] = at
         out["production_at"] = lifecycle.production_at(state, name, at)
-    return jsonify(out)
+    return HistoryOut.model_validate(out)

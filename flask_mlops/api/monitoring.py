@@ -8,10 +8,9 @@ as one offline HTML page.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from flask import Response, jsonify, url_for
+from flask import Response, url_for
 from pydantic import ConfigDict, Field, RootModel
 
 from ..errors import NotFoundError, ValidationError
@@ -28,7 +27,7 @@ from ..store.monitoring import list_alerts as alerts
 from ..store.monitoring import list_drift_runs as runs
 from ..store.predictions import format_ts, parse_ts, read_records
 from .blueprint import route
-from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, WindowQuery, id_cursor, model_of
+from .schemas import APIModel, ErrorBody, Id, Page, QueryModel, RequestModel, Timestamp, WindowQuery, id_cursor, model_of
 
 
 class PageWindowQuery(WindowQuery):
@@ -93,7 +92,7 @@ class PredictionRecord(APIModel):
     """One logged prediction (the JSON line of DEVELOPERS.md)."""
 
     id: str
-    ts: datetime
+    ts: Timestamp
     model: str
     model_version: str | None
     variant: str | None
@@ -148,7 +147,7 @@ class NoReferenceOut(APIModel):
 
 class DriftRunOut(APIModel):
     id: Id
-    created_at: datetime
+    created_at: Timestamp
     model: str
     version: str | None
     status: str
@@ -164,8 +163,8 @@ class DriftRunOut(APIModel):
 class WindowOut(APIModel):
     model: str | None
     version: str | None
-    since: datetime | None
-    until: datetime | None
+    since: Timestamp | None
+    until: Timestamp | None
     last: int | None
 
 
@@ -218,7 +217,7 @@ class ReportOut(APIModel):
 
 
 class LastDrift(APIModel):
-    created_at: datetime
+    created_at: Timestamp
     level: str | None
     share_drifted: float | None
     status: str
@@ -236,13 +235,13 @@ class ModelSummary(APIModel):
 
 class SummaryOut(APIModel):
     hours: int
-    until: datetime
+    until: Timestamp
     models: dict[str, ModelSummary]
 
 
 class AlertOut(APIModel):
     id: Id
-    created_at: datetime
+    created_at: Timestamp
     key: str
     model: str
     source: str
@@ -261,21 +260,19 @@ def _window(query: WindowQuery) -> service.WindowSpec:
 # -- feedback ----------------------------------------------------------------------------------
 @route("/feedback", methods=("POST",), role="admin", request_model=FeedbackIn, response_model=FeedbackOut, status=201,
        responses={409: ErrorBody}, tags=("monitoring",))
-def post_feedback(body: FeedbackIn) -> Any:
+def post_feedback(body: FeedbackIn) -> FeedbackOut:
     """Record ground truth for logged predictions: one `{prediction_id, label}`, a list, or `{items, overwrite}`.
 
     Unknown ids answer 404, ids that already have feedback 409 (unless `overwrite`); nothing
     is stored when any item is refused. At most MLOPS_FEEDBACK_BATCH_MAX items per request (413).
     """
     items, overwrite = body.items_and_overwrite()
-    response = jsonify(record_feedback(get_state(), items, overwrite=overwrite, actor=audit_actor()))
-    response.status_code = 201
-    return response
+    return FeedbackOut.model_validate(record_feedback(get_state(), items, overwrite=overwrite, actor=audit_actor()))
 
 
 # -- predictions -------------------------------------------------------------------------------
 @route("/monitoring/predictions", query_model=PredictionsQuery, response_model=Page[PredictionRecord], tags=("monitoring",))
-def list_predictions(query: PredictionsQuery) -> Any:
+def list_predictions(query: PredictionsQuery) -> Page[PredictionRecord]:
     """Logged predictions of the window, newest first; `next_cursor` pages further back in time."""
     state = get_state()
     spec = service.resolve_model(state, query.model)
@@ -302,20 +299,20 @@ def list_predictions(query: PredictionsQuery) -> Any:
     more = len(items) > query.limit and (query.last is None or query.limit < query.last)
     page = items[: query.limit]
     next_cursor = format_ts(parse_ts(page[-1]["ts"])) if more and page else None
-    return jsonify({"items": page, "next_cursor": next_cursor})
+    return Page[PredictionRecord].model_validate({"items": page, "next_cursor": next_cursor})
 
 
 # -- drift, performance, report ----------------------------------------------------------------
 @route("/monitoring/drift", query_model=WindowQuery, response_model=DriftOut, tags=("monitoring",))
-def get_drift(query: WindowQuery) -> Any:
+def get_drift(query: WindowQuery) -> APIModel:
     """Data and prediction drift of the window against the reference profile (computed, not stored)."""
     report = service.drift(get_state(), _window(query), persist=False)
-    return jsonify(report.to_dict())
+    return DriftOut.model_validate(report.to_dict())
 
 
 @route("/monitoring/drift/runs", methods=("POST",), role="admin", query_model=WindowQuery, response_model=DriftRunOut, status=201,
        tags=("monitoring",))
-def post_drift_run(query: WindowQuery) -> Any:
+def post_drift_run(query: WindowQuery) -> DriftRunOut:
     """Compute the drift of the window (the same parameters as `GET /monitoring/drift`) and store it as a run.
 
     Runs are also stored by the scheduled drift check and `flask mlops drift`; stored runs
@@ -324,49 +321,47 @@ def post_drift_run(query: WindowQuery) -> Any:
     state = get_state()
     report = service.drift(state, _window(query), persist=False)
     run = service.save_drift_run(state, service.resolve_model(state, query.model).name, report, trigger="api")
-    response = jsonify(run)
-    response.status_code = 201
-    return response
+    return DriftRunOut.model_validate(run)
 
 
 @route("/monitoring/drift/runs", query_model=PageWindowQuery, response_model=Page[DriftRunOut], tags=("monitoring",))
-def list_drift_runs(query: PageWindowQuery) -> Any:
+def list_drift_runs(query: PageWindowQuery) -> Page[DriftRunOut]:
     """Stored drift runs, newest first (the trend)."""
     state = get_state()
     model = service.resolve_model(state, query.model).name
     with state.session() as session:
         rows = runs(session, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor))
     page = rows[: query.limit]
-    return jsonify({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
+    return Page[DriftRunOut].model_validate({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
 
 
 @route("/monitoring/performance", query_model=WindowQuery, response_model=PerformanceOut, tags=("monitoring",))
-def get_performance(query: WindowQuery) -> Any:
+def get_performance(query: WindowQuery) -> PerformanceOut:
     """Realised metrics on labelled predictions, decay vs the baseline, and CBPE estimates."""
-    return jsonify(service.performance(get_state(), _window(query)))
+    return PerformanceOut.model_validate(service.performance(get_state(), _window(query)))
 
 
 @route("/monitoring/report", query_model=WindowQuery, response_model=ReportOut, tags=("monitoring",))
-def get_report(query: WindowQuery) -> Any:
+def get_report(query: WindowQuery) -> ReportOut:
     """Drift, performance, operations and health in one document (computed, not stored)."""
-    return jsonify(service.report(get_state(), _window(query), persist=False))
+    return ReportOut.model_validate(service.report(get_state(), _window(query), persist=False))
 
 
 @route("/stats/summary", query_model=SummaryQuery, response_model=SummaryOut, tags=("monitoring",))
-def stats_summary(query: SummaryQuery) -> Any:
+def stats_summary(query: SummaryQuery) -> SummaryOut:
     """Per model: the last `hours` (24) of traffic, labels received, production version, last drift run."""
-    return jsonify(service.summary(get_state(), hours=query.hours))
+    return SummaryOut.model_validate(service.summary(get_state(), hours=query.hours))
 
 
 @route("/alerts", query_model=AlertsQuery, response_model=Page[AlertOut], tags=("monitoring",))
-def list_alerts(query: AlertsQuery) -> Any:
+def list_alerts(query: AlertsQuery) -> Page[AlertOut]:
     """Alerts raised by the drift check and the report command, newest first."""
     state = get_state()
     model = service.resolve_model(state, query.model).name if query.model is not None else None
     with state.session() as session:
         rows = alerts(session, model=model, limit=query.limit + 1, before_id=id_cursor(query.cursor), sent_only=query.sent_only)
     page = rows[: query.limit]
-    return jsonify({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
+    return Page[AlertOut].model_validate({"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > query.limit and page else None})
 
 
 @route("/reports/drift", api=False, query_model=DriftReportQuery, produces="text/html", summary="HTML drift report", tags=("monitoring",))

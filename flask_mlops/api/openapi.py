@@ -12,7 +12,6 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -175,6 +174,6 @@ def document(state: MLOpsState) -> dict[str, Any]:
 
 
 @route("/openapi.json", role="read", response_model=OpenAPIDocument, summary="This OpenAPI document", tags=("meta",))
-def openapi_json() -> Any:
+def openapi_json() -> OpenAPIDocument:
     """The OpenAPI 3.1 document of every `/mlops` route, generated from their pydantic models."""
-    return jsonify(document(get_state()))
+    return OpenAPIDocument.model_validate(document(get_state()))

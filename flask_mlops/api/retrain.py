@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from flask import jsonify, url_for
+from flask import url_for
 from pydantic import Field
 
 from ..errors import ValidationError
 from ..services import retraining
 from ..services.auth import audit_actor
 from ..services.catalog import model_names, model_spec
+from ..services.retraining import RetrainCheck, TriggerResult
 from ..services.state import get_state
 from .blueprint import route
-from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel
+from .schemas import APIModel, ErrorBody, Id, QueryModel, RequestModel, Timestamp, model_of
 
 
 class CheckQuery(QueryModel):
@@ -32,21 +32,16 @@ class RunsQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=1000)
 
 
-class TriggerOut(APIModel):
-    name: str
-    fired: bool
-    value: Any = Field(description="What the trigger measured (a count, a level, a time, ...); null when unavailable.")
-    threshold: Any
-    detail: str
-    available: bool
-
-
-class CheckOut(APIModel):
-    model: str
-    due: bool
-    reasons: list[str]
-    last_trained_at: datetime | None
-    triggers: dict[str, TriggerOut]
+#: derived from `retraining.TriggerResult` and `retraining.RetrainCheck`
+TriggerOut = model_of(
+    TriggerResult, name="TriggerOut",
+    descriptions={"value": "What the trigger measured (a count, a level, a time, ...); null when unavailable."},
+)
+CheckOut = model_of(
+    RetrainCheck, name="CheckOut",
+    triggers=(dict[str, TriggerOut], ...),  # type: ignore[valid-type]
+    last_trained_at=(Timestamp | None, ...),
+)
 
 
 class StartedOut(APIModel):
@@ -64,7 +59,7 @@ class NotStartedOut(APIModel):
     """`only_if_due` and nothing fired: no run, and the check that says why."""
 
     started: Literal[False]
-    check: CheckOut
+    check: CheckOut  # type: ignore[valid-type]
 
 
 class RunOut(APIModel):
@@ -75,10 +70,10 @@ class RunOut(APIModel):
     reasons: list[str]
     actor: str
     holder: str | None
-    created_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
+    created_at: Timestamp | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    heartbeat_at: Timestamp | None
     progress: str | None
     log: list[str]
     result: dict[str, Any] = Field(description="Candidate, cross-validation, holdout, data and comparison once trained.")
@@ -100,15 +95,15 @@ def _model(state: Any, name: str | None) -> str:
 
 
 @route("/retrain/check", query_model=CheckQuery, response_model=CheckOut, tags=("retraining",))
-def retrain_check(query: CheckQuery) -> Any:
+def retrain_check(query: CheckQuery) -> APIModel:
     """Whether retraining is due, with every trigger's value and threshold."""
     state = get_state()
-    return jsonify(retraining.check(state, _model(state, query.model)).to_dict())
+    return CheckOut.model_validate(retraining.check(state, _model(state, query.model)).to_dict())
 
 
 @route("/retrain/trigger", methods=("POST",), role="admin", request_model=TriggerBody, response_model=StartedOut,
        status=202, tags=("retraining",), responses={200: NotStartedOut, 409: ErrorBody})
-def retrain_trigger(body: TriggerBody) -> Any:
+def retrain_trigger(body: TriggerBody) -> tuple[APIModel, int] | tuple[APIModel, int, dict[str, str]]:
     """Queue a retraining run for a runner outside the web process (202 with its id and URL;
     409 while one is active): a separate process when the app's import path is known
     (`MLOPS_RETRAIN_APP`), else `flask mlops retrain --run-queued` or the scheduler."""
@@ -118,28 +113,26 @@ def retrain_trigger(body: TriggerBody) -> Any:
     if body.only_if_due:
         result = retraining.retrain_if_due(state, name, actor=actor, hand_off=True)
         if result["run"] is None:
-            return jsonify({"started": False, "check": result["check"]}), 200
+            return NotStartedOut.model_validate({"started": False, "check": result["check"]}), 200
         run = result["run"]
     else:
         reasons = [f"manual: {body.reason}" if body.reason else "manual"]
         run = retraining.submit(state, name, trigger="manual", reasons=reasons, actor=actor)
     url = url_for("mlops.retrain_run", run_id=run["id"])
-    response = jsonify({"run_id": run["id"], "status": run["status"], "url": url, "started": True, "runner": run["runner"]})
-    response.status_code = 202
-    response.headers["Location"] = url
-    return response
+    started = StartedOut(run_id=run["id"], status=run["status"], url=url, started=True, runner=run["runner"])
+    return started, 202, {"Location": url}
 
 
 @route("/retrain/runs", query_model=RunsQuery, response_model=RunsOut, tags=("retraining",))
-def retrain_runs(query: RunsQuery) -> Any:
+def retrain_runs(query: RunsQuery) -> RunsOut:
     """Recent retraining runs, newest first."""
     state = get_state()
     if query.model is not None:
         model_spec(state, query.model)
-    return jsonify({"runs": retraining.list_runs(state, model=query.model, limit=query.limit)})
+    return RunsOut.model_validate({"runs": retraining.list_runs(state, model=query.model, limit=query.limit)})
 
 
 @route("/retrain/runs/<int:run_id>", response_model=RunOut, tags=("retraining",))
-def retrain_run(run_id: int) -> Any:
+def retrain_run(run_id: int) -> RunOut:
     """One run: status (queued, running, succeeded, rejected, failed), progress, log and result."""
-    return jsonify(retraining.get_run(get_state(), run_id))
+    return RunOut.model_validate(retraining.get_run(get_state(), run_id))

@@ -10,13 +10,26 @@ and into the OpenAPI document (see `api/openapi.py` and DEVELOPERS.md).
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ValidationError
+from ..jsonable import JSON_NAME
+from ..store.predictions import format_ts
 
 T = TypeVar("T")
 
@@ -25,10 +38,48 @@ MAX_ID = 2**63 - 1  # the largest integer a database id column holds
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+#: every moment in an answer: ISO-8601 UTC with microseconds and a `Z` (`2026-11-20T05:00:00.000000Z`),
+#: the prediction log's `ts` format (DESIGN.md: times are ISO-8601 UTC). A naive value (SQLite gives
+#: naive datetimes back) is UTC; the pattern in the document lets the fuzz test hold every answer to it.
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"},
+        mode="serialization",
+    ),
+]
+
+
 class APIModel(BaseModel):
     """Base of response models: unknown attributes are an error in our own output."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _json_type(hint: Any, nullable_floats: bool) -> Any:
+    """The type of a dataclass field in JSON: datetimes are `Timestamp`s and, with `nullable_floats`,
+    every float may be null (`jsonable` writes NaN and ±inf as null), inside unions and containers too."""
+    if hint is datetime:
+        return Timestamp
+    if hint is float and nullable_floats:
+        return float | None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if not args:
+        return hint
+    converted = tuple(a if a is Ellipsis else _json_type(a, nullable_floats) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[converted]  # noqa: UP007 - built from a tuple of types
+    if origin in (list, tuple, dict, set, frozenset):
+        return origin[converted]
+    return hint
 
 
 def model_of(
@@ -38,29 +89,39 @@ def model_of(
     doc: str | None = None,
     descriptions: dict[str, str] | None = None,
     exclude: tuple[str, ...] = (),
+    properties: tuple[str, ...] = (),
+    nullable_floats: bool = False,
     **fields: Any,
 ) -> type[APIModel]:
     """The response model of a dataclass the services return: its fields and types, declared once.
 
-    `fields` adds or overrides fields (`name=(type, default or Field(...))`), for what the
-    endpoint adds around the dataclass (e.g. `skipped_lines`) or a JSON type that differs from
-    the Python one; `exclude` names dataclass fields the JSON leaves out (or nests elsewhere);
-    `descriptions` documents fields by name. A field added to the dataclass
-    appears in the OpenAPI document and is checked by the fuzz test with no edit here.
+    A field's JSON key is its name, or its `metadata[JSON_NAME]`; `datetime` fields are
+    `Timestamp`s. `properties` adds the named read-only properties the JSON carries (typed by
+    their return annotation); `nullable_floats` lets every float be null (a `to_dict` through
+    `jsonable` writes NaN as null). `fields` adds or overrides fields (`name=(type, default or
+    Field(...))`), for what the endpoint adds around the dataclass (e.g. `skipped_lines`) or a
+    JSON type that differs from the Python one; `exclude` names dataclass fields the JSON leaves
+    out (or nests elsewhere); `descriptions` documents fields by JSON key. A field added to the
+    dataclass appears in the OpenAPI document and is checked by the fuzz test with no edit here.
     """
     hints = typing.get_type_hints(source)
     definitions: dict[str, Any] = {}
     for f in dataclasses.fields(source):
-        if f.name in exclude:
+        key = f.metadata.get(JSON_NAME, f.name)
+        if f.name in exclude or key in exclude:
             continue
-        description = (descriptions or {}).get(f.name)
+        description = (descriptions or {}).get(key)
         if f.default is not dataclasses.MISSING:
             default: Any = Field(default=f.default, description=description)
         elif f.default_factory is not dataclasses.MISSING:
             default = Field(default_factory=f.default_factory, description=description)
         else:
             default = Field(description=description)
-        definitions[f.name] = (hints[f.name], default)
+        definitions[key] = (_json_type(hints[f.name], nullable_floats), default)
+    for prop in properties:
+        getter = getattr(source, prop).fget
+        hint = typing.get_type_hints(getter)["return"]
+        definitions[prop] = (_json_type(hint, nullable_floats), Field(description=(descriptions or {}).get(prop, getter.__doc__)))
     definitions.update(fields)
     model = create_model(name, __base__=APIModel, __doc__=doc or source.__doc__, **definitions)
     return typing.cast(type[APIModel], model)
@@ -92,12 +153,6 @@ class ErrorBody(BaseModel):
 
 
 # -- shared query parameters -------------------------------------------------------------------
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
 class WindowQuery(QueryModel):
     """The window every monitoring endpoint takes (docs/architecture.md: where an endpoint goes)."""
 

@@ -24,9 +24,9 @@ from ..services.fleet import fleet_status
 from ..services.lifecycle import version_task
 from ..services.monitoring import WindowSpec
 from ..services.registry import alias_version, list_versions
+from ..store.columnar import read_window
 from ..store.models import AuditEvent
 from ..store.monitoring import list_drift_runs
-from ..store.predictions import read_records
 
 if TYPE_CHECKING:
     from ..services.state import MLOpsState
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 TRAFFIC_HOURS = 24
 DRIFT_WINDOW = 1000  # most recent records the live drift check looks at
-MAX_TRAFFIC_RECORDS = 500_000
 
 
 def unavailable(reason: str) -> dict[str, Any]:
@@ -55,33 +54,27 @@ def guarded(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 # -- traffic (from the prediction log) -----------------------------------------------------------
 def traffic(state: MLOpsState, model: str, *, hours: int = TRAFFIC_HOURS, now: datetime | None = None) -> dict[str, Any]:
-    """Requests, errors and latency per hour over the last `hours` (the chart), and the window's
-    totals from monitoring's `operations` (the same numbers the API and the health verdict use)."""
+    """Requests, errors (5xx, as in `operations`) and latency per hour over the last `hours` (the
+    chart), from the columnar window read, and the window's totals from monitoring's `operations`
+    (the same numbers the API and the health verdict use)."""
     now = now or datetime.now(timezone.utc)
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-    counts = np.zeros(hours, dtype=int)
-    errors = np.zeros(hours, dtype=int)
-    latencies: list[list[float]] = [[] for _ in range(hours)]
-    start_ts = start.timestamp()
-    for rec in read_records(state.log_dir, model=model, since=start, last=MAX_TRAFFIC_RECORDS):
-        try:
-            ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
-        except (AttributeError, ValueError):
-            continue
-        slot = int((ts - start_ts) // 3600)
-        if not 0 <= slot < hours:
-            continue
-        counts[slot] += 1
-        status = rec.get("status")
-        if isinstance(status, int) and status >= 500:
-            errors[slot] += 1
-        latency = rec.get("latency_ms")
-        if isinstance(latency, (int, float)):
-            latencies[slot].append(float(latency))
+    window = WindowSpec(model=model, since=start, until=now)
+    win = read_window(state.log_dir, model=model, since=start, until=now, features=(), open_days=state.open_days)
+    slot = (win.ts - np.datetime64(start.replace(tzinfo=None), "us")) // np.timedelta64(1, "h")
+    inside = (slot >= 0) & (slot < hours)
+    slot = slot[inside].astype(np.int64)
+    counts = np.bincount(slot, minlength=hours)
+    errors = np.bincount(slot, weights=(win.status[inside] >= 500), minlength=hours)
+    latency = win.latency_ms[inside]
+    known = ~np.isnan(latency)
+    by_slot, values = slot[known], latency[known]
+    order = np.argsort(by_slot, kind="stable")
+    groups = np.split(values[order], np.searchsorted(by_slot[order], np.arange(1, hours)))
+    p95 = [float(np.percentile(g, 95)) if g.size else None for g in groups]
     labels = [(start + timedelta(hours=i)).strftime("%H:00") for i in range(hours)]
-    p95 = [float(np.percentile(v, 95)) if v else None for v in latencies]
     rate = [float(e / c) if c else None for e, c in zip(errors, counts, strict=True)]
-    ops = monitoring.operations(state, WindowSpec(model=model, since=start, until=now))
+    ops = monitoring.operations(state, window)
     return {
         "hours": hours,
         "labels": labels,

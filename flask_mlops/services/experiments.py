@@ -13,9 +13,9 @@ import json
 import logging
 import math
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sqlalchemy import select
@@ -31,7 +31,7 @@ from ..store.columnar import read_window
 from ..store.experiments import COMPLETED, PROMOTED, ROLLED_BACK, RUNNING, STOPPED, Experiment, Rollout
 from ..store.feedback import Feedback
 from ..store.models import AuditEvent, ModelVersion
-from ..store.predictions import read_records
+from ..store.predictions import format_ts, read_records
 from .alerts import post_webhook
 from .catalog import model_spec
 from .lifecycle import ARCHIVED, ensure_loadable, version_task
@@ -226,18 +226,49 @@ def _running_id(state: MLOpsState, model: str) -> int | None:
 # ------------------------------------------------------------------------- reading
 
 
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """An experiment (or a rollout's experiment) as the API, the CLI and the dashboard show it."""
+
+    id: int
+    model: str
+    name: str | None
+    kind: Literal["experiment", "rollout"]
+    status: str
+    control_version: int
+    treatment_version: int
+    share: float
+    unit_key: str
+    metric: str
+    plan: dict[str, Any]
+    guardrails: dict[str, Any]
+    outcome: str | None
+    actor: str
+    created_at: datetime | None
+    ended_at: datetime | None
+    rollout_id: int | None = None  # only on a rollout's experiment, from `get_experiment`
+
+    @classmethod
+    def of(cls, row: Experiment, rollout: Rollout | None = None) -> ExperimentInfo:
+        return cls(
+            id=row.id, model=row.model_name, name=row.name, kind=row.kind, status=row.status,  # type: ignore[arg-type]
+            control_version=row.control_version, treatment_version=row.treatment_version, share=row.share,
+            unit_key=row.unit_key, metric=row.metric, plan=row.plan, guardrails=row.guardrails, outcome=row.outcome,
+            actor=row.actor, created_at=row.created_at, ended_at=row.ended_at, rollout_id=None if rollout is None else rollout.id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (times as ISO-8601 text); `rollout_id` only when set."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
+        if self.rollout_id is None:
+            del data["rollout_id"]
+        return data
+
+
 def _experiment_dict(row: Experiment, rollout: Rollout | None = None) -> dict[str, Any]:
-    data = {
-        "id": row.id, "model": row.model_name, "name": row.name, "kind": row.kind, "status": row.status,
-        "control_version": row.control_version, "treatment_version": row.treatment_version,
-        "share": row.share, "unit_key": row.unit_key, "metric": row.metric, "plan": row.plan,
-        "guardrails": row.guardrails, "outcome": row.outcome, "actor": row.actor,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
-        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
-    }
-    if rollout is not None:
-        data["rollout_id"] = rollout.id
-    return data
+    return ExperimentInfo.of(row, rollout).to_dict()
 
 
 def _get(session: Any, experiment_id: int) -> Experiment:
@@ -406,15 +437,42 @@ def promote_experiment(state: MLOpsState, experiment_id: int, *, actor: str = "s
 # ------------------------------------------------------------------------ rollouts
 
 
+@dataclass(frozen=True)
+class RolloutInfo:
+    """A gradual rollout: its stages, where it is, its experiment's share and versions, and its decisions."""
+
+    id: int
+    experiment_id: int
+    model: str
+    status: str
+    stage: int  # index of the current stage in `stages`
+    stages: list[dict[str, Any]]  # `ab.rollout.Stage` fields
+    share: float
+    control_version: int
+    treatment_version: int
+    stage_started_at: datetime
+    on_breach: Literal["keep", "archive"]
+    require_accuracy: bool
+    guardrails: dict[str, Any]
+    last_decision: dict[str, Any] | None
+    history: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, rollout: Rollout, exp: Experiment) -> RolloutInfo:
+        return cls(
+            id=rollout.id, experiment_id=exp.id, model=rollout.model_name, status=rollout.status, stage=rollout.stage,
+            stages=rollout.stages, share=exp.share, control_version=exp.control_version, treatment_version=exp.treatment_version,
+            stage_started_at=rollout.stage_started_at, on_breach=rollout.on_breach,  # type: ignore[arg-type]
+            require_accuracy=rollout.require_accuracy, guardrails=exp.guardrails, last_decision=rollout.last_decision,
+            history=rollout.history,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "stage_started_at": self.stage_started_at.isoformat()}
+
+
 def _rollout_dict(rollout: Rollout, exp: Experiment) -> dict[str, Any]:
-    return {
-        "id": rollout.id, "experiment_id": exp.id, "model": rollout.model_name, "status": rollout.status,
-        "stage": rollout.stage, "stages": rollout.stages, "share": exp.share,
-        "control_version": exp.control_version, "treatment_version": exp.treatment_version,
-        "stage_started_at": rollout.stage_started_at.isoformat(), "on_breach": rollout.on_breach,
-        "require_accuracy": rollout.require_accuracy, "guardrails": exp.guardrails,
-        "last_decision": rollout.last_decision, "history": rollout.history,
-    }
+    return RolloutInfo.of(rollout, exp).to_dict()
 
 
 def start_rollout(
@@ -481,7 +539,7 @@ def evaluate_rollouts(state: MLOpsState, now: datetime | None = None) -> list[di
         )
         control, treatment = observations(state, exp.model_name, exp.metric, rollout.stage_started_at, now)
         decision = evaluate(current, {CONTROL: control, TREATMENT: treatment}, now)
-        record = {**decision.to_dict(), "at": now.isoformat(), "share_before": exp.share,
+        record = {**decision.to_dict(), "at": format_ts(now), "share_before": exp.share,
                   "observed": {CONTROL: control.to_dict(), TREATMENT: treatment.to_dict()}}
         if decision.action == HOLD:
             with state.session() as session, session.begin():

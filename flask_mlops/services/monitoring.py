@@ -51,6 +51,7 @@ from ..store.base import utcnow
 from ..store.columnar import read_window
 from ..store.feedback import Feedback, labelled
 from ..store.monitoring import REPORTS_SUBDIR, DriftRun, delete_drift_runs, list_drift_runs, write_report_file
+from ..store.predictions import format_ts
 from ..tasks import task_for
 from .aggregation import WindowAggregates, window_aggregates
 from .alerts import evaluate_alerts
@@ -86,8 +87,8 @@ class WindowSpec:
         return {
             "model": self.model,
             "version": self.version,
-            "since": self.since.isoformat() if self.since else None,
-            "until": self.until.isoformat() if self.until else None,
+            "since": format_ts(self.since) if self.since else None,
+            "until": format_ts(self.until) if self.until else None,
             "last": self.last,
         }
 
