@@ -198,7 +198,7 @@ def _binned(agg: WindowAggregates, profile: dict[str, Any]) -> tuple[dict[str, B
     merged = functools.reduce(lambda a, b: a.merge(b), groups) if groups else None
     extra = {
         "source": "aggregates", "skipped_lines": agg.skipped_lines, "not_yet_aggregated": agg.tail_records,
-        "hours": {"since": agg.since.isoformat() if agg.since else None, "until": agg.until.isoformat()},
+        "hours": {"since": format_ts(agg.since) if agg.since else None, "until": format_ts(agg.until)},
         "sample": int(merged.sample.ids.size) if merged else 0,
     }
     if merged is None:

@@ -37,7 +37,7 @@ from ..jsonable import jsonable
 from ..store import retraining as runs
 from ..store.feedback import count_since, labelled
 from ..store.models import ModelVersion
-from ..store.predictions import read_records
+from ..store.predictions import format_ts, read_records
 from ..tasks import infer_kind
 from . import lifecycle
 from .catalog import model_names, model_spec
@@ -184,7 +184,7 @@ def _schedule(state: MLOpsState, ctx: _Context) -> TriggerResult:
         return TriggerResult("schedule", True, None, cron, "never trained")
     nxt = CronTrigger.from_crontab(cron, timezone=timezone.utc).get_next_fire_time(None, ctx.last_trained)
     fired = nxt is not None and nxt <= ctx.now
-    return TriggerResult("schedule", fired, ctx.last_trained.isoformat(), cron, f"next tick after the last training: {nxt.isoformat() if nxt else 'never'}")
+    return TriggerResult("schedule", fired, format_ts(ctx.last_trained), cron, f"next tick after the last training: {nxt.isoformat() if nxt else 'never'}")
 
 
 @trigger("manual")
@@ -213,7 +213,7 @@ def check(state: MLOpsState, name: str, *, now: datetime | None = None, manual: 
             logger.exception("retrain trigger %s failed for %s", tname, name)
             results[tname] = TriggerResult(tname, False, None, None, f"error: {exc}", available=False)
     reasons = [f"{r.name}: {r.detail}" for r in results.values() if r.fired]
-    return RetrainCheck(name, bool(reasons), reasons, results, last.isoformat() if last else None)
+    return RetrainCheck(name, bool(reasons), reasons, results, format_ts(last) if last else None)
 
 
 # -- training data ----------------------------------------------------------------------------------
