@@ -82,6 +82,7 @@ bench: venv
 	$(PY) bench/overhead.py
 	$(PY) bench/drift.py
 	$(PY) bench/drift_power.py
+	$(PY) bench/aggregates.py
 	$(PY) bench/ab.py
 	$(PY) bench/training.py
 

@@ -58,6 +58,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .profile import _category_keys, to_float_array
 
@@ -160,6 +161,9 @@ class Sample:
         return cls(np.empty(0, dtype="S1"), {name: np.empty(0) for name in names})
 
     def merge(self, other: Sample, k: int = SAMPLE_SIZE) -> Sample:
+        if self.ids.size >= k and other.ids.size:  # only ids below our k-th can enter (both sorted)
+            cut = int(np.searchsorted(other.ids, self.ids[k - 1], side="left"))
+            other = Sample(other.ids[:cut], {n: v[:cut] for n, v in other.values.items()})
         if other.ids.size == 0:
             return self
         if self.ids.size == 0:
@@ -178,7 +182,7 @@ class Sample:
     @classmethod
     def from_bytes(cls, data: bytes) -> Sample:
         cut = data.index(b"\n")
-        head = json.loads(data[:cut])
+        head = orjson.loads(data[:cut])
         n, width, pos = head["n"], head["width"], cut + 1
         ids = np.frombuffer(data, dtype=f"S{width}", count=n, offset=pos)
         pos += n * width
@@ -260,6 +264,59 @@ class HourAggregate:
             ts_min=body.get("ts_min"), ts_max=body.get("ts_max"),
             counts={name: Counts.from_dict(c) for name, c in body["features"].items()},
             sample=Sample.from_bytes(sample) if sample else Sample.empty(()),
+        )
+
+
+@dataclass
+class StoredRow:
+    """One stored aggregate as read: its key, counts and JSON body, sample bytes (not decoded yet)."""
+
+    key: tuple[str, str, str, datetime, str]
+    n: int
+    n_served: int
+    body: dict[str, Any]
+    sample: bytes | None
+
+
+class StoredSum:
+    """Stored aggregates of one (version, variant, bins) summed as they stream in: the JSON
+    bodies are kept (small) and summed with one numpy sum per count vector at the end; each
+    sample merges at once (only ids below the k-th so far enter), so its bytes are not kept.
+    The result carries the first row's key."""
+
+    def __init__(self, k: int = SAMPLE_SIZE) -> None:
+        self.k = k
+        self.rows: list[StoredRow] = []
+        self.sample = Sample.empty(())
+
+    def add(self, row: StoredRow) -> None:
+        if row.sample:
+            self.sample = self.sample.merge(Sample.from_bytes(row.sample), self.k)
+        self.rows.append(StoredRow(row.key, row.n, row.n_served, row.body, None))
+
+    def result(self) -> HourAggregate:
+        rows = self.rows
+        if not rows:
+            raise ValueError("nothing to merge")
+        bodies = [r.body for r in rows]
+        status: dict[str, int] = {}
+        for body in bodies:
+            for code, c in body["status"].items():
+                status[code] = status.get(code, 0) + int(c)
+        counts: dict[str, Counts] = {}
+        for name in {name for body in bodies for name in body["features"]}:
+            parts = [body["features"][name] for body in bodies if name in body["features"]]
+            counts[name] = Counts(
+                np.asarray([p["bins"] for p in parts], dtype=np.int64).sum(axis=0),
+                sum(int(p["below"]) for p in parts), sum(int(p["above"]) for p in parts), sum(int(p["declared_out"]) for p in parts),
+            )
+        ts_min = [b["ts_min"] for b in bodies if b.get("ts_min") is not None]
+        ts_max = [b["ts_max"] for b in bodies if b.get("ts_max") is not None]
+        return HourAggregate(
+            *rows[0].key, n=sum(r.n for r in rows), n_served=sum(r.n_served for r in rows), status=status,
+            latency=np.asarray([b["latency"] for b in bodies], dtype=np.int64).sum(axis=0),
+            latency_sum=float(sum(float(b["latency_sum"]) for b in bodies)),
+            ts_min=min(ts_min) if ts_min else None, ts_max=max(ts_max) if ts_max else None, counts=counts, sample=self.sample,
         )
 
 
@@ -352,29 +409,36 @@ def build(columns: LogColumns, binnings: Mapping[tuple[str, str], Binning | None
     dims = np.array([len(m_text), len(v_text), len(r_text), int(hour.max()) - h0 + 1], dtype=np.int64)
     gkey = ((m_codes % dims[0]) * dims[1] + (v_codes % dims[1])) * dims[2] + (r_codes % dims[2])
     gkey = gkey * dims[3] + (hour - h0)
-    groups, inverse = np.unique(gkey, return_inverse=True)
+    # one stable sort (the log is in time order, so nearly sorted already) gives every group
+    order = np.argsort(gkey, kind="stable")
+    sorted_keys = gkey[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    groups = sorted_keys[starts]
+    g = groups.size
+    bounds = np.r_[starts, n]
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.repeat(np.arange(g), np.diff(bounds))
     status = np.asarray(columns.status, dtype=np.int64)
     served = status < 400
     latency = np.asarray(columns.latency_ms, dtype=np.float64)
     lat_finite = np.isfinite(latency)
     lat_idx = np.where(lat_finite, np.searchsorted(np.asarray(LATENCY_EDGES_MS), np.where(lat_finite, latency, 0.0), side="right"), len(LATENCY_EDGES_MS) + 1)
-    g = groups.size
     n_lat = len(LATENCY_EDGES_MS) + 2
     lat_counts = np.bincount(inverse * n_lat + lat_idx, minlength=g * n_lat).reshape(g, n_lat)
     lat_sum = np.bincount(inverse, weights=np.where(lat_finite, latency, 0.0), minlength=g)
-    n_g = np.bincount(inverse, minlength=g)
+    n_g = np.diff(bounds)
     served_g = np.bincount(inverse, weights=served, minlength=g).astype(np.int64)
-    ts_min = np.full(g, np.iinfo(np.int64).max)
-    ts_max = np.full(g, np.iinfo(np.int64).min)
-    np.minimum.at(ts_min, inverse, columns.ts_us)
-    np.maximum.at(ts_max, inverse, columns.ts_us)
-    # status counts per group: on (group, distinct status) pairs
-    s_uniq, s_inv = np.unique(status, return_inverse=True)
+    ts_sorted = columns.ts_us[order]
+    ts_min = np.minimum.reduceat(ts_sorted, starts)
+    ts_max = np.maximum.reduceat(ts_sorted, starts)
+    # status counts per group: on (group, status) pairs; HTTP codes directly, anything else through unique
+    if status.size and 0 <= int(status.min()) and int(status.max()) < 1000:
+        s_uniq, s_inv = np.arange(1000), status
+    else:
+        s_uniq, s_inv = np.unique(status, return_inverse=True)
     s_counts = np.bincount(inverse * s_uniq.size + s_inv.reshape(-1), minlength=g * s_uniq.size).reshape(g, s_uniq.size)
 
     out: list[HourAggregate] = []
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(g + 1))
     feature_cache: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, ...]]]] = {}
     for gi, key in enumerate(groups.tolist()):
         hour_i = key % dims[3] + h0
@@ -386,7 +450,7 @@ def build(columns: LogColumns, binnings: Mapping[tuple[str, str], Binning | None
         agg = HourAggregate(
             model, version, variant, datetime.fromtimestamp(int(hour_i) * 3600, tz=timezone.utc), binning.fingerprint if binning else "",
             n=int(n_g[gi]), n_served=int(served_g[gi]),
-            status={str(int(s)): int(c) for s, c in zip(s_uniq.tolist(), s_counts[gi].tolist(), strict=True) if c},
+            status={str(int(s_uniq[j])): int(s_counts[gi, j]) for j in np.flatnonzero(s_counts[gi])},
             latency=lat_counts[gi].astype(np.int64), latency_sum=float(lat_sum[gi]),
             ts_min=int(ts_min[gi]), ts_max=int(ts_max[gi]),
         )
@@ -493,6 +557,7 @@ __all__ = [
     "HourAggregate",
     "LogColumns",
     "Sample",
+    "StoredRow",
     "bottom_k",
     "build",
     "category_index",
@@ -500,5 +565,6 @@ __all__ = [
     "hour_floor",
     "latency_quantiles",
     "merge_all",
+    "StoredSum",
     "numeric_values",
 ]

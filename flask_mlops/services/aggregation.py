@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsError
-from ..monitoring.aggregates import Binning, HourAggregate, build, hour_ceil, hour_floor, merge_all
+from ..monitoring.aggregates import Binning, HourAggregate, StoredSum, build, hour_ceil, hour_floor, merge_all
 from ..store import aggregates as store
 from ..store.log_parse import parse_bytes
 from ..store.predictions import day_of, log_files
@@ -100,7 +100,7 @@ def _read_complete(path: Path, start: int, limit: int) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(start)
         data = handle.read(limit)
-    return data[: data.rfind(b"\n") + 1]
+    return data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
 
 
 def aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
@@ -116,12 +116,15 @@ def aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate],
 
 
 def _pairs(cols: Any) -> set[tuple[str, str]]:
+    """The (model, version) pairs present, from the codes (-1 = missing = "")."""
     import numpy as np
 
     m_text = [*cols.model.categories, ""]
     v_text = [*cols.version.categories, ""]
-    both = np.unique(np.stack([np.asarray(cols.model.codes, np.int64), np.asarray(cols.version.codes, np.int64)]), axis=1)
-    return {(m_text[m], v_text[v]) for m, v in both.T.tolist()}
+    m = np.asarray(cols.model.codes, np.int64) % len(m_text)
+    v = np.asarray(cols.version.codes, np.int64) % len(v_text)
+    seen = np.flatnonzero(np.bincount(m * len(v_text) + v, minlength=len(m_text) * len(v_text)))
+    return {(m_text[int(i) // len(v_text)], v_text[int(i) % len(v_text)]) for i in seen}
 
 
 def ingest(state: MLOpsState, *, batch_bytes: int = BATCH_BYTES) -> IngestResult:
@@ -213,14 +216,16 @@ def window_aggregates(
     down, until up; None = open), the not yet ingested tails of the log included."""
     lo = hour_floor(since) if since is not None else None
     hi = hour_ceil(until) if until is not None else hour_ceil(datetime.now(timezone.utc) + timedelta(microseconds=1))
-    stored = store.read_aggregates(state.engine, model, since=lo, until=hi, version=version, bins=bins, with_sample=with_sample)
+    stored: dict[tuple[str, str, str], StoredSum] = {}
+    for row in store.read_rows(state.engine, model, since=lo, until=hi, version=version, bins=bins, with_sample=with_sample):
+        stored.setdefault((row.key[1], row.key[2], row.key[4]), StoredSum()).add(row)
     tail, tail_n = _tails(state, model, lo, hi, version, bins)
-    groups = _by_group([*stored, *tail])
+    groups = _by_group([total.result() for total in stored.values()] + tail)
     skipped = store.skipped_lines(state.engine, since_day=lo.date().isoformat() if lo else None, until_day=hi.date().isoformat())
     return WindowAggregates(lo, hi, groups, tail_n, skipped)
 
 
-def _by_group(aggs: Any) -> list[HourAggregate]:
+def _by_group(aggs: list[HourAggregate]) -> list[HourAggregate]:
     """Merged per (version, variant, bins); the hour of the first one seen stands for all."""
     out: dict[tuple[str, str, str], HourAggregate] = {}
     for agg in aggs:

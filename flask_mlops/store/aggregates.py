@@ -16,12 +16,26 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, UniqueConstraint, delete, func, insert, select, update
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ..monitoring.aggregates import HourAggregate
+from ..monitoring.aggregates import HourAggregate, StoredRow
 from .base import Base, utcnow
 
 logger = logging.getLogger(__name__)
@@ -169,7 +183,18 @@ def read_aggregates(
     bins: str | None = None, with_sample: bool = True,
 ) -> Iterator[HourAggregate]:
     """The stored aggregates of a model's hours in [since, until), one at a time (streamed)."""
-    columns = [Aggregate.model_name, Aggregate.version, Aggregate.variant, Aggregate.hour, Aggregate.bins, Aggregate.n, Aggregate.n_served, Aggregate.counts]
+    for row in read_rows(engine, model, since=since, until=until, version=version, bins=bins, with_sample=with_sample):
+        yield HourAggregate.from_stored(row.key, row.n, row.n_served, row.body, row.sample)
+
+
+def read_rows(
+    engine: Engine, model: str, *, since: datetime | None, until: datetime | None, version: str | None = None,
+    bins: str | None = None, with_sample: bool = True,
+) -> Iterator[StoredRow]:
+    """The stored rows, JSON decoded, samples still bytes: what `merge_stored` sums at once."""
+    # the JSON as text, decoded by orjson (several times faster than the driver's json.loads)
+    columns = [Aggregate.model_name, Aggregate.version, Aggregate.variant, Aggregate.hour, Aggregate.bins, Aggregate.n, Aggregate.n_served,
+               cast(Aggregate.counts, Text).label("counts")]
     if with_sample:
         columns.append(Aggregate.sample)
     clauses = _where(model, since, until, version)
@@ -178,7 +203,7 @@ def read_aggregates(
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=64).execute(select(*columns).where(*clauses))
         for row in result:
-            yield HourAggregate.from_stored(tuple(row[:5]), row.n, row.n_served, row.counts, row.sample if with_sample else None)  # type: ignore[arg-type]
+            yield StoredRow(tuple(row[:5]), row.n, row.n_served, orjson.loads(row.counts), row.sample if with_sample else None)  # type: ignore[arg-type]
 
 
 def purge_older_than(engine: Engine, cutoff: datetime) -> dict[str, int]:
@@ -200,4 +225,4 @@ def skipped_lines(engine: Engine, *, since_day: str | None, until_day: str | Non
         return int(conn.scalar(select(func.sum(IngestOffset.skipped)).where(*clauses)) or 0)
 
 
-__all__ = ["Aggregate", "Conflict", "IngestOffset", "commit_batch", "offsets", "purge_older_than", "read_aggregates", "skipped_lines", "totals"]
+__all__ = ["Aggregate", "Conflict", "IngestOffset", "commit_batch", "offsets", "purge_older_than", "read_aggregates", "read_rows", "skipped_lines", "totals"]
