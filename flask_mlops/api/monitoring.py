@@ -160,12 +160,8 @@ class DriftRunOut(APIModel):
     trigger: str
 
 
-class WindowOut(APIModel):
-    model: str | None
-    version: str | None
-    since: Timestamp | None
-    until: Timestamp | None
-    last: int | None
+#: derived from `services.monitoring.WindowSpec`: the window an answer is about
+WindowOut = model_of(service.WindowSpec, name="WindowOut")
 
 
 DecayOut = model_of(
@@ -187,7 +183,7 @@ class PerformanceOut(APIModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    window: WindowOut
+    window: WindowOut  # type: ignore[valid-type]
     reference_version: Id | None
     task: str
     by_version: dict[str, dict[str, Any]]
@@ -209,7 +205,7 @@ HealthReport = model_of(Health, name="HealthReport", doc="Health: the worst comp
 
 class ReportOut(APIModel):
     model: str
-    window: WindowOut
+    window: WindowOut  # type: ignore[valid-type]
     health: HealthReport  # type: ignore[valid-type]
     drift: DriftOut | NoReferenceOut  # type: ignore[valid-type]
     performance: PerformanceOut
