@@ -279,6 +279,14 @@ class MLOpsConfig:
     parquet_cron: str = _key(
         "15 0 * * *", "Cron (UTC) of the parquet_compaction job: closed days of the log into <log_dir>/parquet (model=/date= partitions)."
     )
+    aggregate_engine: str = _key(
+        "builtin",
+        "What the aggregate_log job counts closed days nobody has counted yet with: builtin (pyarrow/numpy), duckdb (the aggregate "
+        "SQL over the Parquet layout, embedded) or spark (the same SQL on Apache Spark at MLOPS_SPARK_MASTER; the spark extra). "
+        "The open day is always counted by the built-in path.",
+        _choice("builtin", "duckdb", "spark"),
+    )
+    spark_master: str = _key("local[2]", "Spark master URL for MLOPS_AGGREGATE_ENGINE=spark (spark://host:7077, yarn, k8s://..., local[N]).")
     aggregate_cron: str = _key(
         "*/5 * * * *", "Cron (UTC) of the aggregate_log job: counts the log lines not counted yet into the hourly aggregates."
     )

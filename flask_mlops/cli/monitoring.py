@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..services import aggregation
+from ..services import engines
 from ..services import monitoring as service
 from ..services.state import get_state
 from ..tasks import task_for
@@ -141,14 +141,20 @@ def report_command(model: str | None, version: str | None, since: datetime | Non
 
 
 @cli.command("aggregate")
+@click.option("--engine", type=click.Choice(["builtin", *engines.SQL_ENGINES]),
+              help="Count closed days nobody counted yet with this engine (default: MLOPS_AGGREGATE_ENGINE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
 @mlops_errors
-def aggregate_command(as_json: bool) -> None:
+def aggregate_command(engine: str | None, as_json: bool) -> None:
     """Count the log lines not counted yet into the hourly aggregates (what the aggregate_log job does)."""
-    out = aggregation.ingest(get_state()).to_dict()
+    out = engines.aggregate(get_state(), engine=engine)
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
+    if "sql" in out:
+        sql = out["sql"]
+        click.echo(f"{out['engine']}: {len(sql['days'])} closed day(s) imported ({sql['records']} records, {sql['aggregates']} hourly "
+                   f"aggregate(s)); {len(sql['skipped'])} left to the built-in path")
     click.echo(f"{out['records']} records from {out['files']} file(s) into {out['aggregates']} hourly aggregate(s); "
                f"{out['skipped_lines']} line(s) skipped, {out['conflicts']} batch(es) already counted elsewhere")
     for problem in out["problems"]:

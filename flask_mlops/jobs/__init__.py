@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.monitoring import drift_check as run
-from ..services.aggregation import ingest
 from ..services.aggregation import purge as purge_aggregates
-from ..services.engines import compact_parquet
+from ..services.engines import aggregate, compact_parquet
 from ..services.experiments import evaluate_rollouts
 from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
@@ -52,8 +51,9 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 
 @register_job("aggregate_log", schedule_key="MLOPS_AGGREGATE_CRON")
 def aggregate_log(state: MLOpsState) -> Any:
-    """Count the prediction-log lines not counted yet into the hourly aggregates (each exactly once)."""
-    return ingest(state).to_dict()
+    """Count the prediction-log lines not counted yet into the hourly aggregates (each exactly once); closed days
+    nobody counted go through the SQL engine when MLOPS_AGGREGATE_ENGINE is duckdb or spark."""
+    return aggregate(state)
 
 
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")

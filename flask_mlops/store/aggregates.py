@@ -12,7 +12,8 @@ nothing and a lost update of an hour's row cannot happen. The caller's `before_c
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -130,6 +131,43 @@ def commit_batch(
     return True
 
 
+@dataclass(frozen=True)
+class CountedFile:
+    """A log file counted whole elsewhere (an SQL engine over the Parquet layout): its offset row."""
+
+    path: str
+    day: str | None
+    consumed: int
+    head: str
+    lines: int
+    skipped: int
+
+
+def commit_files(
+    engine: Engine, files: Sequence[CountedFile], aggregates: Iterable[HourAggregate], *, before_commit: Callable[[], None] | None = None
+) -> bool:
+    """Merge `aggregates` and record `files` as counted up to `consumed`, in one transaction.
+
+    Only for files nobody has counted yet: False (nothing committed) when any of them already
+    has an offset (the built-in ingestion or another import got there first) or an hour's row
+    changed under us.
+    """
+    try:
+        with Session(engine) as session, session.begin():
+            now = utcnow()
+            for f in files:  # a second insert of the same path fails on the primary key
+                session.execute(insert(IngestOffset).values(
+                    path=f.path, day=f.day, consumed=f.consumed, head=f.head, lines=f.lines, skipped=f.skipped, updated_at=now))
+            for agg in aggregates:
+                _merge_row(session, agg, now)
+            if before_commit is not None:
+                before_commit()
+    except (Conflict, IntegrityError) as exc:
+        logger.info("import of %d counted file(s) not committed (%s): someone else counted them first", len(files), type(exc).__name__)
+        return False
+    return True
+
+
 def _merge_row(session: Session, agg: HourAggregate, now: datetime) -> None:
     row = session.execute(
         select(Aggregate).where(
@@ -225,4 +263,7 @@ def skipped_lines(engine: Engine, *, since_day: str | None, until_day: str | Non
         return int(conn.scalar(select(func.sum(IngestOffset.skipped)).where(*clauses)) or 0)
 
 
-__all__ = ["Aggregate", "Conflict", "IngestOffset", "commit_batch", "offsets", "purge_older_than", "read_aggregates", "read_rows", "skipped_lines", "totals"]
+__all__ = [
+    "Aggregate", "Conflict", "CountedFile", "IngestOffset", "commit_batch", "commit_files", "offsets", "purge_older_than", "read_aggregates",
+    "read_rows", "skipped_lines", "totals",
+]

@@ -13,7 +13,8 @@ fields in fixed types, `prediction`, and one `f_<name>` column per feature (the 
 `f.<name>` with an underscore: BigQuery refuses dots in column names and Spark reads a dot as a
 struct field). A model's first compacted day fixes each feature's type (double or string); later
 days are cast to it, so every engine sees one schema per model. `_compacted/<day>.json` records the
-sources (size, mtime) a day was built from: a day is rewritten when a source changed or appeared.
+sources a day was built from (size, mtime, lines, skipped lines): a day is rewritten when a source
+changed or appeared, and the SQL engines (`services/engines.py`) count a day's files as a whole from it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .day_cache import load_day
+from .day_cache import ColumnarStats, load_day
 from .log_parse import FEATURE_PREFIX
-from .predictions import SUBDIR, day_of, log_files
+from .predictions import SUBDIR, by_day, day_of, log_files
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,7 +43,7 @@ PARQUET_SUBDIR = "parquet"
 MANIFESTS = "_compacted"  # a leading underscore: Spark, pyarrow and Polars skip it as metadata
 COLUMN_PREFIX = "f_"
 PART = "part-0.parquet"
-FORMAT = 1
+FORMAT = 2
 ROW_GROUP = 1 << 20
 _STRING_TOP = ("id", "model_version", "variant", "unit_id", "error", "experiment", "assignment", "features_error")
 _HIVE_UNSAFE = set('"#%\'*/:=?\\{[]^') | {chr(c) for c in range(0x20)} | {"\x7f"}
@@ -208,12 +209,22 @@ def _manifest_path(log_dir: Path, day: date) -> Path:
     return root(log_dir) / MANIFESTS / f"{day.isoformat()}.json"
 
 
-def _read_manifest(log_dir: Path, day: date) -> dict[str, Any] | None:
+def read_manifest(log_dir: Path, day: date) -> dict[str, Any] | None:
     try:
         manifest = json.loads(_manifest_path(log_dir, day).read_text())
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+
+
+def is_current(log_dir: str | Path, day: date, manifest: dict[str, Any]) -> bool:
+    """Whether the day's manifest still describes its log files (none changed, appeared or went)."""
+    return manifest["sources"] == _signature(Path(log_dir), log_files_of(log_dir, day))
+
+
+def log_files_of(log_dir: str | Path, day: date) -> list[Path]:
+    moment = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+    return [p for p in log_files(log_dir, moment, moment) if day_of(p) == day]
 
 
 def _write_manifest(log_dir: Path, day: date, manifest: dict[str, Any]) -> None:
@@ -226,15 +237,37 @@ def _write_manifest(log_dir: Path, day: date, manifest: dict[str, Any]) -> None:
 
 def compact_day(log_dir: str | Path, day: date, sources: Sequence[Path], *, today: date, stats: ParquetStats) -> None:
     """Write one closed day's partitions from its sources unless the manifest says they are current."""
-    import pyarrow.compute as pc
-
     log_dir = Path(log_dir)
     signature = _signature(log_dir, sources)
-    old = _read_manifest(log_dir, day)
+    old = read_manifest(log_dir, day)
     if old is not None and old["sources"] == signature and all((root(log_dir) / p).exists() for p in old["parts"].values()):
         stats.fresh += 1
         return
-    tables = [load_day(log_dir, path, today=today) for path in sources]
+    parts, rows, counts = _write_day(log_dir, day, sources, today=today, stats=stats)
+    if _signature(log_dir, sources) != signature:  # a source changed while it was read: next run
+        logger.info("parquet: a source of %s changed while it was compacted; it is compacted again next run", day)
+        return
+    for model, stale in (old or {}).get("parts", {}).items():  # a model no longer in the day's sources
+        if model not in parts:
+            shutil.rmtree((root(log_dir) / stale).parent, ignore_errors=True)
+    _write_manifest(log_dir, day, {"format": FORMAT, "sources": signature, "counts": counts, "parts": parts, "rows": rows})
+    stats.compacted += 1
+    stats.rows += rows
+    stats.parts += len(parts)
+
+
+def _write_day(
+    log_dir: Path, day: date, sources: Sequence[Path], *, today: date, stats: ParquetStats
+) -> tuple[dict[str, str], int, dict[str, list[int]]]:
+    """Write the day's part of every model; (parts by model, rows, [lines, skipped] by source)."""
+    import pyarrow.compute as pc
+
+    tables = []
+    counts: dict[str, list[int]] = {}
+    for path in sources:
+        read = ColumnarStats()
+        tables.append(load_day(log_dir, path, today=today, stats=read))
+        counts[path.relative_to(log_dir / SUBDIR).as_posix()] = [read.lines, read.skipped]
     parts: dict[str, str] = {}
     rows = 0
     for model in _models(tables):
@@ -244,30 +277,29 @@ def compact_day(log_dir: str | Path, day: date, sources: Sequence[Path], *, toda
         schema = _schema(target.parent, selected)
         rows += _write_part(target / PART, [_conform(t, schema) for t in selected], schema)
         parts[model] = (target / PART).relative_to(root(log_dir)).as_posix()
-    total = sum(t.num_rows for t in tables)
-    stats.without_model += total - rows
-    for model, stale in (old or {}).get("parts", {}).items():  # a model no longer in the day's sources
-        if model not in parts:
-            shutil.rmtree((root(log_dir) / stale).parent, ignore_errors=True)
-    _write_manifest(log_dir, day, {"format": FORMAT, "sources": signature, "parts": parts, "rows": rows})
-    stats.compacted += 1
-    stats.rows += rows
-    stats.parts += len(parts)
+    stats.without_model += sum(t.num_rows for t in tables) - rows
+    return parts, rows, counts
 
 
 def compact(log_dir: str | Path, *, today: date | None = None) -> ParquetStats:
     """Compact every closed day of the log whose partitions are missing or stale (the scheduled job's work)."""
     today = today or datetime.now(timezone.utc).date()
     stats = ParquetStats()
-    by_day: dict[date, list[Path]] = {}
-    for path in log_files(log_dir):
-        day = day_of(path)
-        if day is not None and day < today:
-            by_day.setdefault(day, []).append(path)
-    for day, sources in sorted(by_day.items()):
-        stats.days += 1
-        compact_day(log_dir, day, sources, today=today, stats=stats)
+    for day, sources in by_day(log_files(log_dir)):
+        if day < today:
+            stats.days += 1
+            compact_day(log_dir, day, sources, today=today, stats=stats)
     return stats
+
+
+def compacted_days(log_dir: str | Path) -> list[date]:
+    """The days compacted (those with a manifest), oldest first."""
+    folder = root(log_dir) / MANIFESTS
+    found = []
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        with contextlib.suppress(ValueError):
+            found.append(date.fromisoformat(path.stem))
+    return sorted(found)
 
 
 def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = None) -> list[Path]:
@@ -297,6 +329,6 @@ def purge_older_than(log_dir: str | Path, days: int, *, today: date | None = Non
 
 
 __all__ = [
-    "COLUMN_PREFIX", "PARQUET_SUBDIR", "ParquetStats", "compact", "compact_day", "escape", "feature_column",
-    "partition", "purge_older_than", "root",
+    "COLUMN_PREFIX", "PARQUET_SUBDIR", "ParquetStats", "compact", "compact_day", "compacted_days", "escape", "feature_column", "is_current",
+    "log_files_of", "partition", "purge_older_than", "read_manifest", "root",
 ]
