@@ -128,3 +128,14 @@ def test_timestamps_have_one_format_and_unset_keys_stay_out(served_app: Flask) -
     assert all("error" not in p for p in predictions["items"])  # "only on failures"
     run = client.post("/mlops/api/monitoring/drift/runs", headers=AUTH)
     assert run.status_code == 201 and ISO_Z.match(run.json["created_at"])
+
+
+def test_a_route_with_two_success_models_answers_either(served_app: Flask) -> None:
+    """`POST /retrain/trigger` with `only_if_due`: 200 NotStartedOut (the check) or 202 StartedOut with `Location`."""
+    r = served_app.test_client().post("/mlops/api/retrain/trigger", json={"only_if_due": True}, headers=AUTH)
+    if r.status_code == 200:
+        assert r.json["started"] is False and set(r.json) == {"started", "check"}
+        assert set(r.json["check"]) == {"model", "due", "reasons", "triggers", "last_trained_at"}
+        assert r.json["check"]["last_trained_at"] is None or ISO_Z.match(r.json["check"]["last_trained_at"])
+    else:
+        assert r.status_code == 202 and r.json["started"] is True and r.headers["Location"] == r.json["url"]
