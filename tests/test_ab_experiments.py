@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,15 @@ def test_results_count_feedback_labels_per_variant(ab_app: Flask) -> None:
     records = {r["id"]: r for r in _records(ab_app)}
     positives = sum(records[pid]["prediction"] == 1 for pid in ids[:40])
     assert body["control"]["successes"] + body["treatment"]["successes"] == positives  # accuracy: prediction == label
+
+
+def test_rollout_id_only_on_a_rollouts_experiment_and_times_in_one_format(ab_app: Flask) -> None:
+    """`rollout_id` is set by `GET /experiments/<id>` only (never a null elsewhere); times are ISO-8601 UTC with `Z`."""
+    client = ab_app.test_client()
+    rollout = client.post("/mlops/api/rollouts", json={"treatment_version": 2}, headers=AUTH).json
+    listed = client.get("/mlops/api/experiments", headers=READ_AUTH).json["experiments"]
+    assert listed and all("rollout_id" not in e for e in listed)
+    one = client.get(f"/mlops/api/experiments/{rollout['experiment_id']}", headers=READ_AUTH).json
+    assert one["rollout_id"] == rollout["id"] and one["kind"] == "rollout"
+    stamp = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+    assert stamp.match(one["created_at"]) and one["ended_at"] is None and stamp.match(rollout["stage_started_at"])
