@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pytest
 from flask import Flask
 
 from flask_mlops import get_state
@@ -146,8 +147,9 @@ def _stored_n(app: Flask) -> int:
 START = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
 
 
-def test_ingestion_counts_every_line_once_across_runs_restarts_and_writers(app: Flask, instance: Path, tmp_path: Path) -> None:
+def test_ingestion_counts_every_line_once_across_runs_restarts_and_writers(instance: Path, tmp_path: Path, db_url: str) -> None:
     logs = tmp_path / "logs" / "predictions"
+    app = build_app(instance, base_config(tmp_path, MLOPS_DATABASE_URI=db_url), name="first")
     _write(logs / "2026-11-30" / "host-a-1.jsonl", _records(300, START, 1))
     partial = orjson.dumps(_records(1, START + timedelta(minutes=30), 9)[0]) + b"\n"
     _write(logs / "2026-11-30" / "host-b-2.jsonl", _records(200, START, 2), tail=partial[:40])  # a line being written
@@ -156,14 +158,14 @@ def test_ingestion_counts_every_line_once_across_runs_restarts_and_writers(app: 
     assert first.records == 500 and _stored_n(app) == 500
     with app.app_context():
         assert aggregation.ingest(get_state(app)).records == 0  # twice: nothing counted again
-    restarted = build_app(instance, base_config(tmp_path), name="restarted")  # a new process on the same stores
+    restarted = build_app(instance, base_config(tmp_path, MLOPS_DATABASE_URI=db_url), name="restarted")  # a new process on the same stores
     with restarted.app_context():
         assert aggregation.ingest(get_state(restarted)).records == 0
     with open(logs / "2026-11-30" / "host-b-2.jsonl", "ab") as handle:
         handle.write(partial[40:])  # the writer finishes its line
     _write(logs / "2026-11-30" / "host-a-1.jsonl", _records(100, START + timedelta(hours=1), 3))
     # two writers at once (two apps, as two hosts): each batch commits once, whoever is first
-    other = build_app(instance, base_config(tmp_path), name="other")
+    other = build_app(instance, base_config(tmp_path, MLOPS_DATABASE_URI=db_url), name="other")
     results: list[aggregation.IngestResult] = []
 
     def run(a: Flask) -> None:
@@ -214,12 +216,12 @@ def test_the_job_commits_only_under_its_fence(app: Flask, tmp_path: Path) -> Non
 KS_TOLERANCE = 1.63 / np.sqrt(SAMPLE_SIZE)
 
 
-def test_drift_and_operations_from_aggregates_agree_with_the_records(instance: Path, tmp_path: Path) -> None:
+def test_drift_and_operations_from_aggregates_agree_with_the_records(instance: Path, tmp_path: Path, db_url: str) -> None:
     logs = tmp_path / "logs" / "predictions"
     _write(logs / "2026-11-30" / "a-1.jsonl", _records(2500, START, 11, shift=25.0))  # Glucose moved up
     _write(logs / "2026-11-30" / "b-2.jsonl", _records(1500, START, 12, shift=25.0))
-    raw_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=10**9), name="raw")
-    agg_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=1000), name="agg")
+    raw_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=10**9, MLOPS_DATABASE_URI=db_url), name="raw")
+    agg_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=1000, MLOPS_DATABASE_URI=db_url), name="agg")
     window = monitoring.WindowSpec("diabetes", since=START, until=START + timedelta(hours=2))
     with agg_app.app_context():
         aggregation.ingest(get_state(agg_app))
@@ -259,3 +261,34 @@ def test_records_not_yet_aggregated_are_counted_from_the_log(instance: Path, tmp
         report = monitoring.drift(get_state(app), monitoring.WindowSpec("diabetes", since=START, until=START + timedelta(hours=2)), persist=False)
     assert ops["n_requests"] == 1600
     assert report.window["not_yet_aggregated"] == 400 and report.window["source"] == "aggregates"
+
+
+def test_a_batch_split_across_threads_equals_one_part(app: Flask, monkeypatch: Any) -> None:
+    data = b"".join(orjson.dumps(r) + b"\n" for r in _records(3000, START, 31))
+    with app.app_context():
+        binnings = aggregation.Binnings(get_state(app))
+        one = merge_all(aggregation.aggregates_of(data, binnings)[0])
+        monkeypatch.setattr(aggregation, "SPLIT_BYTES", 1)
+        monkeypatch.setattr(aggregation, "MAX_THREADS", 3)
+        monkeypatch.setattr(aggregation.os, "cpu_count", lambda: 3)
+        aggs, records, lines, skipped = aggregation.aggregates_of(data, binnings)
+    split = merge_all(aggs)
+    assert (records, lines, skipped) == (3000, 3000, 0)
+    assert split.keys() == one.keys()
+    for key, agg in one.items():
+        got, want = split[key].counts_json(), agg.counts_json()
+        assert got.pop("latency_sum") == pytest.approx(want.pop("latency_sum"), rel=1e-12)  # float sums: order
+        assert got == want and split[key].n == agg.n
+        assert split[key].sample.ids.tolist() == agg.sample.ids.tolist()
+
+
+def test_retention_drops_aggregates_and_offsets_with_the_log(app: Flask, tmp_path: Path) -> None:
+    _write(tmp_path / "logs" / "predictions" / "2026-11-30" / "a-1.jsonl", _records(40, START, 41))
+    _write(tmp_path / "logs" / "predictions" / "2026-11-20" / "a-1.jsonl", _records(40, START - timedelta(days=10), 42))
+    state = get_state(app)
+    with app.app_context():
+        aggregation.ingest(state)
+        removed = aggregation.purge(state, 5, now=START + timedelta(hours=3))
+    assert removed["aggregates"] >= 1 and removed["offsets"] == 1
+    assert {a.hour.date() for a in store.read_aggregates(state.engine, "diabetes", since=None, until=None)} == {START.date()}
+    assert set(store.offsets(state.engine)) == {"predictions/2026-11-30/a-1.jsonl"}

@@ -42,7 +42,8 @@ same on every engine, and the sample of a merge is the bottom ``SAMPLE_SIZE`` of
 It keeps, per id, the value of every numeric feature (and a numeric prediction) as a double
 (NaN when missing), for the tests that need values (KS, Wasserstein).
 
-**Merge** (same key): every count, ``n``, ``latency_sum`` add; ``ts_min`` / ``ts_max`` take the
+**Merge** (same key): every count, ``n``, ``latency_sum`` add (a float sum: equal across
+engines and merge orders up to rounding, ~1e-12 relative); ``ts_min`` / ``ts_max`` take the
 min / max; samples take the bottom ``SAMPLE_SIZE`` of the union. Merging is associative and
 commutative, so hours, hosts and batches combine in any order.
 """

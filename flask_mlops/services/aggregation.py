@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 #: bytes of one file parsed and committed per transaction (bounds the job's memory)
 BATCH_BYTES = 64 << 20
 HEAD_BYTES = 4096
+#: a batch at least this large is split into one part per core (at most MAX_THREADS)
+SPLIT_BYTES = 4 << 20
+MAX_THREADS = 4
 #: times a batch is retried after another writer committed first
 MAX_CONFLICTS = 3
 
@@ -50,11 +55,13 @@ class Binnings:
     def __init__(self, state: MLOpsState) -> None:
         self.state = state
         self._cache: dict[tuple[str, str], Binning | None] = {}
+        self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str]) -> Binning | None:
-        if key not in self._cache:
-            self._cache[key] = self._resolve(*key)
-        return self._cache[key]
+        with self._lock:  # parts of a batch are aggregated in threads: resolve each profile once
+            if key not in self._cache:
+                self._cache[key] = self._resolve(*key)
+            return self._cache[key]
 
     def _resolve(self, model: str, version: str) -> Binning | None:
         try:
@@ -104,7 +111,33 @@ def _read_complete(path: Path, start: int, limit: int) -> bytes:
 
 
 def aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
-    """(aggregates, records, lines, skipped lines) of complete JSONL lines."""
+    """(aggregates, records, lines, skipped lines) of complete JSONL lines: split at line ends
+    into one part per core, each parsed and aggregated in its own thread (pyarrow and numpy
+    release the GIL), then merged by addition."""
+    parts = _split(data, min(os.cpu_count() or 1, MAX_THREADS)) if len(data) >= SPLIT_BYTES else [data]
+    if len(parts) == 1:
+        return _aggregates_of(data, binnings)
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="mlops-aggregate") as pool:
+        results = list(pool.map(lambda part: _aggregates_of(part, binnings), parts))
+    merged = merge_all(agg for result in results for agg in result[0])
+    return list(merged.values()), sum(r[1] for r in results), sum(r[2] for r in results), sum(r[3] for r in results)
+
+
+def _split(data: bytes, parts: int) -> list[bytes]:
+    """`data` (whole lines) cut after a newline into about `parts` equal pieces."""
+    out: list[bytes] = []
+    start = 0
+    for i in range(1, parts):
+        cut = data.find(b"\n", max(start, len(data) * i // parts)) + 1
+        if cut <= 0 or cut >= len(data):
+            break
+        out.append(data[start:cut])
+        start = cut
+    out.append(data[start:])
+    return out
+
+
+def _aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
     table, lines, skipped = parse_bytes(data)
     if table.num_rows == 0:
         return [], 0, lines, skipped
