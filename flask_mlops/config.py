@@ -141,6 +141,23 @@ def _writer_id(key: str, value: Any) -> str | None:
     return text
 
 
+def _store_uri(key: str, value: Any) -> str | None:
+    """A URI with a scheme (s3://bucket/prefix, gs://..., file:///path, an fsspec protocol); resolved on first use."""
+    text = _str(key, value)
+    if not text:
+        return None
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+        raise ConfigError(f"{key} must be a URI such as s3://bucket/prefix or file:///srv/mlops-store, got {value!r}")
+    return text
+
+
+def _options(key: str, value: Any) -> Mapping[str, Any]:
+    value = _json_obj(key, value) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a JSON object of keyword arguments, got {value!r}")
+    return MappingProxyType(dict(value))
+
+
 def _prefix(key: str, value: Any) -> str:
     value = _str(key, value) or ""
     if not value.startswith("/") or value.endswith("/") and value != "/":
@@ -210,6 +227,28 @@ class MLOpsConfig:
         "Name of this host in its prediction log files (predictions/<day>/<name>-<pid>.jsonl). Default: the host name. "
         "Set a distinct one per host when hosts share a host name (containers given the same hostname) and a log folder.",
         _writer_id,
+    )
+    log_store: str | None = _key(
+        None,
+        "Object store the hosts' log files meet in when they share no volume: s3://bucket/prefix, gs://..., hdfs://..., "
+        "file:///path (pyarrow), or any fsspec URL. Each host ships its own files there and pulls the others' into "
+        "MLOPS_LOG_DIR (docs/deployment.md). Default: none (a local or shared log folder).",
+        _store_uri,
+    )
+    log_store_options: Mapping[str, Any] = _key(
+        {},
+        "JSON keyword arguments of the store's filesystem: pyarrow's S3FileSystem / GcsFileSystem (endpoint_override, "
+        "region, scheme, ...) or fsspec's storage options. Default: from the URI's query and the usual AWS_*/GCS variables.",
+        _options,
+    )
+    log_sync_interval_s: float = _key(
+        60.0,
+        "Seconds between ships (and pulls) of the host's log sync under gunicorn's flask_mlops.gunicorn hooks, one "
+        "worker per host (0 = none: run `flask mlops logs ship` and `pull` from cron).",
+        _number(float, 0, 86400),
+    )
+    log_pull_days: int = _key(
+        3, "UTC days a pull brings in from the store: today and the days before it (`flask mlops logs pull --days N` to backfill).", _number(int, 1, 36500)
     )
     log_retention_days: int = _key(30, "Days of the JSONL prediction log (every writer's files of a day, and their columnar caches) kept by the retention job (0 = keep forever).", _number(int, 0, 36500))
     log_errors: bool = _key(True, "Also log failed (4xx/5xx) tracked requests, with their status and error.", _bool)

@@ -22,6 +22,8 @@ import os
 import tempfile
 from typing import Any
 
+from .services.logsync import start_in_worker as start_log_sync
+from .services.logsync import stop_in_worker as stop_log_sync
 from .services.prometheus import mark_worker_dead
 from .services.scheduler import start_in_worker, stop_in_worker
 
@@ -66,17 +68,20 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the model reload loop (it reports to the fleet table) and, with MLOPS_SCHEDULER_ENABLED,
-    the MLOps scheduler in the worker (never in the master)."""
+    """Start the model reload loop (it reports to the fleet table), with MLOPS_SCHEDULER_ENABLED
+    the MLOps scheduler in the worker (never in the master), and with MLOPS_LOG_STORE the log sync."""
     app = getattr(worker, "wsgi", None)
     state = _mlops_state(app)
     if state is not None:
         state.models.start_watcher()
     start_in_worker(app)
+    start_log_sync(app)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """On a clean exit hand the scheduler lease back at once (a killed worker's lease expires)."""
+    """On a clean exit hand the scheduler lease back at once (a killed worker's lease expires), and
+    let the host's log shipper ship what is left (another worker takes its lock over)."""
     app = getattr(worker, "wsgi", None)  # unset when the worker died while booting
     if app is not None:
         stop_in_worker(app, graceful_timeout=float(server.cfg.graceful_timeout))
+        stop_log_sync(app, timeout=max(0.5, float(server.cfg.graceful_timeout) / 4))

@@ -8,8 +8,8 @@ from __future__ import annotations
 from flask.cli import AppGroup
 
 # training: train, versions, init-db; experiments: experiment, rollout; models: promote, rollback,
-# archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention; demo
-from . import demo, engines, experiments, models, monitoring, ops, training  # noqa: F401  (add their commands)
+# archive, history, retrain; monitoring: drift, report; ops: scheduler, jobs, retention; logs: ship, pull; demo
+from . import demo, engines, experiments, logs, models, monitoring, ops, training  # noqa: F401  (add their commands)
 from .group import cli
 
 

@@ -11,6 +11,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from ..services.logsync import purge as purge_store
 from ..services.monitoring import purge_reports
 from ..services.scheduler import get_job, get_scheduler, job_names, new_holder, overview, run_job
 from ..services.state import get_state
@@ -128,6 +129,9 @@ def retention(days: int | None, dry_run: bool) -> None:
     partitions = parquet.purge_older_than(state.log_dir, days)
     click.echo(f"deleted {len(removed)} file(s) older than {days} days: {', '.join(relative_name(state.log_dir, p) for p in removed) or '-'}"
                f" (and {len(caches)} columnar cache file(s), {len(partitions)} Parquet partition(s))")
+    if state.config.log_store:
+        store_days = purge_store(state, days)
+        click.echo(f"deleted {len(store_days)} day(s) from the log store {state.config.log_store}: {', '.join(store_days) or '-'}")
     reports = purge_reports(state, state.config.report_retention_days)
     click.echo(f"deleted {reports['runs']} drift run(s) and {reports['files']} report file(s) older than "
                f"{state.config.report_retention_days} days (MLOPS_REPORT_RETENTION_DAYS)")

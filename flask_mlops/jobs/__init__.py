@@ -12,6 +12,8 @@ from ..jobs.monitoring import drift_check as run
 from ..services.aggregation import purge as purge_aggregates
 from ..services.engines import aggregate, compact_parquet
 from ..services.experiments import evaluate_rollouts
+from ..services.logsync import pull as pull_log
+from ..services.logsync import purge as purge_store
 from ..services.monitoring import purge_reports
 from ..services.retraining import retrain_queue, scheduled_check
 from ..services.scheduler import check_fence, register_job
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 @register_job("drift_check", schedule_key="MLOPS_DRIFT_CRON")
 def drift_check(state: MLOpsState) -> Any:
     """Drift check of every declared model's recent window; alerts on warning/critical."""
+    pull_log(state)  # with MLOPS_LOG_STORE: the other hosts' records shipped until now
     return run(state)
 
 
@@ -53,7 +56,9 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 def aggregate_log(state: MLOpsState) -> Any:
     """Count the prediction-log lines not counted yet into the hourly aggregates (each exactly once); closed days
     nobody counted go through the SQL engine when MLOPS_AGGREGATE_ENGINE is duckdb or spark."""
-    return aggregate(state)
+    pulled = pull_log(state)  # with MLOPS_LOG_STORE: the other hosts' records shipped until now
+    result = aggregate(state)
+    return result if pulled is None else {**result, "pulled": pulled.to_dict()}
 
 
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")
@@ -67,6 +72,7 @@ def log_retention(state: MLOpsState) -> Any:
     partitions = parquet.purge_older_than(state.log_dir, days)  # and its Parquet partitions
     reports = purge_reports(state, state.config.report_retention_days)
     aggregates = purge_aggregates(state, days)  # the hourly aggregates and file offsets go with the log
+    store_days = purge_store(state, days)  # and the log store's days (MLOPS_LOG_STORE)
     return {
         "retention_days": days,
         "removed": [relative_name(state.log_dir, p) for p in removed],
@@ -75,6 +81,7 @@ def log_retention(state: MLOpsState) -> Any:
         "report_retention_days": state.config.report_retention_days,
         "reports_removed": reports,
         "aggregates_removed": aggregates,
+        "store_days_removed": store_days,
     }
 
 
@@ -82,4 +89,5 @@ def log_retention(state: MLOpsState) -> Any:
 def parquet_compaction(state: MLOpsState) -> Any:
     """Compact closed days of the log into the Hive-partitioned Parquet layout (<log_dir>/parquet)."""
     check_fence()  # one writer of the layout: the lease holder
+    pull_log(state)
     return compact_parquet(state)
