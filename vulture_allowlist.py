@@ -128,3 +128,4 @@ balanced_accuracy  # unused variable (flask_mlops/monitoring/performance.py: Mul
 parquet_cron  # unused variable (flask_mlops/config.py: read by the scheduler through MLOPS_PARQUET_CRON)
 fresh  # unused variable (flask_mlops/store/parquet.py: ParquetStats field, asdict -> job result and `flask mlops compact`)
 without_model  # unused variable (flask_mlops/store/parquet.py: ParquetStats field, asdict -> job result and `flask mlops compact`)
+rebinned  # unused variable (services/aggregation.py: IngestResult field, serialised by to_dict)

@@ -28,6 +28,7 @@ from flask_mlops.monitoring.aggregates import (
 )
 from flask_mlops.monitoring.profile import build_profile
 from flask_mlops.services import aggregation, monitoring
+from flask_mlops.services.catalog import model_spec
 from flask_mlops.services.scheduler import LEASE_NAME, run_job
 from flask_mlops.services.serving import new_prediction_id
 from flask_mlops.store import aggregates as store
@@ -292,3 +293,55 @@ def test_retention_drops_aggregates_and_offsets_with_the_log(app: Flask, tmp_pat
     assert removed["aggregates"] >= 1 and removed["offsets"] == 1
     assert {a.hour.date() for a in store.read_aggregates(state.engine, "diabetes", since=None, until=None)} == {START.date()}
     assert set(store.offsets(state.engine)) == {"predictions/2026-11-30/a-1.jsonl"}
+
+
+def test_after_a_promotion_older_versions_are_rebinned_on_the_new_reference(instance: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """Versions with different reference bins: drift against production reads aggregates once the
+    job has counted the other versions' records on production's bins (until then, the records)."""
+    df = pd.read_csv(DATA)
+    raw_app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=10**9), name="raw")
+    app = build_app(instance, base_config(tmp_path, MLOPS_AGGREGATE_MIN_RECORDS=1000), name="agg")
+    spec = model_spec(get_state(app), "diabetes")
+    profiles = {v: build_profile({f: part[f].to_numpy() for f in FEATURE_NAMES}, spec) for v, part in ((1, df.iloc[:300]), (2, df.iloc[300:]))}
+    assert Binning.of_profile(profiles[1]).fingerprint != Binning.of_profile(profiles[2]).fingerprint
+    monkeypatch.setattr("flask_mlops.services.profiles.version_profile", lambda state, name, version: profiles.get(version))
+    production = {"v": 1}
+    for module in (monitoring, aggregation):
+        monkeypatch.setattr(module, "alias_version", lambda state, name: production["v"])
+    logs = tmp_path / "logs" / "predictions" / "2026-11-30"
+    for version, n, seed in (("1", 1500, 51), ("2", 800, 52)):
+        records = _records(n, START, seed)
+        for r in records:
+            r["model_version"] = version
+        _write(logs / f"host-{version}.jsonl", records)
+    window = monitoring.WindowSpec("diabetes", since=START, until=START + timedelta(hours=2))
+
+    def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        with app.app_context():
+            agg = monitoring.drift(get_state(app), window, persist=False).to_dict()
+        with raw_app.app_context():
+            raw = monitoring.drift(get_state(raw_app), window, persist=False).to_dict()
+        return agg, raw
+
+    def same_counts(agg: dict[str, Any], raw: dict[str, Any]) -> None:
+        assert agg["window"]["n"] == raw["window"]["n"]
+        for name, f in raw["features"].items():
+            assert agg["features"][name]["histogram"] == f["histogram"] and agg["features"][name]["psi"] == f["psi"], name
+
+    with app.app_context():
+        aggregation.ingest(get_state(app))  # v2's records re-binned on production v1's bins
+    agg, raw = both()
+    assert agg["window"]["source"] == "aggregates" and agg["window"]["reference_version"] == 1
+    same_counts(agg, raw)
+    production["v"] = 2  # the promotion: v1's history is on v1's bins only
+    agg, raw = both()
+    assert agg["window"]["source"] == "log"
+    with app.app_context():
+        result = aggregation.ingest(get_state(app))  # the next run of the job re-bins v1 on v2's bins
+    assert (result.records, result.rebinned) == (0, 1500)
+    agg, raw = both()
+    assert agg["window"]["source"] == "aggregates" and agg["window"]["reference_version"] == 2
+    same_counts(agg, raw)
+    with app.app_context():
+        ops = monitoring.operations(get_state(app), window)
+    assert ops["n_requests"] == 2300  # re-binned records are not counted twice

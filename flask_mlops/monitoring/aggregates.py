@@ -42,6 +42,11 @@ same on every engine, and the sample of a merge is the bottom ``SAMPLE_SIZE`` of
 It keeps, per id, the value of every numeric feature (and a numeric prediction) as a double
 (NaN when missing), for the tests that need values (KS, Wasserstein).
 
+**Re-binned aggregates** (``primary`` False in storage, not part of what other engines
+produce): the same records counted again on another profile's bins — the production
+version's, for versions whose own bins differ — with the feature counts and request fields
+but no sample; operations read primary aggregates only, drift against that profile reads both.
+
 **Merge** (same key): every count, ``n``, ``latency_sum`` add (a float sum: equal across
 engines and merge orders up to rounding, ~1e-12 relative); ``ts_min`` / ``ts_max`` take the
 min / max; samples take the bottom ``SAMPLE_SIZE`` of the union. Merging is associative and
@@ -169,7 +174,12 @@ class Sample:
             return self
         if self.ids.size == 0:
             return other
-        return bottom_k(np.concatenate([self.ids, other.ids]), {n: np.concatenate([v, other.values[n]]) for n, v in self.values.items()}, k)
+        names = [*self.values, *(n for n in other.values if n not in self.values)]
+
+        def col(sample: Sample, name: str) -> np.ndarray:  # a column one side lacks is missing there
+            return sample.values[name] if name in sample.values else np.full(sample.ids.size, np.nan)
+
+        return bottom_k(np.concatenate([self.ids, other.ids]), {n: np.concatenate([col(self, n), col(other, n)]) for n in names}, k)
 
     def to_bytes(self) -> bytes:
         """A JSON header line (width, names, size), the ids, then float64 columns: fast to read back."""
@@ -222,6 +232,9 @@ class HourAggregate:
     ts_max: int | None = None
     counts: dict[str, Counts] = field(default_factory=dict)
     sample: Sample = field(default_factory=lambda: Sample.empty(()))
+    #: False for a re-binning: the same records counted again on another profile's bins (for
+    #: drift against that reference); request fields count from primary aggregates only
+    primary: bool = True
 
     @property
     def key(self) -> tuple[str, str, str, datetime, str]:
@@ -243,7 +256,7 @@ class HourAggregate:
             self.model, self.version, self.variant, self.hour, self.bins,
             self.n + other.n, self.n_served + other.n_served, status, self.latency + other.latency,
             self.latency_sum + other.latency_sum, _opt(min, self.ts_min, other.ts_min), _opt(max, self.ts_max, other.ts_max),
-            counts, self.sample.merge(other.sample),
+            counts, self.sample.merge(other.sample), self.primary,
         )
 
     def counts_json(self) -> dict[str, Any]:
@@ -277,6 +290,7 @@ class StoredRow:
     n_served: int
     body: dict[str, Any]
     sample: bytes | None
+    primary: bool = True
 
 
 class StoredSum:
@@ -293,7 +307,7 @@ class StoredSum:
     def add(self, row: StoredRow) -> None:
         if row.sample:
             self.sample = self.sample.merge(Sample.from_bytes(row.sample), self.k)
-        self.rows.append(StoredRow(row.key, row.n, row.n_served, row.body, None))
+        self.rows.append(StoredRow(row.key, row.n, row.n_served, row.body, None, row.primary))
 
     def result(self) -> HourAggregate:
         rows = self.rows
@@ -318,6 +332,7 @@ class StoredSum:
             latency=np.asarray([b["latency"] for b in bodies], dtype=np.int64).sum(axis=0),
             latency_sum=float(sum(float(b["latency_sum"]) for b in bodies)),
             ts_min=min(ts_min) if ts_min else None, ts_max=max(ts_max) if ts_max else None, counts=counts, sample=self.sample,
+            primary=rows[0].primary,
         )
 
 

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsError
-from ..monitoring.aggregates import Binning, HourAggregate, StoredSum, build, hour_ceil, hour_floor, merge_all
+from ..monitoring.aggregates import Binning, HourAggregate, Sample, StoredSum, build, hour_ceil, hour_floor, merge_all
 from ..store import aggregates as store
 from ..store.log_parse import parse_bytes
 from ..store.predictions import day_of, log_files
 from ..store.window import feature_columns, log_columns
-from .catalog import model_spec
+from .catalog import model_names, model_spec
 from .profiles import load_profile
+from .registry import alias_version
 from .scheduler import check_fence
 
 if TYPE_CHECKING:
@@ -82,11 +83,38 @@ class Binnings:
         return list(names)
 
 
+class Rebinning(Binnings):
+    """Every version of `model` whose own bins differ from `target`'s, counted on `target`'s bins
+    (the others: not at all). Re-binned aggregates are not primary (`HourAggregate.primary`)."""
+
+    def __init__(self, state: MLOpsState, model: str, target: Binning) -> None:
+        super().__init__(state)
+        self.model, self.target = model, target
+
+    def get(self, key: tuple[str, str]) -> Binning | None:
+        own = super().get(key)
+        return self.target if key[0] == self.model and (own is None or own.fingerprint != self.target.fingerprint) else None
+
+    def keep(self, aggs: list[HourAggregate]) -> list[HourAggregate]:
+        out = [a for a in aggs if a.model == self.model and a.bins == self.target.fingerprint]
+        for agg in out:
+            agg.primary = False
+            agg.sample = Sample.empty(())  # a sample does not depend on bins: the primary row has it
+        return out
+
+
+def rebin_key(rel: str, target: Binning) -> str:
+    """The offsets row of a file's re-binning on `target`'s bins."""
+    return f"{rel}#{target.fingerprint}"
+
+
 @dataclass
 class IngestResult:
     files: int = 0
     batches: int = 0
     records: int = 0
+    #: records counted again on the production version's bins (`rebin`)
+    rebinned: int = 0
     bytes: int = 0
     skipped_lines: int = 0
     conflicts: int = 0
@@ -169,14 +197,44 @@ def ingest(state: MLOpsState, *, batch_bytes: int = BATCH_BYTES) -> IngestResult
         rel = path.relative_to(state.log_dir).as_posix()
         row = known.get(rel)
         _ingest_file(state, path, rel, row.consumed if row else 0, row.head if row else None, binnings, result, batch_bytes)
+    for model in model_names(state):
+        version = alias_version(state, model)
+        target = binnings.get((model, "" if version is None else str(version)))
+        if target is not None:
+            rebin(state, model, target, result=result, batch_bytes=batch_bytes)
+    return result
+
+
+def rebin(
+    state: MLOpsState, model: str, target: Binning, *, result: IngestResult | None = None, batch_bytes: int = BATCH_BYTES
+) -> IngestResult:
+    """Count the records of `model`'s versions whose own bins differ from `target`'s again on
+    `target`'s bins (the production version's, after a promotion), so drift against it over
+    windows holding older versions reads aggregates too. Exactly once, like `ingest`: per file,
+    its own offset row (`rebin_key`), never past what the primary ingestion counted."""
+    result = result if result is not None else IngestResult()
+    if store.primary_bins(state.engine, model, since=None) <= {target.fingerprint}:
+        return result  # every aggregate of the model is on these bins already
+    binnings = Rebinning(state, model, target)
+    known = store.offsets(state.engine)
+    for path in log_files(state.log_dir):
+        rel = path.relative_to(state.log_dir).as_posix()
+        primary, row = known.get(rel), known.get(rebin_key(rel, target))
+        if primary is None:
+            continue
+        _ingest_file(
+            state, path, rebin_key(rel, target), row.consumed if row else 0, row.head if row else None, binnings, result,
+            batch_bytes, upto=primary.consumed,
+        )
     return result
 
 
 def _ingest_file(
-    state: MLOpsState, path: Path, rel: str, consumed: int, head: str | None, binnings: Binnings, result: IngestResult, batch_bytes: int
+    state: MLOpsState, path: Path, rel: str, consumed: int, head: str | None, binnings: Binnings, result: IngestResult, batch_bytes: int,
+    *, upto: int | None = None,
 ) -> None:
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if upto is None else upto
     except OSError:
         return  # removed meanwhile (retention)
     if size < consumed or (head is not None and consumed and _head(path, consumed) != head):
@@ -189,12 +247,14 @@ def _ingest_file(
     day = day_of(path)
     conflicts = 0
     while consumed < size:
-        data = _read_complete(path, consumed, batch_bytes)
+        data = _read_complete(path, consumed, min(batch_bytes, size - consumed))
         if not data:
             if size - consumed >= batch_bytes:
                 result.problems.append(f"{rel}: a line longer than {batch_bytes} bytes at {consumed}")
             return  # only a torn / unfinished last line left: next run
         aggs, records, lines, skipped = aggregates_of(data, binnings)
+        if isinstance(binnings, Rebinning):
+            aggs = binnings.keep(aggs)
         end = consumed + len(data)
         ok = store.commit_batch(
             state.engine, rel, day=day.isoformat() if day else None, expect=consumed, consumed=end,
@@ -210,7 +270,10 @@ def _ingest_file(
             continue
         consumed = end
         result.batches += 1
-        result.records += records
+        if isinstance(binnings, Rebinning):
+            result.rebinned += sum(a.n for a in aggs)
+        else:
+            result.records += records
         result.bytes += len(data)
         result.skipped_lines += skipped
         result.aggregates += len(aggs)
@@ -243,26 +306,31 @@ class WindowAggregates:
 
 def window_aggregates(
     state: MLOpsState, model: str, *, since: datetime | None, until: datetime | None, version: str | None = None,
-    bins: str | None = None, with_sample: bool = True,
+    with_sample: bool = True, target: Binning | None = None,
 ) -> WindowAggregates:
     """The model's aggregates over the whole UTC hours covering [since, until) (since rounded
-    down, until up; None = open), the not yet ingested tails of the log included."""
+    down, until up; None = open), the not yet counted tails of the log included: primary ones,
+    and, with `target`, the re-binned ones on its bins."""
     lo = hour_floor(since) if since is not None else None
     hi = hour_ceil(until) if until is not None else hour_ceil(datetime.now(timezone.utc) + timedelta(microseconds=1))
-    stored: dict[tuple[str, str, str], StoredSum] = {}
-    for row in store.read_rows(state.engine, model, since=lo, until=hi, version=version, bins=bins, with_sample=with_sample):
-        stored.setdefault((row.key[1], row.key[2], row.key[4]), StoredSum()).add(row)
-    tail, tail_n = _tails(state, model, lo, hi, version, bins)
+    stored: dict[tuple[str, str, str, bool], StoredSum] = {}
+    rows = store.read_rows(state.engine, model, since=lo, until=hi, version=version, with_sample=with_sample, primary=None if target else True)
+    for row in rows:
+        if row.primary or (target is not None and row.key[4] == target.fingerprint):
+            stored.setdefault((row.key[1], row.key[2], row.key[4], row.primary), StoredSum()).add(row)
+    tail, tail_n = _tails(state, model, lo, hi, version, Binnings(state))
+    if target is not None:
+        tail += _tails(state, model, lo, hi, version, Rebinning(state, model, target))[0]
     groups = _by_group([total.result() for total in stored.values()] + tail)
     skipped = store.skipped_lines(state.engine, since_day=lo.date().isoformat() if lo else None, until_day=hi.date().isoformat())
     return WindowAggregates(lo, hi, groups, tail_n, skipped)
 
 
 def _by_group(aggs: list[HourAggregate]) -> list[HourAggregate]:
-    """Merged per (version, variant, bins); the hour of the first one seen stands for all."""
-    out: dict[tuple[str, str, str], HourAggregate] = {}
+    """Merged per (version, variant, bins, primary); the hour of the first one seen stands for all."""
+    out: dict[tuple[str, str, str, bool], HourAggregate] = {}
     for agg in aggs:
-        key = (agg.version, agg.variant, agg.bins)
+        key = (agg.version, agg.variant, agg.bins, agg.primary)
         have = out.get(key)
         if have is None:
             out[key] = agg
@@ -273,15 +341,19 @@ def _by_group(aggs: list[HourAggregate]) -> list[HourAggregate]:
 
 
 def _tails(
-    state: MLOpsState, model: str, lo: datetime | None, hi: datetime, version: str | None, bins: str | None
+    state: MLOpsState, model: str, lo: datetime | None, hi: datetime, version: str | None, binnings: Binnings
 ) -> tuple[list[HourAggregate], int]:
-    """Aggregates of the bytes of the window's files that no ingestion has counted yet."""
+    """Aggregates of the bytes of the window's files not counted yet (by the primary
+    ingestion, or by the re-binning `binnings` is)."""
     known = store.offsets(state.engine)
-    binnings = Binnings(state)
+    rebinning = binnings if isinstance(binnings, Rebinning) else None
     out: list[HourAggregate] = []
     records = 0
     for path in log_files(state.log_dir, lo, hi - timedelta(microseconds=1)):
-        row = known.get(path.relative_to(state.log_dir).as_posix())
+        rel = path.relative_to(state.log_dir).as_posix()
+        row = known.get(rebin_key(rel, rebinning.target) if rebinning else rel)
+        if rebinning is not None and row is None and rel in known:
+            continue  # counted, never re-binned (a promotion since): left to the job, not parsed whole per call
         start = row.consumed if row else 0
         try:
             size = os.path.getsize(path)
@@ -290,8 +362,8 @@ def _tails(
         if size <= start:
             continue
         aggs, _, _, _ = aggregates_of(_read_complete(path, start, size - start), binnings)
-        for agg in aggs:
-            if agg.model != model or (version is not None and agg.version != version) or (bins is not None and agg.bins != bins):
+        for agg in rebinning.keep(aggs) if rebinning else aggs:
+            if agg.model != model or (version is not None and agg.version != version):
                 continue
             if (lo is not None and agg.hour < lo) or agg.hour >= hi:
                 continue
@@ -300,4 +372,4 @@ def _tails(
     return out, records
 
 
-__all__ = ["BATCH_BYTES", "Binnings", "IngestResult", "WindowAggregates", "ingest", "purge", "window_aggregates"]
+__all__ = ["BATCH_BYTES", "Binnings", "IngestResult", "Rebinning", "WindowAggregates", "ingest", "purge", "rebin", "window_aggregates"]

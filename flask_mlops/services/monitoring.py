@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ..errors import NotFoundError, UnprocessableError, ValidationError
-from ..monitoring.aggregates import PREDICTION, Binned, Binning, hour_ceil, hour_floor
+from ..monitoring.aggregates import PREDICTION, Binned, Binning, Counts, Sample, hour_ceil, hour_floor
 from ..monitoring.drift import DriftCalculator, DriftReport
 from ..monitoring.health import (
     Component,
@@ -183,33 +183,50 @@ def aggregated(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, with_s
         counted = sum(n for n, _ in aggregate_totals(state.engine, spec.name, since=lo, until=hi, version=window.version).values())
         if counted < minimum:
             return None
-    return window_aggregates(state, spec.name, since=window.since, until=window.until, version=window.version, with_sample=with_sample)
+    try:  # the reference's bins: records of versions counted on other bins are re-binned on them
+        target: Binning | None = Binning.of_profile(load_profile(state, spec, _reference_version(state, spec, window))[0])
+    except UnprocessableError:
+        target = None
+    return window_aggregates(
+        state, spec.name, since=window.since, until=window.until, version=window.version, with_sample=with_sample, target=target
+    )
 
 
 def _binned(agg: WindowAggregates, profile: dict[str, Any]) -> tuple[dict[str, Binned], Binned | None, int, dict[str, Any]] | None:
-    """The window's features as `Binned` columns on the profile's bins; None when some of its
-    records were counted on other bins (another version's profile): those need the records."""
+    """The window's features as `Binned` columns on the profile's bins: the counts of every
+    record on those bins (its version's own, or re-binned after a promotion), the sample of
+    all. None when some records are not counted on them yet (the job re-bins): read the records."""
     fingerprint = Binning.of_profile(profile).fingerprint
-    groups = [g for g in agg.groups if g.n_served]
-    if any(g.bins != fingerprint for g in groups):
-        other = sorted({g.version or "none" for g in groups if g.bins != fingerprint})
-        logger.info("drift from the records: versions %s were aggregated on other reference bins", ", ".join(other))
+    primary = [g for g in agg.groups if g.primary and g.n_served]
+    counted = [g for g in agg.groups if g.bins == fingerprint and g.n_served]
+    need: dict[tuple[str, str], int] = {}
+    have: dict[tuple[str, str], int] = {}
+    for groups, into in ((primary, need), (counted, have)):
+        for g in groups:
+            into[(g.version, g.variant)] = into.get((g.version, g.variant), 0) + g.n_served
+    if need != have:
+        missing = sorted({v or "none" for (v, _), n in need.items() if have.get((v, _), 0) != n})
+        logger.info("drift from the records: versions %s are not counted on the reference's bins yet", ", ".join(missing))
         return None
-    merged = functools.reduce(lambda a, b: a.merge(b), groups) if groups else None
+    sample = functools.reduce(lambda a, b: a.merge(b), [g.sample for g in primary]) if primary else None
     extra = {
         "source": "aggregates", "skipped_lines": agg.skipped_lines, "not_yet_aggregated": agg.tail_records,
         "hours": {"since": format_ts(agg.since) if agg.since else None, "until": format_ts(agg.until)},
-        "sample": int(merged.sample.ids.size) if merged else 0,
+        "sample": int(sample.ids.size) if sample else 0,
     }
-    if merged is None:
+    if sample is None:
         return {}, None, 0, extra
+    counts: dict[str, Counts] = {}
+    for g in counted:
+        for name, c in g.counts.items():
+            counts[name] = counts[name] + c if name in counts else c
 
     def column(name: str) -> Binned:
-        return Binned(merged.counts[name], merged.sample.values.get(name, np.empty(0)))
+        return Binned(counts[name], sample.values.get(name, np.empty(0)))
 
     columns = {name: column(name) for name in profile["features"]}
-    prediction = column(PREDICTION) if PREDICTION in merged.counts else None
-    return columns, prediction, merged.n_served, extra
+    prediction = column(PREDICTION) if PREDICTION in counts else None
+    return columns, prediction, sum(g.n_served for g in counted), extra
 
 
 def save_drift_run(state: MLOpsState, model: str, report: DriftReport, *, trigger: str) -> dict[str, Any]:
@@ -356,7 +373,7 @@ def estimated(
     if win is None:
         agg = agg if agg is not None else aggregated(state, spec, window)
         if agg is not None:
-            values = [g.sample for g in agg.groups if g.n_served and PREDICTION in g.sample.values]
+            values = [g.sample for g in agg.groups if g.primary and g.n_served and PREDICTION in g.sample.values]
             sample = functools.reduce(lambda a, b: a.merge(b), values) if values else None
             probability = sample.values[PREDICTION] if sample is not None else np.empty(0)
             est = estimate_performance(probability, threshold=cut)
@@ -407,7 +424,9 @@ def _operational(
     if win is None:
         agg = agg if agg is not None else aggregated(state, spec, window, with_sample=False)
         if agg is not None:
-            merged = functools.reduce(lambda a, b: a.merge(b), agg.groups) if agg.groups else None
+            # request fields only (groups on different bins have counts of different shapes)
+            primary = [replace(g, counts={}, sample=Sample.empty(())) for g in agg.groups if g.primary]
+            merged = functools.reduce(lambda a, b: a.merge(b), primary) if primary else None
             if merged is None:
                 return operational_metrics(np.empty(0), np.empty(0), **thresholds), agg.skipped_lines
             counts = {int(code): c for code, c in merged.status.items()}

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Integer,
     LargeBinary,
     String,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -59,6 +61,8 @@ class Aggregate(Base):
     errors: Mapped[int] = mapped_column(BigInteger)
     counts: Mapped[dict[str, Any]]
     sample: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: False: a re-binning of records a primary row counts (see `HourAggregate.primary`)
+    primary: Mapped[bool | None] = mapped_column(Boolean, default=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -191,12 +195,14 @@ def _values(agg: HourAggregate) -> dict[str, Any]:
     return {
         "model_name": agg.model, "version": agg.version, "variant": agg.variant, "hour": agg.hour, "bins": agg.bins,
         "n": agg.n, "n_served": agg.n_served, "errors": agg.errors, "counts": agg.counts_json(),
-        "sample": agg.sample.to_bytes() if agg.sample.ids.size else None,
+        "sample": agg.sample.to_bytes() if agg.sample.ids.size else None, "primary": agg.primary,
     }
 
 
-def _where(model: str, since: datetime | None, until: datetime | None, version: str | None) -> list[Any]:
+def _where(model: str, since: datetime | None, until: datetime | None, version: str | None, primary: bool | None = None) -> list[Any]:
     clauses: list[Any] = [Aggregate.model_name == model]
+    if primary is not None:
+        clauses.append(or_(Aggregate.primary.is_(None), Aggregate.primary.is_(True)) if primary else Aggregate.primary.is_(False))
     if since is not None:
         clauses.append(Aggregate.hour >= since)
     if until is not None:
@@ -207,41 +213,53 @@ def _where(model: str, since: datetime | None, until: datetime | None, version: 
 
 
 def totals(engine: Engine, model: str, *, since: datetime | None, until: datetime | None, version: str | None = None) -> dict[str, tuple[int, int]]:
-    """Per bins fingerprint: (records, served records) of the hours in [since, until)."""
+    """Per bins fingerprint: (records, served records) of the hours in [since, until) (primary rows)."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(Aggregate.bins, func.sum(Aggregate.n), func.sum(Aggregate.n_served))
-            .where(*_where(model, since, until, version)).group_by(Aggregate.bins)
+            .where(*_where(model, since, until, version, primary=True)).group_by(Aggregate.bins)
         ).all()
     return {bins: (int(n or 0), int(served or 0)) for bins, n, served in rows}
 
 
 def read_aggregates(
     engine: Engine, model: str, *, since: datetime | None, until: datetime | None, version: str | None = None,
-    bins: str | None = None, with_sample: bool = True,
+    bins: str | None = None, with_sample: bool = True, primary: bool | None = True,
 ) -> Iterator[HourAggregate]:
     """The stored aggregates of a model's hours in [since, until), one at a time (streamed)."""
-    for row in read_rows(engine, model, since=since, until=until, version=version, bins=bins, with_sample=with_sample):
-        yield HourAggregate.from_stored(row.key, row.n, row.n_served, row.body, row.sample)
+    for row in read_rows(engine, model, since=since, until=until, version=version, bins=bins, with_sample=with_sample, primary=primary):
+        agg = HourAggregate.from_stored(row.key, row.n, row.n_served, row.body, row.sample)
+        agg.primary = row.primary
+        yield agg
 
 
 def read_rows(
     engine: Engine, model: str, *, since: datetime | None, until: datetime | None, version: str | None = None,
-    bins: str | None = None, with_sample: bool = True,
+    bins: str | None = None, with_sample: bool = True, primary: bool | None = None,
 ) -> Iterator[StoredRow]:
     """The stored rows, JSON decoded, samples still bytes: what `merge_stored` sums at once."""
     # the JSON as text, decoded by orjson (several times faster than the driver's json.loads)
     columns = [Aggregate.model_name, Aggregate.version, Aggregate.variant, Aggregate.hour, Aggregate.bins, Aggregate.n, Aggregate.n_served,
-               cast(Aggregate.counts, Text).label("counts")]
+               cast(Aggregate.counts, Text).label("counts"), Aggregate.primary]
     if with_sample:
         columns.append(Aggregate.sample)
-    clauses = _where(model, since, until, version)
+    clauses = _where(model, since, until, version, primary)
     if bins is not None:
         clauses.append(Aggregate.bins == bins)
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=64).execute(select(*columns).where(*clauses))
         for row in result:
-            yield StoredRow(tuple(row[:5]), row.n, row.n_served, orjson.loads(row.counts), row.sample if with_sample else None)  # type: ignore[arg-type]
+            yield StoredRow(
+                tuple(row[:5]), row.n, row.n_served, orjson.loads(row.counts), row.sample if with_sample else None,  # type: ignore[arg-type]
+                row.primary is not False,
+            )
+
+
+def primary_bins(engine: Engine, model: str, *, since: datetime | None) -> set[str]:
+    """The bins the model's primary aggregates since `since` were counted on."""
+    clauses = _where(model, since, None, None, primary=True)
+    with engine.connect() as conn:
+        return set(conn.scalars(select(Aggregate.bins).where(*clauses).distinct()))
 
 
 def purge_older_than(engine: Engine, cutoff: datetime) -> dict[str, int]:
@@ -264,6 +282,6 @@ def skipped_lines(engine: Engine, *, since_day: str | None, until_day: str | Non
 
 
 __all__ = [
-    "Aggregate", "Conflict", "CountedFile", "IngestOffset", "commit_batch", "commit_files", "offsets", "purge_older_than", "read_aggregates",
+    "Aggregate", "Conflict", "CountedFile", "IngestOffset", "commit_batch", "commit_files", "offsets", "primary_bins", "purge_older_than", "read_aggregates",
     "read_rows", "skipped_lines", "totals",
 ]
