@@ -67,7 +67,7 @@ def _exchange(tmp_path: Path, store: LogStore) -> None:
     a_today = _write(a, "host-a", TODAY, 0, 5)
     _write(b, "host-b", CLOSED, 0, 20)
     _write(b, "host-b", TODAY, 0, 7)
-    assert ship(a, store, "host-a").segments == 2 and ship(b, store, "host-b").segments == 2
+    assert ship(a, store, "host-a", today=TODAY).segments == 2 and ship(b, store, "host-b", today=TODAY).segments == 2
     assert f"predictions/{CLOSED}/{a_closed.stem}/000000000000000.jsonl" in _objects(store)
 
     pulled = pull(monitor, store, writer="monitor")
@@ -80,10 +80,16 @@ def _exchange(tmp_path: Path, store: LogStore) -> None:
     assert a_today.read_bytes() == before and _ids(a) == expected
 
     _write(a, "host-a", TODAY, 5, 3)  # host a grows: only the growth is shipped, as a new segment
-    again = ship(a, store, "host-a")
+    again = ship(a, store, "host-a", today=TODAY)
     assert (again.segments, again.bytes) == (1, a_today.stat().st_size - len(before))
-    assert ship(a, store, "host-a").segments == 0 and ship(b, store, "host-b").segments == 0
-    assert pull(monitor, store, writer="monitor").bytes == again.bytes
+    assert ship(a, store, "host-a", today=TODAY).segments == 0 and ship(b, store, "host-b", today=TODAY).segments == 0
+    assert len([o for o in _objects(store) if f"{TODAY}/{a_today.stem}/" in o]) == 2
+    # the day is over: its file goes up whole in place of its segments (a pull lists one object per file)
+    assert ship(a, store, "host-a", today=TODAY + timedelta(days=1)).to_dict() | {"files": 0} == {
+        "files": 0, "shipped_files": 0, "segments": 0, "bytes": 0, "consolidated": 1, "problems": []}
+    assert ship(a, store, "host-a", today=TODAY + timedelta(days=1)).consolidated == 0
+    assert [o for o in _objects(store) if f"{TODAY}/{a_today.stem}/" in o] == [f"predictions/{TODAY}/{a_today.stem}/{0:015d}.jsonl"]
+    assert pull(monitor, store, writer="monitor").bytes == again.bytes  # from the whole object, past the local end
     assert pull(monitor, store, writer="monitor").bytes == 0
     assert _ids(monitor) == sorted([*expected, *(f"host-a-{TODAY}-{i}" for i in (5, 6, 7))])
     for path in log_files(a):
@@ -91,6 +97,10 @@ def _exchange(tmp_path: Path, store: LogStore) -> None:
 
     assert purge_older_than(store, 1, today=TODAY) == [CLOSED.isoformat()]
     assert all(name.startswith(f"predictions/{TODAY}/") for name in _objects(store))
+    fresh = tmp_path / "fresh"  # a new monitoring host: everything left, from whole objects and segments
+    pull(fresh, store, writer="fresh")
+    kept = {p.name: p.read_bytes() for p in [*log_files(a), *log_files(b)] if p.parent.name == str(TODAY)}
+    assert {p.name: p.read_bytes() for p in log_files(fresh)} == kept and len(kept) == 2
 
 
 def test_two_hosts_ship_to_a_file_store_and_a_third_pulls_every_record_once(tmp_path: Path) -> None:
@@ -111,7 +121,7 @@ def test_a_torn_last_line_is_never_shipped_and_pulls_resume(tmp_path: Path) -> N
     line = (path.read_bytes().splitlines(keepends=True))[0]
     with open(path, "ab") as handle:
         handle.write(line[:25])  # a line being written (or torn by a crash)
-    assert ship(a, store, "host-a").bytes == whole
+    assert ship(a, store, "host-a", today=TODAY).bytes == whole
     assert all((tmp_path / "store" / name).read_bytes().endswith(b"\n") for name in _objects(store))
     pull(monitor, store, writer="monitor")
     copy = monitor / path.relative_to(a)
@@ -119,7 +129,7 @@ def test_a_torn_last_line_is_never_shipped_and_pulls_resume(tmp_path: Path) -> N
 
     with open(path, "ab") as handle:
         handle.write(line[25:])  # the line ends: shipped now
-    assert ship(a, store, "host-a").bytes == len(line)
+    assert ship(a, store, "host-a", today=TODAY).bytes == len(line)
     # a pull cut short mid-line (a crash): the next one completes it with the same bytes
     with open(copy, "r+b") as handle:
         handle.truncate(whole - 10)
@@ -128,7 +138,7 @@ def test_a_torn_last_line_is_never_shipped_and_pulls_resume(tmp_path: Path) -> N
     # the ship state lost: the file is shipped again from 0; overlapping segments agree
     (a / "logstore" / "shipped-host-a.json").unlink()
     _write(a, "host-a", TODAY, 4, 2)
-    assert ship(a, store, "host-a").bytes == path.stat().st_size
+    assert ship(a, store, "host-a", today=TODAY).bytes == path.stat().st_size
     pull(monitor, store, writer="monitor")
     assert copy.read_bytes() == path.read_bytes()
     assert len(_ids(monitor)) == 7
@@ -223,7 +233,7 @@ def test_s3_through_pyarrow(tmp_path: Path, s3_endpoint: str) -> None:
     _exchange(tmp_path, store)
     # the same bucket through MLOPS_LOG_STORE_OPTIONS: what was shipped is there
     again = open_store("s3://mlops-logs/fleet", {"endpoint_override": s3_endpoint, "scheme": "http", "region": "us-east-1"})
-    assert _objects(again) == _objects(store) and len(_objects(again)) == 3
+    assert _objects(again) == _objects(store) and len(_objects(again)) == 2
 
 
 # -- two real gunicorn hosts, no shared folder: the hooks' sync (one worker per host) ---------------

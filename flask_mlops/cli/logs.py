@@ -35,7 +35,8 @@ def ship() -> None:
     if result is None:
         raise click.ClickException("MLOPS_LOG_STORE is not set: nothing to ship to")
     click.echo(f"shipped {result.segments} segment(s), {result.bytes} bytes, of {result.shipped_files} of this host's "
-               f"{result.files} file(s) (writer {state.log_writer.writer}) to {state.config.log_store}")
+               f"{result.files} file(s) (writer {state.log_writer.writer}) to {state.config.log_store}"
+               + (f"; {result.consolidated} closed file(s) uploaded whole in place of their segments" if result.consolidated else ""))
     for problem in result.problems:
         click.echo(f"  {problem}", err=True)
 

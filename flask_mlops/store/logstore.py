@@ -11,6 +11,8 @@ So a file is shipped as the segments it grew by, each a whole object of complete
 torn or unfinished last line; every segment is a slice of one append-only file, so segments
 never disagree where they overlap (after a lost ship state, a host ships its file again from 0).
 `ship` remembers how far each of this host's files went (``<log_dir>/logstore/shipped-<writer>.json``).
+Once a file's day is over, `ship` uploads it whole as the segment at offset 0 and deletes the
+others, so a closed day is one object per file (a pull lists files, not a day of minute-sized pieces).
 
 `pull` rebuilds each other host's file in the local log folder at the same relative path by
 appending, from the local file's size on, the bytes of the segment that covers that offset: the
@@ -34,9 +36,9 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -146,17 +148,21 @@ def _state_path(log_dir: Path, writer: str) -> Path:
     return log_dir / STATE_SUBDIR / f"shipped-{writer}.json"
 
 
-def _load_state(path: Path) -> dict[str, int]:
+def _load_state(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(shipped offset per file, offset each closed file was uploaded whole at)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
-    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return {}, {}
+    if not isinstance(data, dict):
+        return {}, {}
+    shipped, whole = data.get("shipped", {}), data.get("whole", {})
+    return {str(k): int(v) for k, v in shipped.items()}, {str(k): int(v) for k, v in whole.items()}
 
 
-def _save_state(path: Path, shipped: dict[str, int]) -> None:
+def _save_state(path: Path, shipped: dict[str, int], whole: dict[str, int]) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(shipped, sort_keys=True))
+    tmp.write_text(json.dumps({"shipped": shipped, "whole": whole}, sort_keys=True))
     os.replace(tmp, path)
 
 
@@ -169,6 +175,7 @@ class ShipResult:
     shipped_files: int = 0
     segments: int = 0
     bytes: int = 0
+    consolidated: int = 0  # closed files uploaded whole in place of their segments
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,18 +188,21 @@ def own_files(log_dir: Path, writer: str) -> list[Path]:
     return [p for p in log_files(log_dir) if p.parent.name != SUBDIR and mine.fullmatch(p.stem)]
 
 
-def ship(log_dir: str | Path, store: LogStore, writer: str) -> ShipResult:
-    """Upload what each of this host's files grew by since its last ship, as whole-line segments."""
+def ship(log_dir: str | Path, store: LogStore, writer: str, *, today: date | None = None) -> ShipResult:
+    """Upload what each of this host's files grew by since its last ship, as whole-line segments;
+    a file of a past day shipped in several segments is then uploaded whole, in their place."""
     log_dir = Path(log_dir)
+    today = today or datetime.now(timezone.utc).date()
     result = ShipResult()
     with _locked(log_dir, f"ship-{writer}"):
         state_path = _state_path(log_dir, writer)
-        shipped = _load_state(state_path)
+        shipped, whole = _load_state(state_path)
         files = own_files(log_dir, writer)
         live = {f"{p.parent.name}/{p.name}" for p in files}
-        if set(shipped) - live:  # files retention deleted: forget them
+        if (set(shipped) | set(whole)) - live:  # files retention deleted: forget them
             shipped = {k: v for k, v in shipped.items() if k in live}
-            _save_state(state_path, shipped)
+            whole = {k: v for k, v in whole.items() if k in live}
+            _save_state(state_path, shipped, whole)
         for path in files:
             result.files += 1
             rel = f"{path.parent.name}/{path.name}"
@@ -209,15 +219,51 @@ def ship(log_dir: str | Path, store: LogStore, writer: str) -> ShipResult:
                 data = _complete_lines(path, done, SEGMENT_BYTES)
                 if not data:
                     break  # only an unfinished (or torn) last line: shipped once it ends
-                _put(store, store.path(SUBDIR, path.parent.name, path.stem, f"{done:015d}.jsonl"), data)
+                _put(store, _segment_key(store, path, done), [data])
                 done += len(data)
                 shipped[rel] = done
-                _save_state(state_path, shipped)  # after each segment: a crash re-ships at most one
+                _save_state(state_path, shipped, whole)  # after each segment: a crash re-ships at most one
                 result.segments += 1
                 result.bytes += len(data)
                 uploaded = True
             result.shipped_files += uploaded
+            day = _day(path.parent.name)
+            if done and day is not None and day < today and whole.get(rel) != done:
+                result.consolidated += _consolidate(store, path, done)
+                whole[rel] = done
+                _save_state(state_path, shipped, whole)
     return result
+
+
+def _segment_key(store: LogStore, path: Path, start: int) -> str:
+    return store.path(SUBDIR, path.parent.name, path.stem, f"{start:015d}.jsonl")
+
+
+def _consolidate(store: LogStore, path: Path, length: int) -> int:
+    """A closed file in several segments: upload its first `length` bytes as one object from offset 0
+    and delete the other segments (a pull lists a closed day's files, not thousands of pieces). 1 if done."""
+    from pyarrow import fs as pafs
+
+    folder = _segment_key(store, path, 0).rsplit("/", 1)[0]
+    keys = [i.path for i in store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+            if i.type == pafs.FileType.File and _SEGMENT.fullmatch(i.base_name)]
+    if len(keys) <= 1:
+        return 0
+    _put(store, _segment_key(store, path, 0), _chunks(path, length))
+    for key in keys:
+        if not key.endswith("/" + "0" * 15 + ".jsonl"):
+            store.fs.delete_file(key)
+    return 1
+
+
+def _chunks(path: Path, length: int, size: int = 8 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while length > 0:
+            data = handle.read(min(size, length))
+            if not data:
+                raise OSError(errno.EIO, f"{path} ended before {length} more bytes")
+            length -= len(data)
+            yield data
 
 
 def _complete_lines(path: Path, start: int, limit: int) -> bytes:
@@ -227,17 +273,19 @@ def _complete_lines(path: Path, start: int, limit: int) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
-def _put(store: LogStore, key: str, data: bytes) -> None:
+def _put(store: LogStore, key: str, chunks: Iterable[bytes]) -> None:
     """Upload one object so that readers see it whole or not at all."""
     folder = key.rsplit("/", 1)[0]
     store.fs.create_dir(folder, recursive=True)
     if store.fs.type_name in _ATOMIC_PUT:  # an object store's PUT appears whole
         with store.fs.open_output_stream(key) as out:
-            out.write(data)
+            for chunk in chunks:
+                out.write(chunk)
         return
     tmp = f"{folder}/.{key.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
     with store.fs.open_output_stream(tmp) as out:
-        out.write(data)
+        for chunk in chunks:
+            out.write(chunk)
     store.fs.move(tmp, key)
 
 
@@ -297,6 +345,8 @@ def pull(log_dir: str | Path, store: LogStore, *, writer: str, since: date | Non
 
 def _grow(local: Path, store: LogStore, segments: list[tuple[int, int, str]]) -> int:
     """Append to `local` what the segments hold past its end; the bytes appended."""
+    from pyarrow import fs as pafs
+
     local.parent.mkdir(parents=True, exist_ok=True)
     added = 0
     fd = os.open(local, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
@@ -307,9 +357,14 @@ def _grow(local: Path, store: LogStore, segments: list[tuple[int, int, str]]) ->
             if not covering:
                 return added
             start, _end, key = max(covering, key=lambda s: s[1])
-            with store.fs.open_input_file(key) as source:
-                source.seek(size - start)
-                data = source.read()
+            try:
+                with store.fs.open_input_file(key) as source:
+                    source.seek(size - start)
+                    data = source.read()
+            except OSError:
+                if store.fs.get_file_info(key).type == pafs.FileType.NotFound:
+                    return added  # replaced by the whole file since the listing: the next pull reads that
+                raise
             data = data[: data.rfind(b"\n") + 1]  # a segment is whole lines; never append less than a line
             if not data:
                 return added
