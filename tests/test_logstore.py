@@ -159,6 +159,33 @@ def test_one_shipper_per_host_and_the_lock_passes_on(instance: Path, tmp_path: P
     assert second.leader
 
 
+def test_a_failing_store_is_counted_warned_once_and_the_sync_goes_on(
+    instance: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_mlops.services.prometheus import get_metrics
+
+    blocker = tmp_path / "mnt"
+    blocker.write_text("not a folder")  # the store's mount is missing: nothing can be written under it
+    config = base_config(tmp_path, MLOPS_LOG_STORE=(blocker / "store").as_uri(), MLOPS_LOG_WRITER_ID="web-1")
+    state = get_state(build_app(instance, config))
+    sync = LogSync(state)
+    _write(tmp_path / "logs", "web-1", TODAY, 0, 3)
+    with caplog.at_level(logging.WARNING, logger="flask_mlops.services.logsync"):
+        sync.tick()
+        sync.tick()
+    assert sync.leader
+    assert len([r for r in caplog.records if "ship failed" in r.getMessage()]) == 1  # once a minute, not per tick
+    text = get_metrics(state).exposition().decode()
+    assert 'mlops_log_store_failures_total{step="ship"} 2.0' in text
+    assert 'mlops_log_store_last_success_timestamp_seconds{step="ship"}' not in text
+    blocker.unlink()  # the store is back: the next tick ships everything
+    sync.tick()
+    text = get_metrics(state).exposition().decode()
+    shipped = (tmp_path / "logs" / "predictions" / str(TODAY)).glob("*.jsonl").__next__().stat().st_size
+    assert f'mlops_log_store_bytes_total{{step="ship"}} {float(shipped)}' in text
+    assert 'mlops_log_store_last_success_timestamp_seconds{step="ship"}' in text
+
+
 def test_aggregates_after_two_pulls_count_each_record_once(instance: Path, tmp_path: Path) -> None:
     store_uri = (tmp_path / "store").as_uri()
     app = build_app(instance, base_config(tmp_path, MLOPS_LOG_STORE=store_uri, MLOPS_LOG_WRITER_ID="monitor"))

@@ -21,6 +21,7 @@ from ..store.logstore import LogStore, PullResult, ShipResult, open_store, try_l
 from ..store.logstore import pull as pull_files
 from ..store.logstore import purge_older_than as purge_store
 from ..store.logstore import ship as ship_files
+from .prometheus import record_log_store
 
 if TYPE_CHECKING:
     from .state import MLOpsState
@@ -46,7 +47,12 @@ def ship(state: MLOpsState) -> ShipResult | None:
     store = log_store(state)
     if store is None:
         return None
-    result = ship_files(state.log_dir, store, state.log_writer.writer)
+    try:
+        result = ship_files(state.log_dir, store, state.log_writer.writer)
+    except Exception:
+        record_log_store(state, "ship", 0, ok=False)
+        raise
+    record_log_store(state, "ship", result.bytes, ok=not result.problems)
     if result.segments:
         logger.info("log store: shipped %d segment(s), %d bytes of %d file(s)", result.segments, result.bytes, result.shipped_files)
     return result
@@ -62,7 +68,12 @@ def pull(state: MLOpsState, *, days: int | None = None) -> PullResult | None:
     since = today - timedelta(days=(days or state.config.log_pull_days) - 1)
     if state.config.log_retention_days:
         since = max(since, today - timedelta(days=state.config.log_retention_days))  # never bring back what retention deleted
-    result = pull_files(state.log_dir, store, writer=state.log_writer.writer, since=since)
+    try:
+        result = pull_files(state.log_dir, store, writer=state.log_writer.writer, since=since)
+    except Exception:
+        record_log_store(state, "pull", 0, ok=False)
+        raise
+    record_log_store(state, "pull", result.bytes, ok=not result.problems)
     if result.bytes:
         logger.info("log store: pulled %d bytes into %d file(s)", result.bytes, result.grown)
     return result

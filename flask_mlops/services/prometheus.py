@@ -11,7 +11,7 @@ the registry's audit events — is read from the database at scrape time, so eve
 and host reports the same numbers.
 
 Other modules report through the small functions below (`record_drift`, `record_health`,
-`record_retrain`, `record_rollout`); they never touch prometheus_client themselves.
+`record_retrain`, `record_rollout`, `record_log_store`); they never touch prometheus_client themselves.
 """
 
 from __future__ import annotations
@@ -157,10 +157,22 @@ class Metrics:
             "mlops_prediction_log_last_failure_timestamp_seconds", "When a record last could not be written (Unix time).", ["model"],
             registry=None, multiprocess_mode="max",
         )
+        self.log_store_bytes = Counter(
+            "mlops_log_store_bytes", "Prediction-log bytes moved through MLOPS_LOG_STORE by this host (ship: uploaded, pull: appended).",
+            ["step"], registry=None,
+        )
+        self.log_store_failures = Counter(
+            "mlops_log_store_failures", "Ships or pulls of the prediction log that failed (store unreachable, refused, a file not pulled).",
+            ["step"], registry=None,
+        )
+        self.log_store_success = Gauge(
+            "mlops_log_store_last_success_timestamp_seconds", "When a ship or pull last succeeded (Unix time).", ["step"],
+            registry=None, multiprocess_mode="max",
+        )
         self.unreported_losses: list[float] = [0, 0.0]  # lost records since the last error line, its time
         self._own = [
             self.predictions, self.latency, self.drift, self.drift_level, self.health, self.retrains, self.rollouts, self.unlogged,
-            self.log_failures, self.log_failure_time,
+            self.log_failures, self.log_failure_time, self.log_store_bytes, self.log_store_failures, self.log_store_success,
         ]
         # labelled children of the per-request metrics, cached: `labels()` costs more than `inc()`
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -324,6 +336,17 @@ def record_retrain(state: MLOpsState, model: str, trigger: str, outcome: str) ->
 def record_rollout(state: MLOpsState, model: str, experiment: Any, action: str) -> None:
     """One experiment/rollout step (started, advanced, promoted, rolled_back, stopped, ...)."""
     get_metrics(state).rollouts.labels(model, str(experiment), action).inc()
+
+
+def record_log_store(state: MLOpsState, step: str, moved: int, *, ok: bool) -> None:
+    """One ship or pull through MLOPS_LOG_STORE: the bytes it moved, and whether it went through whole."""
+    metrics = get_metrics(state)
+    if moved:
+        metrics.log_store_bytes.labels(step).inc(moved)
+    if ok:
+        metrics.log_store_success.labels(step).set(time.time())
+    else:
+        metrics.log_store_failures.labels(step).inc()
 
 
 def record_unserialisable(state: MLOpsState, model: str, causes: Mapping[str, int]) -> None:

@@ -395,7 +395,8 @@ def purge_older_than(store: LogStore, days: int, *, today: date) -> list[str]:
     for info in store.fs.get_file_info(pafs.FileSelector(store.path(SUBDIR), allow_not_found=True)):
         day = _day(info.base_name)
         if info.type == pafs.FileType.Directory and day is not None and day < cutoff:
-            store.fs.delete_dir(info.path)
+            with contextlib.suppress(FileNotFoundError):  # another host's retention was first
+                store.fs.delete_dir(info.path)
             removed.append(info.base_name)
     return sorted(removed)
 
