@@ -22,7 +22,7 @@ from flask_mlops.errors import ConfigError
 from flask_mlops.jobs import aggregate_log, log_retention
 from flask_mlops.services.logsync import LogSync
 from flask_mlops.services.state import get_state
-from flask_mlops.store.logstore import LogStore, open_store, pull, purge_older_than, ship
+from flask_mlops.store.logstore import LogStore, open_store, pull, purge_older_than, ship, shown
 from flask_mlops.store.predictions import PredictionLogWriter, format_ts, log_files
 from flask_mlops.store.window import read_window
 
@@ -230,6 +230,7 @@ def test_store_keys_are_checked_at_start(tmp_path: Path) -> None:
         load_config({"MLOPS_LOG_STORE_OPTIONS": "[1]"}, str(tmp_path), environ={})
     with pytest.raises(ConfigError, match="apply to s3://"):
         open_store((tmp_path / "s").as_uri(), {"region": "x"})
+    assert shown("s3://AKIA:secret@logs/fleet?secret_key=x&endpoint_override=minio:9000") == "s3://logs/fleet"  # what logs show
 
 
 # -- S3 for real: moto's server on 127.0.0.1, pyarrow's own S3 client -------------------------------

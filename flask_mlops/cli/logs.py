@@ -7,6 +7,7 @@ import click
 from ..services.logsync import pull as pull_log
 from ..services.logsync import ship as ship_log
 from ..services.state import get_state
+from ..store.logstore import shown
 from .group import cli, mlops_errors
 
 
@@ -35,7 +36,7 @@ def ship() -> None:
     if result is None:
         raise click.ClickException("MLOPS_LOG_STORE is not set: nothing to ship to")
     click.echo(f"shipped {result.segments} segment(s), {result.bytes} bytes, of {result.shipped_files} of this host's "
-               f"{result.files} file(s) (writer {state.log_writer.writer}) to {state.config.log_store}"
+               f"{result.files} file(s) (writer {state.log_writer.writer}) to {shown(state.config.log_store)}"
                + (f"; {result.consolidated} closed file(s) uploaded whole in place of their segments" if result.consolidated else ""))
     for problem in result.problems:
         click.echo(f"  {problem}", err=True)
@@ -54,7 +55,7 @@ def pull(days: int | None) -> None:
     if result is None:
         raise click.ClickException("MLOPS_LOG_STORE is not set: nothing to pull from")
     click.echo(f"pulled {result.bytes} bytes into {result.grown} of {result.files} file(s) of other hosts "
-               f"({result.days} day(s)) from {state.config.log_store}")
+               f"({result.days} day(s)) from {shown(state.config.log_store)}")
     for problem in result.problems:
         click.echo(f"  {problem}", err=True)
     if result.problems:

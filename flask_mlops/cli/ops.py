@@ -16,6 +16,7 @@ from ..services.monitoring import purge_reports
 from ..services.scheduler import get_job, get_scheduler, job_names, new_holder, overview, run_job
 from ..services.state import get_state
 from ..store import day_cache, leases, parquet
+from ..store.logstore import shown
 from ..store.predictions import expired, purge_older_than, relative_name
 from .group import cli, echo_table, mlops_errors
 
@@ -131,7 +132,7 @@ def retention(days: int | None, dry_run: bool) -> None:
                f" (and {len(caches)} columnar cache file(s), {len(partitions)} Parquet partition(s))")
     if state.config.log_store:
         store_days = purge_store(state, days)
-        click.echo(f"deleted {len(store_days)} day(s) from the log store {state.config.log_store}: {', '.join(store_days) or '-'}")
+        click.echo(f"deleted {len(store_days)} day(s) from the log store {shown(state.config.log_store)}: {', '.join(store_days) or '-'}")
     reports = purge_reports(state, state.config.report_retention_days)
     click.echo(f"deleted {reports['runs']} drift run(s) and {reports['files']} report file(s) older than "
                f"{state.config.report_retention_days} days (MLOPS_REPORT_RETENTION_DAYS)")

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..store.logstore import LogStore, PullResult, ShipResult, open_store, try_leader
+from ..store.logstore import LogStore, PullResult, ShipResult, open_store, shown, try_leader
 from ..store.logstore import pull as pull_files
 from ..store.logstore import purge_older_than as purge_store
 from ..store.logstore import ship as ship_files
@@ -134,7 +134,7 @@ class LogSync:
         except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread; the next tick retries
             if time.monotonic() - self._warned > 60:
                 self._warned = time.monotonic()
-                logger.warning("log store %s: %s failed: %s", state.config.log_store, step.__name__, exc)
+                logger.warning("log store %s: %s failed: %s", shown(state.config.log_store), step.__name__, exc)
 
 
 def start_in_worker(wsgi_app: Any) -> bool:

@@ -71,6 +71,14 @@ class LogStore:
         return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
 
 
+def shown(uri: str | None) -> str:
+    """`uri` as logs and messages show it: without credentials (`key:secret@`) or query (which may hold them)."""
+    if not uri:
+        return "-"
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
 def open_store(uri: str, options: Mapping[str, Any] | None = None) -> LogStore:
     """Resolve `uri` (and `options`, the filesystem's keyword arguments) to a `LogStore`.
 
@@ -93,10 +101,10 @@ def open_store(uri: str, options: Mapping[str, Any] | None = None) -> LogStore:
         filesystem, root = pafs.FileSystem.from_uri(uri)
     except ArrowInvalid as exc:
         if "Unrecognized filesystem type" not in str(exc):
-            raise ConfigError(f"MLOPS_LOG_STORE {uri!r}: {exc}") from exc
+            raise ConfigError(f"MLOPS_LOG_STORE {shown(uri)!r}: {exc}") from exc
         return _fsspec_store(uri, opts)
     except (TypeError, ValueError, OSError) as exc:
-        raise ConfigError(f"MLOPS_LOG_STORE {uri!r}: {exc}") from exc
+        raise ConfigError(f"MLOPS_LOG_STORE {shown(uri)!r}: {exc}") from exc
     if opts:
         raise ConfigError(f"MLOPS_LOG_STORE_OPTIONS apply to s3://, gs:// and fsspec stores, not {scheme}://")
     return LogStore(uri, filesystem, root.rstrip("/"))
@@ -108,11 +116,11 @@ def _fsspec_store(uri: str, opts: dict[str, Any]) -> LogStore:
     try:
         import fsspec
     except ImportError as exc:
-        raise ConfigError(f"MLOPS_LOG_STORE {uri!r}: pyarrow has no filesystem for it and fsspec is not installed") from exc
+        raise ConfigError(f"MLOPS_LOG_STORE {shown(uri)!r}: pyarrow has no filesystem for it and fsspec is not installed") from exc
     try:
         filesystem, root = fsspec.core.url_to_fs(uri, **opts)
     except (ImportError, ValueError, TypeError) as exc:
-        raise ConfigError(f"MLOPS_LOG_STORE {uri!r}: {exc}") from exc
+        raise ConfigError(f"MLOPS_LOG_STORE {shown(uri)!r}: {exc}") from exc
     return LogStore(uri, pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), str(root).rstrip("/"))
 
 
@@ -401,4 +409,4 @@ def purge_older_than(store: LogStore, days: int, *, today: date) -> list[str]:
     return sorted(removed)
 
 
-__all__ = ["LogStore", "PullResult", "ShipResult", "open_store", "own_files", "pull", "purge_older_than", "ship", "try_leader"]
+__all__ = ["LogStore", "PullResult", "ShipResult", "open_store", "own_files", "pull", "purge_older_than", "ship", "shown", "try_leader"]
