@@ -42,6 +42,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()  # reaped: an unreaped Popen is an unraisable ResourceWarning (an error under -W error)
         log.close()
 
 
