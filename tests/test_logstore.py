@@ -219,6 +219,13 @@ def test_aggregates_after_two_pulls_count_each_record_once(instance: Path, tmp_p
         assert log_retention(get_state(app))["store_days_removed"] == []  # today is kept
     shipped = runner.invoke(args=["mlops", "logs", "ship"])
     assert shipped.exit_code == 0 and "shipped 0 segment(s)" in shipped.output, shipped.output
+    (tmp_path / "logs" / "predictions" / str(today)).mkdir(parents=True, exist_ok=True)
+    own = tmp_path / "logs" / "predictions" / str(today) / "monitor-1.jsonl"
+    own.write_bytes(b'{"id": "x"}\n{"id": "y", "t')  # this host's own file, a line being written
+    shown = runner.invoke(args=["mlops", "logs", "status"])
+    assert shown.exit_code == 0 and "26 byte(s) not shipped yet" in shown.output and "monitor-1.jsonl" in shown.output, shown.output
+    assert runner.invoke(args=["mlops", "logs", "ship"]).exit_code == 0
+    assert "14 byte(s) not shipped yet" in runner.invoke(args=["mlops", "logs", "status"]).output  # the unfinished line waits
     a.close()
     b.close()
 

@@ -1,4 +1,4 @@
-"""`flask mlops logs ship | pull`: the prediction log through the object store (MLOPS_LOG_STORE), from cron."""
+"""`flask mlops logs ship | pull | status`: the prediction log through the object store (MLOPS_LOG_STORE)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import click
 
 from ..services.logsync import pull as pull_log
 from ..services.logsync import ship as ship_log
+from ..services.logsync import status as ship_status
 from ..services.state import get_state
 from ..store.logstore import shown
-from .group import cli, mlops_errors
+from .group import cli, echo_table, mlops_errors
 
 
 @cli.group("logs")
@@ -60,3 +61,14 @@ def pull(days: int | None) -> None:
         click.echo(f"  {problem}", err=True)
     if result.problems:
         raise click.ClickException(f"{len(result.problems)} file(s) could not be pulled")
+
+
+@logs.command("status")
+@mlops_errors
+def status() -> None:
+    """This host's log files: bytes written, shipped and not shipped yet (a line being written waits)."""
+    state = get_state()
+    rows = ship_status(state)
+    click.echo(f"writer {state.log_writer.writer}, store {shown(state.config.log_store)}, "
+               f"{sum(r['pending'] for r in rows)} byte(s) not shipped yet")
+    echo_table(rows)

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..store.logstore import LogStore, PullResult, ShipResult, open_store, shown, try_leader
+from ..store.logstore import LogStore, PullResult, ShipResult, backlog, open_store, shown, try_leader
 from ..store.logstore import pull as pull_files
 from ..store.logstore import purge_older_than as purge_store
 from ..store.logstore import ship as ship_files
@@ -77,6 +77,12 @@ def pull(state: MLOpsState, *, days: int | None = None) -> PullResult | None:
     if result.bytes:
         logger.info("log store: pulled %d bytes into %d file(s)", result.bytes, result.grown)
     return result
+
+
+def status(state: MLOpsState) -> list[dict[str, Any]]:
+    """This host's log files with their size and what was shipped of them (oldest day first)."""
+    return [{"file": rel, "bytes": size, "shipped": done, "pending": max(size - done, 0)}
+            for rel, size, done in backlog(state.log_dir, state.log_writer.writer)]
 
 
 def purge(state: MLOpsState, days: int) -> list[str]:
@@ -157,4 +163,4 @@ def stop_in_worker(wsgi_app: Any, *, timeout: float) -> None:
         sync.stop(timeout)
 
 
-__all__ = ["LogSync", "log_store", "pull", "purge", "ship", "start_in_worker", "stop_in_worker"]
+__all__ = ["LogSync", "log_store", "pull", "purge", "ship", "start_in_worker", "status", "stop_in_worker"]

@@ -243,6 +243,18 @@ def ship(log_dir: str | Path, store: LogStore, writer: str, *, today: date | Non
     return result
 
 
+def backlog(log_dir: str | Path, writer: str) -> list[tuple[str, int, int]]:
+    """(file, size, bytes shipped) of each of this host's files, from the ship state (what `logs status` shows)."""
+    log_dir = Path(log_dir)
+    shipped, _ = _load_state(_state_path(log_dir, writer))
+    out = []
+    for path in own_files(log_dir, writer):
+        rel = f"{path.parent.name}/{path.name}"
+        with contextlib.suppress(OSError):
+            out.append((rel, path.stat().st_size, shipped.get(rel, 0)))
+    return out
+
+
 def _segment_key(store: LogStore, path: Path, start: int) -> str:
     return store.path(SUBDIR, path.parent.name, path.stem, f"{start:015d}.jsonl")
 
@@ -409,4 +421,4 @@ def purge_older_than(store: LogStore, days: int, *, today: date) -> list[str]:
     return sorted(removed)
 
 
-__all__ = ["LogStore", "PullResult", "ShipResult", "open_store", "own_files", "pull", "purge_older_than", "ship", "shown", "try_leader"]
+__all__ = ["LogStore", "PullResult", "ShipResult", "backlog", "open_store", "own_files", "pull", "purge_older_than", "ship", "shown", "try_leader"]
