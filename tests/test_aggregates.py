@@ -345,3 +345,41 @@ def test_after_a_promotion_older_versions_are_rebinned_on_the_new_reference(inst
     with app.app_context():
         ops = monitoring.operations(get_state(app), window)
     assert ops["n_requests"] == 2300  # re-binned records are not counted twice
+
+
+def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, monkeypatch: Any) -> None:
+    records = _records(2000, START, 61)
+    records[5]["features"]["Age"] = None
+    records[6]["features"].pop("BMI")
+    records[7]["status"] = None
+    records[8]["ts"] = "2026-11-30T10:30:00"  # no zone: UTC
+    good = b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"id": "x", "ts": null}\n'
+    odd = [dict(r, features=dict(r["features"])) for r in records[:500]]
+    odd[3]["features"]["Glucose"] = "148"  # a number as text: counted as the number, by the general parser
+    odd_data = b"".join(orjson.dumps(r) + b"\n" for r in odd)
+    typed_runs: list[bool] = []
+    real = aggregation.parse_typed
+
+    def spy(*args: Any) -> Any:
+        out = real(*args)
+        typed_runs.append(out is not None)
+        return out
+
+    with app.app_context():
+        binnings = aggregation.Binnings(get_state(app))
+        binnings.get(("diabetes", ""))  # known bins: the typed parse applies
+        monkeypatch.setattr(aggregation, "parse_typed", spy)
+        fast = aggregation.aggregates_of(good, binnings)
+        fast_odd = aggregation.aggregates_of(odd_data, binnings)
+        monkeypatch.setattr(aggregation, "parse_typed", lambda *args: None)
+        general = aggregation.aggregates_of(good, binnings)
+        general_odd = aggregation.aggregates_of(odd_data, binnings)
+    assert typed_runs == [True, False]
+    for a, b in ((fast, general), (fast_odd, general_odd)):
+        assert a[1:] == b[1:]
+        left, right = merge_all(a[0]), merge_all(b[0])
+        assert left.keys() == right.keys()
+        for key, agg in left.items():
+            assert agg.counts_json() == right[key].counts_json() and agg.n == right[key].n
+            assert agg.sample.ids.tolist() == right[key].sample.ids.tolist()
+    assert fast[1:] == (2000, 2001, 1)

@@ -73,17 +73,15 @@ def reference() -> dict[tuple[str, str], Binning | None]:
     return {("m", "1"): first, ("m", "2"): second, ("m", ""): first}
 
 
-class Fixed:
+class Fixed(aggregation.Binnings):
     """`Binnings` over fixed profiles (what `services.aggregation.Binnings` resolves from the registry)."""
 
     def __init__(self, binnings: dict[tuple[str, str], Binning | None]) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # no app: the profiles are given
         self.binnings = binnings
 
-    def get(self, pair: tuple[str, str]) -> Binning | None:
-        return self.binnings.get(pair)
-
-    def features(self, pairs: list[tuple[str, str]]) -> list[str]:
-        return sorted({n for p in pairs if (b := self.get(p)) is not None for n in b.features if not n.startswith("__")})
+    def _resolve(self, model: str, version: str) -> Binning | None:
+        return self.binnings.get((model, version))
 
 
 def builtin(log_dir: Path, binnings: Any, *, before: date = TODAY) -> dict[Any, HourAggregate]:

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsError
-from ..monitoring.aggregates import Binning, HourAggregate, Sample, StoredSum, build, hour_ceil, hour_floor, merge_all
+from ..monitoring.aggregates import PREDICTION, Binning, HourAggregate, Sample, StoredSum, build, hour_ceil, hour_floor, merge_all
 from ..store import aggregates as store
-from ..store.log_parse import parse_bytes
+from ..store.log_parse import parse_bytes, parse_typed
 from ..store.predictions import day_of, log_files
 from ..store.window import feature_columns, log_columns
 from .catalog import model_names, model_spec
@@ -73,6 +74,28 @@ class Binnings:
             logger.info("aggregates of %s version %r without feature bins: %s", model, version, exc)
             return None
         return Binning.of_profile(profile)
+
+    def known(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._cache)
+
+    def requirements(self, pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], str | None] | None:
+        """(feature -> "numeric" | "categorical", the prediction's type or None) the bins of
+        `pairs` read; None when two disagree on a type (then only the general parser will do)."""
+        features: dict[str, str] = {}
+        prediction: str | None = None
+        for pair in pairs:
+            binning = self.get(pair)
+            for name, bins in (binning.features.items() if binning is not None else ()):
+                if name == PREDICTION:
+                    if bins.of == "probability":
+                        continue
+                    if prediction not in (None, bins.type):
+                        return None
+                    prediction = bins.type
+                elif features.setdefault(name, bins.type) != bins.type:
+                    return None
+        return features, prediction
 
     def features(self, pairs: list[tuple[str, str]]) -> list[str]:
         names: dict[str, None] = {}
@@ -166,14 +189,25 @@ def _split(data: bytes, parts: int) -> list[bytes]:
 
 
 def _aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
-    table, lines, skipped = parse_bytes(data)
+    guess = binnings.requirements(binnings.known())  # the types of what earlier batches held
+    parsed = parse_typed(data, *guess) if guess is not None else None
+    if parsed is not None:
+        cols = log_columns(parsed[0], ())
+        need = binnings.requirements(_pairs(cols))
+        if need is None or guess is None or not _covers(guess, need):
+            parsed = None  # a model or version with other fields: the general parser
+    table, lines, skipped = parsed if parsed is not None else parse_bytes(data)
     if table.num_rows == 0:
         return [], 0, lines, skipped
     cols = log_columns(table, ())
-    pairs = sorted({(m, v) for m, v in _pairs(cols)})
+    pairs = sorted(_pairs(cols))
     cols.features = feature_columns(table, binnings.features(pairs))
     aggs = build(cols, {pair: binnings.get(pair) for pair in pairs})
     return list(merge_all(aggs).values()), table.num_rows, lines, skipped
+
+
+def _covers(have: tuple[dict[str, str], str | None], need: tuple[dict[str, str], str | None]) -> bool:
+    return all(have[0].get(name) == kind for name, kind in need[0].items()) and need[1] in (None, have[1])
 
 
 def _pairs(cols: Any) -> set[tuple[str, str]]:
