@@ -136,6 +136,7 @@ def test_duckdb_gives_the_builtin_aggregates(layout: tuple[Path, list[Path], Fix
 def spark() -> Iterator[Any]:
     session = engines.spark_session("local[2]")
     session.conf.set("spark.sql.shuffle.partitions", "1")  # a few thousand rows: one task per stage
+    session.conf.set("spark.sql.codegen.wholeStage", "false")  # compiling generated code costs more than it saves here
     yield session
     session.stop()
 

@@ -134,18 +134,22 @@ def sql_aggregates(
     engine: str, root: Path, files: Sequence[Path], binning: Callable[[tuple[str, str]], Binning | None], *,
     spark_master: str = "local[2]",
 ) -> list[HourAggregate]:
-    """The hourly aggregates of the records in `files` (Parquet parts), computed by `engine`; one
-    query per model (each model's parts share one schema)."""
+    """The hourly aggregates of the records in `files` (Parquet parts), computed by `engine`: one
+    query for every model, or one per model when two models give a column different types."""
     by_model: dict[str, list[Path]] = {}
     for path in files:
-        by_model.setdefault(path.parent.parent.name, []).append(path)
+        by_model.setdefault(unquote(path.parent.parent.name.partition("=")[2]), []).append(path)  # Hive-escaped
+    types = {model: _column_types(parts) for model, parts in by_model.items()}
+    merged: dict[str, pa.DataType] = {}
+    clash = any(merged.setdefault(name, kind) != kind for t in types.values() for name, kind in t.items())
+    runs = [[m] for m in by_model] if clash else [list(by_model)]
     out: list[HourAggregate] = []
-    for folder, model_files in by_model.items():
-        model = unquote(folder.partition("=")[2])  # Hive-escaped in the path
-        binnings = {(model, version): binning((model, version)) for version in _pairs(model_files)}
-        sql = build_sql(engine, binnings, _column_types(model_files))
+    for models in runs:
+        parts = [p for m in models for p in by_model[m]]
+        binnings = {(m, version): binning((m, version)) for m in models for version in _pairs(by_model[m])}
+        sql = build_sql(engine, binnings, merged if not clash else types[models[0]])
         by_fingerprint = {b.fingerprint: b for b in binnings.values() if b is not None}
-        out.extend(to_aggregates(run_sql(engine, sql, root, model_files, spark_master=spark_master), by_fingerprint.get))
+        out.extend(to_aggregates(run_sql(engine, sql, root, parts, spark_master=spark_master), by_fingerprint.get))
     return out
 
 

@@ -16,7 +16,7 @@ the sample is the bottom `SAMPLE_SIZE` ids (`ROW_NUMBER() OVER (... ORDER BY id)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -47,94 +47,59 @@ _KEY = "model, k_version, k_variant, k_hour, k_bins"
 SQL = """
 WITH
 binned AS (SELECT * FROM (VALUES {binned}) AS t(model, version, bins)),
-num_meta AS (SELECT * FROM (VALUES {num_meta}) AS t(bins, feature, col, missing_bin, ref_min, ref_max, decl_lo, decl_hi)),
-num_edges AS (SELECT * FROM (VALUES {num_edges}) AS t(bins, feature, bin, lo, hi)),
-cat_meta AS (SELECT * FROM (VALUES {cat_meta}) AS t(bins, feature, col, other_bin, missing_bin)),
+facets AS (SELECT * FROM (VALUES {facets}) AS t(bins, kind, feature, col, missing_bin, other_bin, ref_min, ref_max, decl_lo, decl_hi)),
 cat_keys AS (SELECT * FROM (VALUES {cat_keys}) AS t(bins, feature, category, bin)),
-lat_edges AS (SELECT * FROM (VALUES {lat_edges}) AS t(bin, lo, hi)),
-rec AS (
+keyed AS (
   SELECT l.*, COALESCE(l.model_version, '') AS k_version, COALESCE(l.variant, '') AS k_variant,
          {ts_us} AS ts_us, {ts_us} - ({ts_us} % 3600000000) AS k_hour, COALESCE(l.status, 0) AS k_status,
          COALESCE(b.bins, '') AS k_bins,
          CASE WHEN l.latency_ms - l.latency_ms = 0 THEN l.latency_ms END AS k_latency
   FROM log l LEFT JOIN binned b ON b.model = l.model AND b.version = COALESCE(l.model_version, '')
 ),
-head AS (
-  SELECT {key}, COUNT(*) AS n, CAST(SUM(CASE WHEN k_status < 400 THEN 1 ELSE 0 END) AS BIGINT) AS n_served,
-         MIN(ts_us) AS ts_min, MAX(ts_us) AS ts_max, SUM(COALESCE(k_latency, 0.0)) AS latency_sum
-  FROM rec GROUP BY {key}
+rec AS (
+  SELECT keyed.*, CASE WHEN k_latency IS NULL THEN {lat_missing} ELSE {lat_bin} END AS k_lat_bin FROM keyed
 ),
-lat_values AS (SELECT {key}, k_latency, COUNT(*) AS c FROM rec GROUP BY {key}, k_latency),
-num_values AS (
-  SELECT r.model, r.k_version, r.k_variant, r.k_hour, r.k_bins, r.id, m.feature, m.missing_bin,
-         m.ref_min, m.ref_max, m.decl_lo, m.decl_hi, {num_case} AS x
-  FROM rec r JOIN num_meta m ON m.bins = r.k_bins
-  WHERE r.k_status < 400
+observed AS (
+  SELECT r.model, r.k_version, r.k_variant, r.k_hour, r.k_bins, f.kind, f.feature, f.missing_bin, f.other_bin,
+         f.ref_min, f.ref_max, f.decl_lo, f.decl_hi, r.k_status, r.k_lat_bin, r.ts_us, r.k_latency,
+         CASE WHEN f.kind = 'num' THEN {num_value} END AS x,
+         CASE WHEN f.kind = 'cat' THEN {cat_value} END AS v
+  FROM rec r JOIN facets f ON f.bins = r.k_bins
+  WHERE f.kind IN ('status', 'latency') OR r.k_status < 400
 ),
-num_finite AS (
-  SELECT model, k_version, k_variant, k_hour, k_bins, id, feature, missing_bin, ref_min, ref_max, decl_lo, decl_hi,
-         CASE WHEN x - x = 0 THEN x END AS x
-  FROM num_values
+counted AS (
+  SELECT {key}, kind, feature, v,
+         CASE kind WHEN 'status' THEN k_status WHEN 'latency' THEN k_lat_bin
+                   WHEN 'num' THEN (CASE WHEN x - x = 0 THEN {num_bin} ELSE missing_bin END) END AS idx,
+         CASE WHEN kind = 'num' AND x - x = 0 AND x < ref_min THEN 1 ELSE 0 END AS below,
+         CASE WHEN kind = 'num' AND x - x = 0 AND x > ref_max THEN 1 ELSE 0 END AS above,
+         CASE WHEN kind = 'num' AND x - x = 0 AND (x < decl_lo OR x > decl_hi) THEN 1 ELSE 0 END AS declared_out,
+         CASE WHEN kind = 'status' THEN ts_us END AS ts_us,
+         CASE WHEN kind = 'status' THEN k_latency END AS latency,
+         missing_bin, other_bin
+  FROM observed
 ),
-num_grouped AS (
-  SELECT {key}, feature, missing_bin, ref_min, ref_max, decl_lo, decl_hi, x, COUNT(*) AS c
-  FROM num_finite GROUP BY {key}, feature, missing_bin, ref_min, ref_max, decl_lo, decl_hi, x
+grouped AS (
+  SELECT {key}, kind, feature, idx, v, missing_bin, other_bin, COUNT(*) AS n,
+         CAST(SUM(below) AS BIGINT) AS below, CAST(SUM(above) AS BIGINT) AS above, CAST(SUM(declared_out) AS BIGINT) AS declared_out,
+         MIN(ts_us) AS ts_min, MAX(ts_us) AS ts_max, SUM(COALESCE(latency, 0.0)) AS latency_sum
+  FROM counted GROUP BY {key}, kind, feature, idx, v, missing_bin, other_bin
 ),
-cat_values AS (
-  SELECT r.model, r.k_version, r.k_variant, r.k_hour, r.k_bins, m.feature, m.other_bin, m.missing_bin, {cat_case} AS v
-  FROM rec r JOIN cat_meta m ON m.bins = r.k_bins
-  WHERE r.k_status < 400
-),
-cat_grouped AS (
-  SELECT {key}, feature, other_bin, missing_bin, v, COUNT(*) AS c FROM cat_values GROUP BY {key}, feature, other_bin, missing_bin, v
-),
-sample_ids AS (
-  SELECT {key}, id FROM (
-    SELECT {key}, id, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY id) AS rn
-    FROM rec WHERE k_status < 400 AND k_bins <> ''
-  ) ranked WHERE rn <= {k}
-),
-sample_values AS (
-  SELECT {key}, feature, id, x FROM (
-    SELECT {key}, feature, id, x, ROW_NUMBER() OVER (PARTITION BY {key}, feature ORDER BY id) AS rn FROM num_finite
-  ) ranked WHERE rn <= {k}
+sampled AS (
+  SELECT * FROM (
+    SELECT rec.*, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY id) AS k_rank FROM rec WHERE k_status < 400 AND k_bins <> ''
+  ) ranked WHERE k_rank <= {k}
 )
-SELECT 'head' AS kind, {key}, CAST(NULL AS STRING) AS name, CAST(NULL AS BIGINT) AS idx,
-       n AS a, n_served AS b, ts_min AS c, ts_max AS d, latency_sum AS val, CAST(NULL AS STRING) AS sid
-FROM head
+SELECT g.kind, g.model, g.k_version, g.k_variant, g.k_hour, g.k_bins, g.feature AS name,
+       CAST(CASE WHEN g.kind <> 'cat' THEN g.idx WHEN g.v IS NULL THEN g.missing_bin ELSE COALESCE(c.bin, g.other_bin) END AS BIGINT) AS idx,
+       g.n AS a, g.below AS b, g.above AS c, g.declared_out AS d, g.ts_min, g.ts_max, g.latency_sum AS val, CAST(NULL AS STRING) AS sid
+FROM grouped g LEFT JOIN cat_keys c ON c.bins = g.k_bins AND c.feature = g.feature AND c.category = g.v
 UNION ALL
-SELECT 'status', {key}, NULL, CAST(k_status AS BIGINT), COUNT(*), NULL, NULL, NULL, NULL, NULL FROM rec GROUP BY {key}, k_status
+SELECT 'sample_id', {key}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id FROM sampled
 UNION ALL
-SELECT 'latency', v.model, v.k_version, v.k_variant, v.k_hour, v.k_bins, NULL, CAST(e.bin AS BIGINT), SUM(v.c), NULL, NULL, NULL, NULL, NULL
-FROM lat_values v JOIN lat_edges e ON v.k_latency >= e.lo AND v.k_latency < e.hi
-GROUP BY v.model, v.k_version, v.k_variant, v.k_hour, v.k_bins, e.bin
-UNION ALL
-SELECT 'latency', {key}, NULL, CAST({lat_missing} AS BIGINT), SUM(c), NULL, NULL, NULL, NULL, NULL
-FROM lat_values WHERE k_latency IS NULL GROUP BY {key}
-UNION ALL
-SELECT 'bin', g.model, g.k_version, g.k_variant, g.k_hour, g.k_bins, g.feature, CAST(e.bin AS BIGINT), SUM(g.c), NULL, NULL, NULL, NULL, NULL
-FROM num_grouped g JOIN num_edges e ON e.bins = g.k_bins AND e.feature = g.feature AND g.x >= e.lo AND g.x < e.hi
-GROUP BY g.model, g.k_version, g.k_variant, g.k_hour, g.k_bins, g.feature, e.bin
-UNION ALL
-SELECT 'bin', {key}, feature, CAST(missing_bin AS BIGINT), SUM(c), NULL, NULL, NULL, NULL, NULL
-FROM num_grouped WHERE x IS NULL GROUP BY {key}, feature, missing_bin
-UNION ALL
-SELECT 'flags', {key}, feature, NULL,
-       CAST(SUM(CASE WHEN x < ref_min THEN c ELSE 0 END) AS BIGINT),
-       CAST(SUM(CASE WHEN x > ref_max THEN c ELSE 0 END) AS BIGINT),
-       CAST(SUM(CASE WHEN x < decl_lo OR x > decl_hi THEN c ELSE 0 END) AS BIGINT), NULL, NULL, NULL
-FROM num_grouped GROUP BY {key}, feature
-UNION ALL
-SELECT 'bin', g.model, g.k_version, g.k_variant, g.k_hour, g.k_bins, g.feature,
-       CAST(CASE WHEN g.v IS NULL THEN g.missing_bin ELSE COALESCE(c.bin, g.other_bin) END AS BIGINT), SUM(g.c),
-       NULL, NULL, NULL, NULL, NULL
-FROM cat_grouped g LEFT JOIN cat_keys c ON c.bins = g.k_bins AND c.feature = g.feature AND c.category = g.v
-GROUP BY g.model, g.k_version, g.k_variant, g.k_hour, g.k_bins, g.feature,
-         CASE WHEN g.v IS NULL THEN g.missing_bin ELSE COALESCE(c.bin, g.other_bin) END
-UNION ALL
-SELECT 'sample_id', {key}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id FROM sample_ids
-UNION ALL
-SELECT 'sample', {key}, feature, NULL, NULL, NULL, NULL, NULL, x, id FROM sample_values
+SELECT 'sample', r.model, r.k_version, r.k_variant, r.k_hour, r.k_bins, f.feature, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       CASE WHEN {sample_x} - {sample_x} = 0 THEN {sample_x} END, r.id
+FROM sampled r JOIN facets f ON f.bins = r.k_bins AND f.kind = 'num'
 """
 
 
@@ -161,10 +126,17 @@ def _values(rows: Iterable[tuple[str, ...]], width: int) -> str:
     return ", ".join("(" + ", ".join(row) + ")" for row in rows)
 
 
-def _intervals(edges: np.ndarray) -> list[tuple[int, float, float]]:
-    """Bin i holds edges[i-1] <= x < edges[i]: (i, lo, hi) with -inf / +inf at the ends."""
-    bounds = [-np.inf, *(float(e) for e in edges), np.inf]
-    return [(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+def bin_case(x: str, edges: Sequence[float]) -> str:
+    """The bin of a finite `x`: the number of `edges` <= x (`searchsorted(..., side="right")`), as a
+    balanced CASE tree (log2 of the bins comparisons; the edges as exact double literals)."""
+
+    def tree(lo: int, hi: int) -> str:
+        if lo == hi:
+            return str(lo)
+        mid = (lo + hi + 1) // 2  # x >= edges[mid - 1] <=> bin >= mid
+        return f"CASE WHEN {x} < {_double(edges[mid - 1])} THEN {tree(lo, mid - 1)} ELSE {tree(mid, hi)} END"
+
+    return tree(0, len(edges))
 
 
 def _column(name: str, of: str | None) -> str:
@@ -200,31 +172,34 @@ def build_sql(
                 f"WHEN {x} = FLOOR({x}) THEN CAST(CAST({x} AS BIGINT) AS STRING) ELSE CAST({x} AS STRING) END) END")
 
     binned: list[tuple[str, ...]] = []
-    num_meta: list[tuple[str, ...]] = []
-    num_edges: list[tuple[str, ...]] = []
-    cat_meta: list[tuple[str, ...]] = []
+    facets: list[tuple[str, ...]] = []
     cat_keys: list[tuple[str, ...]] = []
     num_cols: dict[str, str] = {}
     cat_cols: dict[str, str] = {}
-    seen: set[str] = set()
+    num_bins: dict[str, list[str]] = {}  # fingerprint -> one WHEN arm per numeric feature
+    none, null = _double(None), _int(None)
+    for fp in ("", *sorted({b.fingerprint for b in binnings.values() if b is not None})):
+        facets.extend((_text(fp), _text(kind), _text(None), _text(None), null, null, none, none, none, none) for kind in ("status", "latency"))
     for (model, version), binning in sorted(binnings.items()):
         if binning is None:
             continue
         binned.append((_text(model), _text(version), _text(binning.fingerprint)))
-        if binning.fingerprint in seen:
+        if binning.fingerprint in num_bins:
             continue
-        seen.add(binning.fingerprint)
         fp = _text(binning.fingerprint)
+        arms = num_bins.setdefault(binning.fingerprint, [])
         for name, bins in binning.features.items():
             column = _column(name, bins.of)
             if bins.type == "numeric":
                 lo, hi = bins.declared or (None, None)
-                num_meta.append((fp, _text(name), _text(column), _int(bins.size - 1), _double(bins.ref_min), _double(bins.ref_max), _double(lo), _double(hi)))
-                num_edges.extend((fp, _text(name), _int(i), _double(a), _double(b)) for i, a, b in _intervals(bins.edges))
+                facets.append((fp, "'num'", _text(name), _text(column), _int(bins.size - 1), null, _double(bins.ref_min), _double(bins.ref_max),
+                               _double(lo), _double(hi)))
+                arms.append(f"WHEN {_text(name)} THEN {bin_case('x', [float(e) for e in bins.edges])}")
                 if column in column_types:
                     num_cols[column] = number(column)
             else:
-                cat_meta.append((fp, _text(name), _text(column), _int(len(bins.categories)), _int(len(bins.categories) + 1)))
+                facets.append((fp, "'cat'", _text(name), _text(column), _int(len(bins.categories) + 1), _int(len(bins.categories)),
+                               none, none, none, none))
                 cat_keys.extend((fp, _text(name), _text(key), _int(i)) for i, key in enumerate(bins.categories))
                 if column in column_types:
                     cat_cols[column] = category(column)
@@ -233,67 +208,90 @@ def build_sql(
         if not columns:
             return f"CAST(NULL AS {kind})"
         arms = " ".join(f"WHEN {_text(col)} THEN {expr}" for col, expr in sorted(columns.items()))
-        return f"CAST(CASE m.col {arms} END AS {kind})"
+        return f"CAST(CASE f.col {arms} END AS {kind})"
 
+    by_bins = " ".join(f"WHEN {_text(fp)} THEN CASE feature {' '.join(arms)} END" for fp, arms in num_bins.items() if arms)
+    value = case(num_cols, "DOUBLE")
     return SQL.format(
-        binned=_values(binned, 3), num_meta=_values(num_meta, 8), num_edges=_values(num_edges, 5),
-        cat_meta=_values(cat_meta, 5), cat_keys=_values(cat_keys, 4),
-        lat_edges=_values(((_int(i), _double(a), _double(b)) for i, a, b in _intervals(np.asarray(LATENCY_EDGES_MS))), 3),
-        lat_missing=len(LATENCY_EDGES_MS) + 1, key=_KEY, k=int(k), ts_us=d.micros.format(ts="l.ts"),
-        num_case=case(num_cols, "DOUBLE"), cat_case=case(cat_cols, "STRING"),
+        binned=_values(binned, 3), facets=_values(facets, 10), cat_keys=_values(cat_keys, 4),
+        lat_missing=len(LATENCY_EDGES_MS) + 1, lat_bin=bin_case("k_latency", LATENCY_EDGES_MS), key=_KEY, k=int(k),
+        ts_us=d.micros.format(ts="l.ts"), num_value=value, cat_value=case(cat_cols, "STRING"), sample_x=f"({value})",
+        num_bin=f"CASE k_bins {by_bins} END" if by_bins else "CAST(NULL AS BIGINT)",
     )
 
 
 def to_aggregates(table: pa.Table, binning_of: Callable[[str], Binning | None]) -> list[HourAggregate]:
     """`HourAggregate`s from the query's rows; `binning_of(fingerprint)` gives each key's bins."""
-    rows = table.to_pydict()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = ["model", "k_version", "k_variant", "k_hour", "k_bins"]
+    kind = table.column("kind")
     aggs: dict[tuple[Any, ...], HourAggregate] = {}
-    samples: dict[tuple[Any, ...], dict[str, dict[str, float]]] = {}
     n_lat = len(LATENCY_EDGES_MS) + 2
-    order = {"head": 0}
-    index = sorted(range(len(rows["kind"])), key=lambda i: order.get(rows["kind"][i], 1))  # heads first
-    for i in index:
-        kind = rows["kind"][i]
-        key = (rows["model"][i], rows["k_version"][i], rows["k_variant"][i], rows["k_hour"][i], rows["k_bins"][i])
-        if kind == "head":
+    status = table.filter(pc.equal(kind, "status")).select([*keys, "idx", "a", "ts_min", "ts_max", "val"]).to_pylist()
+    for row in status:  # the request fields: one row per (key, status)
+        key = tuple(row[k] for k in keys)
+        agg = aggs.get(key)
+        if agg is None:
             binning = binning_of(key[4]) if key[4] else None
-            agg = HourAggregate(
+            agg = aggs[key] = HourAggregate(
                 key[0], key[1], key[2], datetime.fromtimestamp(key[3] // 1_000_000, tz=timezone.utc), key[4],
-                n=int(rows["a"][i]), n_served=int(rows["b"][i]), latency=np.zeros(n_lat, dtype=np.int64),
-                latency_sum=float(rows["val"][i]), ts_min=int(rows["c"][i]), ts_max=int(rows["d"][i]),
+                latency=np.zeros(n_lat, dtype=np.int64), ts_min=row["ts_min"], ts_max=row["ts_max"],
             )
             if binning is not None:
                 agg.counts = {name: Counts(np.zeros(b.size, dtype=np.int64)) for name, b in binning.features.items()}
                 agg.sample = Sample.empty(binning.sampled)
-                samples[key] = {}
-            aggs[key] = agg
-            continue
-        agg = aggs[key]
-        name, idx, a = rows["name"][i], rows["idx"][i], rows["a"][i]
-        if kind == "status":
-            agg.status[str(idx)] = int(a)
-        elif kind == "latency":
-            agg.latency[idx] += int(a)
-        elif kind == "bin":
-            agg.counts[name].bins[idx] += int(a)
-        elif kind == "flags":
-            c = agg.counts[name]
-            c.below, c.above, c.declared_out = int(a), int(rows["b"][i]), int(rows["c"][i])
-        elif kind == "sample_id":
-            samples[key].setdefault(rows["sid"][i], {})
-        elif kind == "sample":
-            value = rows["val"][i]
-            samples[key].setdefault(rows["sid"][i], {})[name] = np.nan if value is None else float(value)
-    for key, by_id in samples.items():
-        agg = aggs[key]
-        if not by_id:
-            continue
-        ids = sorted(by_id, key=lambda s: s.encode())
-        names = list(agg.sample.values)
-        agg.sample = Sample(
-            np.array([s.encode() for s in ids]), {n: np.array([by_id[s].get(n, np.nan) for s in ids], dtype=np.float64) for n in names}
-        )
+        agg.n += int(row["a"])
+        agg.n_served += int(row["a"]) if row["idx"] < 400 else 0
+        agg.status[str(row["idx"])] = int(row["a"])
+        agg.latency_sum += float(row["val"])
+        agg.ts_min, agg.ts_max = min(agg.ts_min, row["ts_min"]), max(agg.ts_max, row["ts_max"])  # type: ignore[type-var]
+    counted = table.filter(pc.is_in(kind, value_set=pa.array(["latency", "num", "cat"])))
+    for row in counted.select(["kind", *keys, "name", "idx", "a", "b", "c", "d"]).to_pylist():
+        agg = aggs[tuple(row[k] for k in keys)]
+        if row["kind"] == "latency":
+            agg.latency[row["idx"]] += int(row["a"])
+        else:
+            c = agg.counts[row["name"]]
+            c.bins[row["idx"]] += int(row["a"])
+            c.below, c.above, c.declared_out = c.below + int(row["b"]), c.above + int(row["c"]), c.declared_out + int(row["d"])
+    _samples(table, aggs, keys)
     return list(aggs.values())
+
+
+def _samples(table: pa.Table, aggs: dict[tuple[Any, ...], HourAggregate], keys: list[str]) -> None:
+    """Fill each aggregate's sample from the `sample_id` / `sample` rows (~K x features rows per
+    key): grouped once by key, then ids sorted (byte order) and each feature's values put in place."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = table.filter(pc.is_in(table.column("kind"), value_set=pa.array(["sample_id", "sample"])))
+    if rows.num_rows == 0:
+        return
+    parts = [pc.cast(rows.column(k), pa.string()) for k in keys]
+    joined = pc.binary_join_element_wise(*parts, "\x1f").combine_chunks().dictionary_encode()
+    codes = joined.indices.to_numpy(zero_copy_only=False)
+    key_of = [tuple(text.split("\x1f")) for text in joined.dictionary.to_pylist()]
+    by_text = {tuple(str(v) for v in key): key for key in aggs}
+    is_id = pc.equal(rows.column("kind"), "sample_id").to_numpy(zero_copy_only=False)
+    names = rows.column("name").to_numpy(zero_copy_only=False)
+    sids = np.array(rows.column("sid").to_pylist(), dtype=object).astype(bytes)
+    vals = rows.column("val").fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(key_of) + 1))
+    for code, text in enumerate(key_of):
+        agg = aggs[by_text[text]]
+        mine = order[bounds[code] : bounds[code + 1]]
+        ids = np.sort(sids[mine[is_id[mine]]])
+        values = mine[~is_id[mine]]
+        columns = {}
+        for name in agg.sample.values:
+            pick = values[names[values] == name]
+            column = np.full(ids.size, np.nan)
+            column[np.searchsorted(ids, sids[pick])] = vals[pick]
+            columns[name] = column
+        agg.sample = Sample(ids, columns)
 
 
 __all__ = ["DIALECTS", "SQL", "build_sql", "to_aggregates"]
