@@ -83,6 +83,7 @@ bench: venv
 	$(PY) bench/drift.py
 	$(PY) bench/drift_power.py
 	$(PY) bench/aggregates.py
+	$(PY) bench/engines.py
 	$(PY) bench/ab.py
 	$(PY) bench/training.py
 
