@@ -2,11 +2,15 @@
 
 The same numbers as the built-in path, computed by an SQL engine (DuckDB embedded, Apache
 Spark on a cluster) from the view `log` (the Parquet layout: one row per record, `f_<feature>`
-columns, `model` from the path). The bins travel inside the query as small `VALUES` tables
-(one row per bin: `[lo, hi)` with -inf/+inf at the ends), joined on (bins fingerprint,
-feature); the text is portable between DuckDB and Spark SQL except for the names in `DIALECTS`
-(microseconds of a timestamp, identifier quotes). The result is one long table, one row per
-number (`kind` says which), which `to_aggregates` turns into `HourAggregate`s.
+columns, `model` from the path). One pass counts everything: each record is joined to a small
+`VALUES` table of facets (status, latency, and every binned feature of its version's profile,
+keyed by the profile's fingerprint) and one `GROUP BY` counts them; a numeric bin is a balanced
+`CASE` tree over the profile's edges (exact double literals, `bin_case`), a category's bin a join
+on a `VALUES` table of the profile's categories; the sample is a `ROW_NUMBER()` over the key. The
+text is portable between DuckDB and Spark SQL except for the names in `DIALECTS` (microseconds of
+a timestamp, identifier quotes). The answer is one long table (`kind` says what a row counts),
+which `to_aggregates` turns into `HourAggregate`s: the request fields are summed from the rows
+per (key, status).
 
 Rules shared with the built-in path (see `monitoring/aggregates.py`): a value is finite when
 `x - x = 0` (false for NaN and +-inf, NULL for NULL, in both engines); numeric text is read
