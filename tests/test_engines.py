@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -134,6 +136,8 @@ def test_duckdb_gives_the_builtin_aggregates(layout: tuple[Path, list[Path], Fix
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.fail("the Spark test runs pyspark in local mode, which needs Java 17+ (JAVA_HOME or java on PATH)")
     session = engines.spark_session("local[2]")
     session.conf.set("spark.sql.shuffle.partitions", "1")  # a few thousand rows: one task per stage
     session.conf.set("spark.sql.codegen.wholeStage", "false")  # compiling generated code costs more than it saves here
