@@ -174,6 +174,6 @@ def test_regression_ab_shows_absolute_error_results_by_welch(instance: Path, tmp
     assert 55 < control["outcome_mean"] < 75 and 35 < treatment["outcome_mean"] < 50  # real absolute errors
     assert body["bayes"] is None and body["ztest"] is None
     welch = body["outcome_welch"]
-    assert welch["diff"] == pytest.approx(treatment["outcome_mean"] - control["outcome_mean"]) and welch["p_value"] < 1e-6
+    assert welch["diff"] == pytest.approx(treatment["outcome_mean"] - control["outcome_mean"]) and welch["p_value"] < 1e-3  # t ≈ 4–6 for any split salt
     assert body["verdict"]["action"] == "promote_treatment", body["verdict"]
     assert any(c["name"] == "abs_error" and c["ok"] is True for c in body["guardrails"])
