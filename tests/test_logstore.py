@@ -133,8 +133,12 @@ def test_a_torn_last_line_is_never_shipped_and_pulls_resume(tmp_path: Path) -> N
     # a pull cut short mid-line (a crash): the next one completes it with the same bytes
     with open(copy, "r+b") as handle:
         handle.truncate(whole - 10)
+    gap = tmp_path / "store" / "predictions" / str(TODAY) / "host-z-1"
+    gap.mkdir()
+    (gap / f"{100:015d}.jsonl").write_bytes(b'{"id": "z"}\n')  # its first segment is not there (yet)
     assert pull(monitor, store, writer="monitor").bytes == 10 + len(line)
     assert copy.read_bytes() == path.read_bytes()
+    assert not (monitor / "predictions" / str(TODAY) / "host-z-1.jsonl").exists()  # waits, no empty file
     # the ship state lost: the file is shipped again from 0; overlapping segments agree
     (a / "logstore" / "shipped-host-a.json").unlink()
     _write(a, "host-a", TODAY, 4, 2)

@@ -367,6 +367,12 @@ def _grow(local: Path, store: LogStore, segments: list[tuple[int, int, str]]) ->
     """Append to `local` what the segments hold past its end; the bytes appended."""
     from pyarrow import fs as pafs
 
+    try:
+        size = local.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    if not any(start <= size < end for start, end, _ in segments):
+        return 0  # nothing new, or a gap (a segment still missing): no empty file either
     local.parent.mkdir(parents=True, exist_ok=True)
     added = 0
     fd = os.open(local, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
