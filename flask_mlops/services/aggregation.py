@@ -6,6 +6,11 @@ to its last complete line, in batches of `BATCH_BYTES`, builds the batch's aggre
 bins of each record's version's reference profile, and commits aggregates and offset in one
 transaction (`store.aggregates.commit_batch`; inside a scheduled run the lease's fence is
 checked before that commit). A torn or still-being-written last line stays for the next run.
+A batch is cut into one part per core, parsed (`log_parse.parse_typed` when the known bins fix
+every field's type, else `parse_bytes`) and aggregated in threads, and merged by addition.
+`rebin`, run by `ingest` after it, counts the records of versions whose own bins differ from
+the production version's again on production's bins (after a promotion), with its own
+offsets, so drift against production stays on aggregates.
 
 `window_aggregates` answers a monitoring window from them: the stored aggregates of its hours
 plus the bytes not counted yet (the tails of the files of those days), so the answer is as
@@ -289,6 +294,7 @@ def _ingest_file(
         aggs, records, lines, skipped = aggregates_of(data, binnings)
         if isinstance(binnings, Rebinning):
             aggs = binnings.keep(aggs)
+            skipped = 0  # the primary offsets count the skipped lines, once
         end = consumed + len(data)
         ok = store.commit_batch(
             state.engine, rel, day=day.isoformat() if day else None, expect=consumed, consumed=end,
