@@ -335,6 +335,12 @@ class MLOpsConfig:
         "(whole UTC hours, a sample for KS/Wasserstein) instead of the records (0 = always the aggregates).",
         _number(int, 0),
     )
+    raw_read_max: int = _key(
+        1_000_000,
+        "Most records a window answered from the records (not the aggregates) reads: past it, the newest this many "
+        "(the answer's window says `record_cap`). Bounds the memory and time of any read a read token can ask for.",
+        _number(int, 1),
+    )
     report_retention_days: int = _key(
         90, "Days stored drift runs (rows, JSON and HTML reports) are kept by the retention job (0 = keep forever).", _number(int, 0, 36500)
     )

@@ -272,3 +272,20 @@ def test_drift_without_a_registered_version_uses_the_training_data(app: Flask) -
     assert report["status"] == "ok" and report["window"]["reference"] == "training data diabetes.csv"
     assert report["window"]["reference_version"] is None and report["prediction"] is None
     assert report["drifted_features"] == []
+
+
+def test_raw_reads_are_capped_at_the_newest_records(served_instance: Path, tmp_path: Path) -> None:
+    """MLOPS_RAW_READ_MAX bounds a window read from the records: the newest N, and the answer says so."""
+    app = build_app(served_instance, base_config(tmp_path, MLOPS_RAW_READ_MAX=150, MLOPS_AGGREGATE_MIN_RECORDS=10**9))
+    client = app.test_client()
+    predict_rows(client, 100)  # unshifted, older
+    write_shifted(app, 150, glucose_shift=60.0)  # the newest 150
+    capped = client.get(f"{API}/monitoring/drift", headers=READ_AUTH).get_json()
+    assert capped["window"]["n"] == 150 and capped["window"]["record_cap"] == 150 and capped["window"]["source"] == "log"
+    glucose = capped["features"]["Glucose"]
+    newest = client.get(f"{API}/monitoring/drift?last=150", headers=READ_AUTH).get_json()["features"]["Glucose"]
+    assert glucose["n_current"] == 150 and glucose["ks_stat"] == newest["ks_stat"] and glucose["psi"] == newest["psi"]  # the newest 150
+    small = client.get(f"{API}/monitoring/drift?last=40", headers=READ_AUTH).get_json()
+    assert small["window"]["n"] == 40 and "record_cap" not in small["window"]  # under the cap: nothing to say
+    ops = client.get(f"{API}/monitoring/report", headers=READ_AUTH).get_json()["operations"]
+    assert ops["n_requests"] == 150, ops  # operations read through the same bounded read

@@ -112,13 +112,16 @@ def _reference_version(state: MLOpsState, spec: ModelSpec, window: WindowSpec) -
 
 
 def read(state: MLOpsState, spec: ModelSpec, window: WindowSpec, *, features: bool = True, with_ids: bool = False) -> Window:
+    """The window's records, never more than MLOPS_RAW_READ_MAX (the newest): a raw read is bounded
+    whatever window is asked for (large windows are answered from the hourly aggregates)."""
+    cap = state.config.raw_read_max
     return read_window(
         state.log_dir,
         model=spec.name,
         version=window.version,
         since=window.since,
         until=window.until,
-        last=window.last,
+        last=min(window.last, cap) if window.last is not None else cap,
         spec=spec if features else None,
         features=None if features else (),
         with_ids=with_ids,
@@ -160,9 +163,12 @@ def drift(
             if persist:
                 save_drift_run(state, spec.name, report, trigger=trigger)
             return report
-    win = _served(win if win is not None else read(state, spec, window))
+    raw = win if win is not None else read(state, spec, window)
+    win = _served(raw)
     prediction: Any = win.probability if pred_prof.get("of") == "probability" else win.prediction
     info = {**info, "skipped_lines": win.stats.skipped, "source": "log"}
+    if raw.n >= state.config.raw_read_max and (window.last is None or window.last > raw.n):
+        info["record_cap"] = state.config.raw_read_max  # the newest records only: MLOPS_RAW_READ_MAX
     report = DriftCalculator.from_config(profile, state.config).calculate(
         win.features, prediction=prediction if pred_prof else None, window=info, n_rows=win.n
     )
