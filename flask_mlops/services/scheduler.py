@@ -37,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -368,11 +368,19 @@ class Scheduler:
             self._deadline, self._fence = 0.0, None
             return False
         took_over = not was_leader or grant.fence != self._fence
+        last: dict[str, datetime | None] | None = None
+        if took_over and not self._stop.is_set():
+            # each job's newest recorded tick, read before this process counts as the holder: a tick it
+            # fires right after must not hide the ticks nobody ran from the catch-up
+            try:
+                last = {name: leases.last_scheduled_tick(self._state.engine, name) for name in self.triggers}
+            except Exception as exc:  # database away again: read in take_over
+                logger.warning("scheduler takeover could not read the last ticks: %s", exc)
         self._deadline, self._fence = asked + self.ttl, grant.fence
         if took_over and not self._stop.is_set():
             logger.info("scheduler lease taken by %s (fence %s)", self.holder, grant.fence)
             try:
-                self.take_over()
+                self.take_over(last)
             except Exception as exc:  # database away again: the next takeover retries this
                 logger.warning("scheduler takeover checks failed: %s", exc)
         return True
@@ -383,8 +391,9 @@ class Scheduler:
             self.renew()
             stop.wait(self.ttl / 3)
 
-    def take_over(self) -> None:
-        """Retry once what a previous holder left unfinished, then record and catch up missed ticks."""
+    def take_over(self, last: Mapping[str, datetime | None] | None = None) -> None:
+        """Retry once what a previous holder left unfinished, then record and catch up missed ticks
+        (since `last`, each job's newest recorded tick when the lease was taken; read now without it)."""
         engine = self._state.engine
         retries, abandoned = leases.reclaim_runs(engine, self.holder, jobs=list(self.triggers))
         if abandoned:
@@ -392,9 +401,9 @@ class Scheduler:
         for retry in retries:
             logger.warning("retrying job %s tick %s once (%s did not finish it)", retry.job, retry.tick.isoformat(), retry.previous_holder)
             self._submit(retry.job, retry.tick, trigger="retry", run_id=retry.id)
-        self.catch_up()
+        self.catch_up(last)
 
-    def catch_up(self) -> None:
+    def catch_up(self, last_ticks: Mapping[str, datetime | None] | None = None) -> None:
         """Record every tick since a job's last recorded one as `missed` (nobody ran it) and,
         with MLOPS_SCHEDULER_CATCH_UP=latest, run the newest of them once instead."""
         engine = self._state.engine
@@ -405,18 +414,23 @@ class Scheduler:
             covered = last_tick(trigger, now)
             if covered is not None:
                 self._covered[name] = covered
-            last = leases.last_scheduled_tick(engine, name)
+            last = last_ticks[name] if last_ticks is not None and name in last_ticks else leases.last_scheduled_tick(engine, name)
             if last is None:  # never ran here: no history to compare with; catch up a tick that just passed
                 tick = last_tick(trigger, now)
                 if tick is not None and now - tick <= grace and run_latest:
                     self._submit(name, tick, trigger="catch-up")
                 continue
             missed = ticks_between(trigger, last, now)
+            ran = leases.last_scheduled_tick(engine, name) if last_ticks is not None else last
+            if ran is not None and ran > last:  # this holder has run the job since it took the lease: no catch-up
+                missed, run_latest_here = [t for t in missed if t < ran], False
+            else:
+                run_latest_here = run_latest
             if not missed:
                 continue
-            latest = missed[-1] if run_latest else None
+            latest = missed[-1] if run_latest_here else None
             recorded = leases.record_missed(
-                engine, name, missed[:-1] if run_latest else missed, self.holder,
+                engine, name, missed[:-1] if latest is not None else missed, self.holder,
                 reason="no process held the scheduler lease at this tick (outage or dead host)",
             )
             logger.warning("job %s: %d tick(s) since %s had no runner: %d recorded as missed%s",
