@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,8 @@ DAY = date(2026, 11, 20)
 TODAY = date(2026, 11, 22)
 
 
-def write(log_dir: Path, day: date, n: int, *, start: int = 0, model: str = "m") -> None:
+def write(log_dir: Path, day: date, n: int, *, start: int = 0, model: str = "m", c: Any = None) -> None:
+    """`n` records of `day` (every 4th of model "other"); `c` replaces the string feature c's values."""
     writer = PredictionLogWriter(log_dir)
     base = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
     for i in range(start, start + n):
@@ -27,7 +29,7 @@ def write(log_dir: Path, day: date, n: int, *, start: int = 0, model: str = "m")
                 "model_version": str(1 + i % 2),
                 "variant": "b" if i % 3 == 0 else None,
                 "unit_id": None,
-                "features": {"x": None if i % 10 == 0 else i * 0.5, "k": i % 5, "c": ["u", "v", "w"][i % 3]},
+                "features": {"x": None if i % 10 == 0 else i * 0.5, "k": i % 5, "c": c if c is not None else ["u", "v", "w"][i % 3]},
                 "prediction": i % 2,
                 "probability": (i % 100) / 100,
                 "latency_ms": 1.0 + i % 7,

@@ -4,40 +4,18 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 
 from flask_mlops import get_state
 from flask_mlops.store import parquet
-from flask_mlops.store.predictions import PredictionLogWriter, format_ts, read_records
+from flask_mlops.store.predictions import read_records
+
+from .test_columnar import write
 
 DAY = date(2026, 11, 20)
 TODAY = date(2026, 11, 22)
-
-
-def write(log_dir: Path, day: date, n: int, *, start: int = 0, c: Any = None) -> None:
-    writer = PredictionLogWriter(log_dir)
-    base = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
-    for i in range(start, start + n):
-        writer.write(
-            {
-                "id": f"{i:032x}",
-                "ts": format_ts(base + timedelta(seconds=i)),
-                "model": "m" if i % 4 else "other",
-                "model_version": str(1 + i % 2),
-                "variant": "b" if i % 3 == 0 else None,
-                "unit_id": None,
-                "features": {"x": None if i % 10 == 0 else i * 0.5, "k": i % 5, "c": c if c is not None else ["u", "v", "w"][i % 3]},
-                "prediction": i % 2,
-                "probability": (i % 100) / 100,
-                "latency_ms": 1.0 + i % 7,
-                "status": 500 if i % 50 == 0 else 200,
-            },
-            day,
-        )
-    writer.close()
 
 
 def counts(log_dir: Path) -> dict[tuple[str, str], int]:

@@ -115,13 +115,9 @@ class PredictionLogWriter:
         for attempt in range(1, 100):
             path = first if attempt == 1 else first.with_name(f"{first.stem}.{attempt}.jsonl")
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _lock(fd):
                 os.close(fd)  # another live process writes this file: never append to it
                 continue
-            except OSError:
-                pass  # no locks on this file system (ENOLCK...): the name alone keeps writers apart
             if os.fstat(fd).st_size:
                 self._suspect = True  # an earlier process of this name may have died mid-record: check the end first
             return fd
@@ -150,6 +146,18 @@ class PredictionLogWriter:
             if self._pid == os.getpid():
                 for fd in fds.values():
                     os.close(fd)
+
+
+def _lock(fd: int) -> bool:
+    """Take this writer's exclusive lock on its file; False when another live process holds it.
+    Where the file system has no locks (ENOLCK, ...) it counts as taken: the name alone keeps writers apart."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _ends_with_newline(fd: int) -> bool:
