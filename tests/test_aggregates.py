@@ -187,6 +187,40 @@ def test_ingestion_counts_every_line_once_across_runs_restarts_and_writers(insta
     assert sum(int(a.counts["Glucose"].bins.sum()) for a in stored) == served  # binned on the training data's profile
 
 
+def test_uncounted_tails_are_read_in_bounded_batches(app: Flask, tmp_path: Path, monkeypatch: Any) -> None:
+    """A window over bytes the job has not counted reads them as the job would, a batch at a
+    time (memory bounded however long the tail), with the same aggregates as one read."""
+    logs = tmp_path / "logs" / "predictions" / "2026-11-30"
+    _write(logs / "a-1.jsonl", _records(400, START, 21))
+    _write(logs / "b-2.jsonl", _records(250, START, 22), tail=b'{"id": "torn"')
+    state = get_state(app)
+
+    def window() -> dict[tuple[str, str, str, bool], Any]:
+        with app.app_context():
+            result = aggregation.window_aggregates(state, "diabetes", since=START, until=START + timedelta(hours=2))
+        assert result.tail_records == 650
+        return {(g.version, g.variant, g.bins, g.primary): g for g in result.groups}
+
+    whole = window()
+    batches: list[int] = []
+    real = aggregation.aggregates_of
+
+    def counted(data: Any, binnings: Any) -> Any:
+        batches.append(len(data))
+        return real(data, binnings)
+
+    monkeypatch.setattr(aggregation, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(aggregation, "aggregates_of", counted)
+    batched = window()
+    assert len(batches) > 40 and max(batches) <= 4096
+    assert batched.keys() == whole.keys()
+    for key, agg in whole.items():
+        assert batched[key].counts_json() == agg.counts_json() or abs(batched[key].latency_sum - agg.latency_sum) < 1e-6 * agg.latency_sum
+        assert (batched[key].n, batched[key].n_served) == (agg.n, agg.n_served)
+        assert {k: c.to_dict() for k, c in batched[key].counts.items()} == {k: c.to_dict() for k, c in agg.counts.items()}
+        assert batched[key].sample.ids.tolist() == agg.sample.ids.tolist()
+
+
 def test_a_batch_read_twice_commits_once(app: Flask, tmp_path: Path) -> None:
     state = get_state(app)
     cols = columns(100, 5)
@@ -357,11 +391,14 @@ def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, m
     odd = [dict(r, features=dict(r["features"])) for r in records[:500]]
     odd[3]["features"]["Glucose"] = "148"  # a number as text: counted as the number, by the general parser
     odd_data = b"".join(orjson.dumps(r) + b"\n" for r in odd)
+    broken = [dict(r, features=dict(r["features"])) for r in records[:300]]
+    broken[4]["features"]["Age"] = "old"  # text in a numeric feature: the typed parse refuses, the general one copes
+    broken_data = b"".join(orjson.dumps(r) + b"\n" for r in broken) + b"not json\n"
     typed_runs: list[bool] = []
     real = aggregation.parse_typed
 
-    def spy(*args: Any) -> Any:
-        out = real(*args)
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
         typed_runs.append(out is not None)
         return out
 
@@ -371,11 +408,14 @@ def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, m
         monkeypatch.setattr(aggregation, "parse_typed", spy)
         fast = aggregation.aggregates_of(good, binnings)
         fast_odd = aggregation.aggregates_of(odd_data, binnings)
-        monkeypatch.setattr(aggregation, "parse_typed", lambda *args: None)
+        fast_broken = aggregation.aggregates_of(broken_data, binnings)
+        monkeypatch.setattr(aggregation, "parse_typed", lambda *args, **kwargs: None)
         general = aggregation.aggregates_of(good, binnings)
         general_odd = aggregation.aggregates_of(odd_data, binnings)
-    assert typed_runs == [True, False]
-    for a, b in ((fast, general), (fast_odd, general_odd)):
+        general_broken = aggregation.aggregates_of(broken_data, binnings)
+    assert typed_runs == [True, True, False]
+    assert fast_broken[1:] == (300, 301, 1)
+    for a, b in ((fast, general), (fast_odd, general_odd), (fast_broken, general_broken)):
         assert a[1:] == b[1:]
         left, right = merge_all(a[0]), merge_all(b[0])
         assert left.keys() == right.keys()
@@ -383,3 +423,35 @@ def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, m
             assert agg.counts_json() == right[key].counts_json() and agg.n == right[key].n
             assert agg.sample.ids.tolist() == right[key].sample.ids.tolist()
     assert fast[1:] == (2000, 2001, 1)
+
+
+def test_categorical_values_key_alike_in_the_typed_and_the_general_parse() -> None:
+    """A categorical feature holding strings, numbers, bools, null and nested values: the typed
+    parse (DuckDB, JSON texts) and the general one (pyarrow, line by line) give every row the same
+    key (1.0 -> "1", true -> "1", nested -> missing), homogeneous or mixed."""
+    from flask_mlops.monitoring.aggregates import category_index
+    from flask_mlops.store.log_parse import parse_bytes, parse_typed
+    from flask_mlops.store.window import feature_columns
+
+    def lines(values: list[Any]) -> bytes:
+        out = b""
+        for i, v in enumerate(values):
+            features = {} if v == "<absent>" else {"c": v}
+            out += orjson.dumps({"id": f"{i:04d}", "ts": "2026-11-30T10:00:00Z", "model": "m", "features": features}) + b"\n"
+        return out
+
+    keys = ["a", "1", "3", "2.5", "0"]
+    for values in (
+        ["a", "b", 3, 1.0, 2.5, None, True, {"x": 1}, [1], "a", "<absent>", "1", False],  # mixed
+        [3, 1.0, 2.5, None, 3, 0],  # numbers only
+        ["a", "b", None, "a"],  # text only
+    ):
+        data = lines(values)
+        typed = parse_typed(data, {"c": "categorical"}, None)
+        assert typed is not None
+        general = parse_bytes(data)
+        assert typed[1:] == general[1:] == (len(values), 0)
+        left = category_index(feature_columns(typed[0], ["c"])["c"], keys)
+        right = category_index(feature_columns(general[0], ["c"])["c"], keys)
+        assert left.tolist() == right.tolist(), values
+    assert left.tolist() == [0, 5, 6, 0]  # the text-only case: a, other (b), missing, a

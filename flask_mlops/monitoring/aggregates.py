@@ -205,8 +205,16 @@ class Sample:
 
 
 def bottom_k(ids: np.ndarray, values: Mapping[str, np.ndarray], k: int = SAMPLE_SIZE) -> Sample:
-    """The `k` smallest ids (sorted) with their values."""
-    if ids.size > k:
+    """The `k` smallest ids (sorted) with their values. Over many ids the candidates are found on
+    each id's first 8 bytes as one big-endian integer (same order as the bytes, and ~10x faster
+    to partition than strings), then ordered exactly on the whole ids: every id of the bottom k
+    has a prefix no larger than the k-th smallest prefix."""
+    if ids.size > 4 * k and ids.dtype.itemsize >= 8:
+        prefix = np.ndarray(ids.size, dtype=">u8", buffer=np.ascontiguousarray(ids), strides=(ids.dtype.itemsize,))
+        kth = np.partition(prefix, k - 1)[k - 1]
+        candidates = np.flatnonzero(prefix <= kth)
+        order = candidates[np.argsort(ids[candidates], kind="stable")[:k]]
+    elif ids.size > k:
         part = np.argpartition(ids, k - 1)[:k]
         order = part[np.argsort(ids[part], kind="stable")]
     else:

@@ -6,8 +6,8 @@ to its last complete line, in batches of `BATCH_BYTES`, builds the batch's aggre
 bins of each record's version's reference profile, and commits aggregates and offset in one
 transaction (`store.aggregates.commit_batch`; inside a scheduled run the lease's fence is
 checked before that commit). A torn or still-being-written last line stays for the next run.
-A batch is cut into one part per core, parsed (`log_parse.parse_typed` when the known bins fix
-every field's type, else `parse_bytes`) and aggregated in threads, and merged by addition.
+A batch is parsed on every core (`log_parse.parse_typed` in DuckDB when the known bins fix every
+field's type, else `parse_bytes` on one part per core), aggregated in threads, and merged by addition.
 `rebin`, run by `ingest` after it, counts the records of versions whose own bins differ from
 the production version's again on production's bins (after a promotion), with its own
 offsets, so drift against production stays on aggregates.
@@ -158,25 +158,71 @@ def _head(path: Path, upto: int) -> str:
         return hashlib.sha1(handle.read(min(upto, HEAD_BYTES))).hexdigest()
 
 
-def _read_complete(path: Path, start: int, limit: int) -> bytes:
-    """Bytes from `start`, at most `limit`, up to (and including) the last newline."""
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        data = handle.read(limit)
-    return data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+class BatchReader:
+    """Reads complete lines of a file into one buffer reused batch after batch: a fresh 64 MB
+    allocation per batch costs its page faults again (a third of the read on a small VM).
+    A batch is valid until the next `read`."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def read(self, path: Path, start: int, limit: int) -> memoryview:
+        """Bytes from `start`, at most `limit`, up to (and including) the last newline."""
+        if len(self._buffer) < limit:
+            self._buffer = bytearray(limit)  # replaced, not resized: an old batch's view may live on
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            got = handle.readinto(memoryview(self._buffer)[:limit])
+        return memoryview(self._buffer)[: self._buffer.rfind(b"\n", 0, got) + 1]
 
 
-def aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
-    """(aggregates, records, lines, skipped lines) of complete JSONL lines: split at line ends
-    into one part per core, each parsed and aggregated in its own thread (pyarrow and numpy
-    release the GIL), then merged by addition."""
-    parts = _split(data, min(os.cpu_count() or 1, MAX_THREADS)) if len(data) >= SPLIT_BYTES else [data]
-    if len(parts) == 1:
-        return _aggregates_of(data, binnings)
-    with ThreadPoolExecutor(len(parts), thread_name_prefix="mlops-aggregate") as pool:
-        results = list(pool.map(lambda part: _aggregates_of(part, binnings), parts))
+def aggregates_of(data: bytes | memoryview, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
+    """(aggregates, records, lines, skipped lines) of complete JSONL lines. When the bins known so
+    far fix every field's type, the whole batch is parsed at once by `parse_typed` (DuckDB, on
+    every core) and the rows are aggregated in one slice per core; otherwise (or when a line does
+    not fit) the batch is cut at line ends into one part per core, each parsed by `parse_bytes`
+    and aggregated in its own thread. Threads' aggregates merge by addition."""
+    threads = _threads(len(data))
+    tried: list[Any] = []
+    while len(tried) < 2:  # the types of what earlier batches held; then of what this one holds
+        guess = binnings.requirements(binnings.known())
+        if guess is None or guess in tried:
+            break
+        tried.append(guess)
+        parsed = parse_typed(data, *guess, threads=threads)
+        if parsed is None:
+            break  # a line that is no JSON: the general parser
+        table, lines, skipped = parsed
+        step = -(-table.num_rows // threads) if table.num_rows else 1
+        slices = [table.slice(i, step) for i in range(0, table.num_rows, step)]
+        built = _in_threads(lambda part, guess=guess: _build(part, binnings, guess), slices)
+        if all(aggs is not None for aggs in built):
+            merged = merge_all(agg for aggs in built for agg in aggs or ())
+            return list(merged.values()), table.num_rows, lines, skipped
+        # a (model, version) whose fields were not known (now they are: once more), or whose types clash
+    parts = _split(bytes(data), threads) if threads > 1 else [bytes(data)]
+
+    def general(part: bytes) -> tuple[list[HourAggregate], int, int, int]:
+        table, lines, skipped = parse_bytes(part)
+        return _build(table, binnings) or [], table.num_rows, lines, skipped
+
+    results = _in_threads(general, parts)
     merged = merge_all(agg for result in results for agg in result[0])
     return list(merged.values()), sum(r[1] for r in results), sum(r[2] for r in results), sum(r[3] for r in results)
+
+
+def _threads(size: int) -> int:
+    """Threads for a batch of `size` bytes: one per core (at most MAX_THREADS) once it is worth it."""
+    return min(os.cpu_count() or 1, MAX_THREADS) if size >= SPLIT_BYTES else 1
+
+
+def _in_threads(fn: Any, parts: list[Any]) -> list[Any]:
+    """`fn` of each part, in a thread each when there are several (pyarrow, DuckDB and numpy
+    release the GIL)."""
+    if len(parts) <= 1:
+        return [fn(part) for part in parts]
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="mlops-aggregate") as pool:
+        return list(pool.map(fn, parts))
 
 
 def _split(data: bytes, parts: int) -> list[bytes]:
@@ -193,22 +239,19 @@ def _split(data: bytes, parts: int) -> list[bytes]:
     return out
 
 
-def _aggregates_of(data: bytes, binnings: Binnings) -> tuple[list[HourAggregate], int, int, int]:
-    guess = binnings.requirements(binnings.known())  # the types of what earlier batches held
-    parsed = parse_typed(data, *guess) if guess is not None else None
-    if parsed is not None:
-        cols = log_columns(parsed[0], ())
-        need = binnings.requirements(_pairs(cols))
-        if need is None or guess is None or not _covers(guess, need):
-            parsed = None  # a model or version with other fields: the general parser
-    table, lines, skipped = parsed if parsed is not None else parse_bytes(data)
+def _build(table: Any, binnings: Binnings, typed: tuple[dict[str, str], str | None] | None = None) -> list[HourAggregate] | None:
+    """The aggregates of a parsed table's records (on each (model, version)'s bins); None when the
+    table was parsed with the types `typed` and a (model, version) in it needs others."""
     if table.num_rows == 0:
-        return [], 0, lines, skipped
+        return []
     cols = log_columns(table, ())
     pairs = sorted(_pairs(cols))
+    if typed is not None:
+        need = binnings.requirements(pairs)
+        if need is None or not _covers(typed, need):
+            return None
     cols.features = feature_columns(table, binnings.features(pairs))
-    aggs = build(cols, {pair: binnings.get(pair) for pair in pairs})
-    return list(merge_all(aggs).values()), table.num_rows, lines, skipped
+    return list(merge_all(build(cols, {pair: binnings.get(pair) for pair in pairs})).values())
 
 
 def _covers(have: tuple[dict[str, str], str | None], need: tuple[dict[str, str], str | None]) -> bool:
@@ -231,6 +274,9 @@ def ingest(state: MLOpsState, *, batch_bytes: int = BATCH_BYTES) -> IngestResult
     """Count every log line not counted yet into the hourly aggregates, each exactly once."""
     result = IngestResult()
     binnings = Binnings(state)
+    for model in model_names(state):  # what most records were served by: their types known from the first batch
+        version = alias_version(state, model)
+        binnings.get((model, "" if version is None else str(version)))
     known = store.offsets(state.engine)
     for path in log_files(state.log_dir):
         rel = path.relative_to(state.log_dir).as_posix()
@@ -285,8 +331,9 @@ def _ingest_file(
     result.files += 1
     day = day_of(path)
     conflicts = 0
+    reader = BatchReader()
     while consumed < size:
-        data = _read_complete(path, consumed, min(batch_bytes, size - consumed))
+        data = reader.read(path, consumed, min(batch_bytes, size - consumed))
         if not data:
             if size - consumed >= batch_bytes:
                 result.problems.append(f"{rel}: a line longer than {batch_bytes} bytes at {consumed}")
@@ -399,16 +446,20 @@ def _tails(
             size = os.path.getsize(path)
         except OSError:
             continue
-        if size <= start:
-            continue
-        aggs, _, _, _ = aggregates_of(_read_complete(path, start, size - start), binnings)
-        for agg in rebinning.keep(aggs) if rebinning else aggs:
-            if agg.model != model or (version is not None and agg.version != version):
-                continue
-            if (lo is not None and agg.hour < lo) or agg.hour >= hi:
-                continue
-            out.append(agg)
-            records += agg.n
+        reader = BatchReader()
+        while start < size:  # in batches, as the job reads: memory stays bounded however long the tail
+            data = reader.read(path, start, min(BATCH_BYTES, size - start))
+            if not data:
+                break  # a torn / unfinished last line (or one longer than a batch: the job reports it)
+            start += len(data)
+            aggs, _, _, _ = aggregates_of(data, binnings)
+            for agg in rebinning.keep(aggs) if rebinning else aggs:
+                if agg.model != model or (version is not None and agg.version != version):
+                    continue
+                if (lo is not None and agg.hour < lo) or agg.hour >= hi:
+                    continue
+                out.append(agg)
+                records += agg.n
     return out, records
 
 
