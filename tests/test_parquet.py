@@ -1,4 +1,4 @@
-"""The Parquet form of the log: Hive partitions that DuckDB and pyarrow read as they are, rewritten only when a source changed."""
+"""The Parquet form of the log: Hive partitions that DuckDB, pyarrow and Polars read as they are, rewritten only when a source changed."""
 
 from __future__ import annotations
 
@@ -61,6 +61,26 @@ def test_duckdb_and_pyarrow_read_the_layout_as_it_is(tmp_path: Path) -> None:
     for m, d in zip(table.column("model").to_pylist(), table.column("date").to_pylist(), strict=True):
         got[(m, str(d))] = got.get((m, str(d)), 0) + 1
     assert got == expected
+
+
+def test_polars_reads_the_layout_as_docs_engines_shows(tmp_path: Path) -> None:
+    """The Polars snippet of docs/engines.md, run as written (one model's folder, Hive dates)."""
+    import polars as pl
+
+    write(tmp_path, DAY, 400)
+    write(tmp_path, DAY + timedelta(days=1), 300, start=400)
+    parquet.compact(tmp_path, today=TODAY)
+    expected = {d: n for (m, d), n in counts(tmp_path).items() if m == "m"}
+    records = [r for r in read_records(tmp_path, model="m") if r["ts"] < "2026-11-22"]
+
+    frame = pl.scan_parquet(str(tmp_path / "parquet" / "model=m" / "**" / "*.parquet"), hive_partitioning=True)
+    out = frame.group_by("date").agg(pl.len(), pl.col("f_x").mean()).collect()
+    got = {str(row["date"]): row["len"] for row in out.iter_rows(named=True)}
+    assert got == expected and sum(got.values()) > 0
+    for row in out.iter_rows(named=True):
+        xs = [r["features"]["x"] for r in records if r["ts"][:10] == str(row["date"]) and r["features"]["x"] is not None]
+        assert row["f_x"] == pytest.approx(sum(xs) / len(xs))
+    assert frame.collect_schema()["ts"] == pl.Datetime("us", "UTC")
 
 
 def test_compaction_is_idempotent_and_follows_changed_sources(tmp_path: Path) -> None:
