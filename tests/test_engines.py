@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -150,6 +153,28 @@ def test_spark_gives_the_builtin_aggregates(layout: tuple[Path, list[Path], Fixe
     log_dir, files, binnings = layout
     got = merge_all(engines.sql_aggregates("spark", parquet.root(log_dir), files, binnings.get, spark_master="local[2]"))
     assert_same(got, builtin(log_dir, binnings))
+
+
+@pytest.mark.slow
+def test_a_spark_standalone_cluster_gives_the_builtin_aggregates(layout: tuple[Path, list[Path], Fixed], tmp_path: Path) -> None:
+    """MLOPS_SPARK_MASTER=spark://...: the same SQL on a real standalone cluster (a master and a
+    worker JVM on 127.0.0.1, the driver in a child process); the worker's executor reads the
+    Parquet layout from the disk they share, and the answer equals the built-in path's."""
+    from .spark_cluster import env, load, standalone
+
+    log_dir, _, binnings = layout
+    out = tmp_path / "aggregates.json"
+    with standalone(tmp_path) as cluster:
+        driver = subprocess.run(
+            [sys.executable, "-m", "tests.spark_cluster", "DRIVER", str(log_dir), cluster.master, str(out)],
+            env=env(), cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+        )
+        assert driver.returncode == 0, driver.stderr[-4000:]
+        worker_log = cluster.worker_log.read_text(errors="replace")
+    doc = json.loads(out.read_text())
+    assert doc["master"] == cluster.master
+    assert "Asked to launch executor" in worker_log  # the query ran on the worker's executor
+    assert_same(load(doc["aggregates"]), builtin(log_dir, binnings))
 
 
 def diabetes_log(log_dir: Path, day: date, n: int, seed: int) -> None:
