@@ -320,7 +320,7 @@ class MLOpsConfig:
     )
     aggregate_engine: str = _key(
         "builtin",
-        "What the aggregate_log job counts closed days nobody has counted yet with: builtin (pyarrow/numpy), duckdb (the aggregate "
+        "What the aggregate_log job counts closed days nobody has counted yet with: builtin (DuckDB's JSON parser, numpy counts), duckdb (the aggregate "
         "SQL over the Parquet layout, embedded) or spark (the same SQL on Apache Spark at MLOPS_SPARK_MASTER; the spark extra). "
         "The open day is always counted by the built-in path.",
         _choice("builtin", "duckdb", "spark"),
