@@ -221,6 +221,42 @@ def test_uncounted_tails_are_read_in_bounded_batches(app: Flask, tmp_path: Path,
         assert batched[key].sample.ids.tolist() == agg.sample.ids.tolist()
 
 
+def test_zeros_of_a_file_still_being_written_are_waited_for_not_skipped(app: Flask, tmp_path: Path) -> None:
+    """On a network file system a reader can see another host's file at its new size with the
+    appended bytes still zeros: those lines are counted once they show, never skipped. Zeros that
+    stay (a crashed writer's tail on a local disk) pass as skipped lines once the file is old."""
+    import os
+    import time
+
+    logs = tmp_path / "logs" / "predictions" / "2026-11-30"
+    logs.mkdir(parents=True)
+    lines = [orjson.dumps(r) + b"\n" for r in _records(300, START, 31)]
+    good, hidden, later = b"".join(lines[:100]), b"".join(lines[100:200]), b"".join(lines[200:])
+    nfs = logs / "nfs-1.jsonl"
+    nfs.write_bytes(good + b"\0" * len(hidden) + later)  # the middle not visible yet
+    state = get_state(app)
+    with app.app_context():
+        first = aggregation.ingest(state)
+    assert (first.records, first.skipped_lines, first.held) == (100, 0, 1)
+    nfs.write_bytes(good + hidden + later)  # the client's cache refreshed: same size, the real bytes
+    with app.app_context():
+        second = aggregation.ingest(state)
+    assert (second.records, second.skipped_lines, second.held) == (200, 0, 0)
+    assert _stored_n(app) == 300
+
+    crashed = logs / "crashed-2.jsonl"
+    crashed.write_bytes(good + b"\0" * 300 + b"\n" + later)  # zeros that stay
+    with app.app_context():
+        held = aggregation.ingest(state)
+    assert (held.records, held.held) == (100, 1)
+    old = time.time() - aggregation.NUL_HOLD_S - 60
+    os.utime(crashed, (old, old))
+    with app.app_context():
+        passed = aggregation.ingest(state)
+    assert (passed.records, passed.skipped_lines, passed.held) == (100, 1, 0)
+    assert _stored_n(app) == 500
+
+
 def test_a_batch_read_twice_commits_once(app: Flask, tmp_path: Path) -> None:
     state = get_state(app)
     cols = columns(100, 5)

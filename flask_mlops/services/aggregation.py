@@ -5,7 +5,9 @@ per day or a folder of per-writer files per day), reads each from the offset alr
 to its last complete line, in batches of `BATCH_BYTES`, builds the batch's aggregates on the
 bins of each record's version's reference profile, and commits aggregates and offset in one
 transaction (`store.aggregates.commit_batch`; inside a scheduled run the lease's fence is
-checked before that commit). A torn or still-being-written last line stays for the next run.
+checked before that commit). A torn or still-being-written last line stays for the next run, and so
+do lines behind a NUL byte in a file changed within `NUL_HOLD_S` (bytes a network file system shows
+as zeros until its caches refresh).
 A batch is parsed on every core (`log_parse.parse_typed` in DuckDB when the known bins fix every
 field's type, else `parse_bytes` on one part per core), aggregated in threads, and merged by addition.
 `rebin`, run by `ingest` after it, counts the records of versions whose own bins differ from
@@ -23,6 +25,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,6 +57,10 @@ SPLIT_BYTES = 4 << 20
 MAX_THREADS = 4
 #: times a batch is retried after another writer committed first
 MAX_CONFLICTS = 3
+#: seconds after a file's last change during which a NUL byte ends what is counted (NFS clients
+#: can show appended bytes as zeros until their caches refresh: 60 s at most by default); after
+#: that, zeros are damage (a crashed writer's tail on a local disk) and count as skipped lines
+NUL_HOLD_S = 300
 
 
 class Binnings:
@@ -147,6 +154,8 @@ class IngestResult:
     skipped_lines: int = 0
     conflicts: int = 0
     aggregates: int = 0
+    #: files whose counting waits at zeros written within NUL_HOLD_S (bytes not visible yet)
+    held: int = 0
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,14 +174,22 @@ class BatchReader:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        #: whether the last `read` stopped at a NUL byte
+        self.held = False
 
-    def read(self, path: Path, start: int, limit: int) -> memoryview:
-        """Bytes from `start`, at most `limit`, up to (and including) the last newline."""
+    def read(self, path: Path, start: int, limit: int, *, hold_nul: bool = False) -> memoryview:
+        """Bytes from `start`, at most `limit`, up to (and including) the last newline; with
+        `hold_nul`, only up to the last newline before a NUL byte. JSON text never holds a raw NUL,
+        but a network file system can show a file another host is appending to at its new size
+        with the new bytes still zeros: counting them would skip real lines for good."""
         if len(self._buffer) < limit:
             self._buffer = bytearray(limit)  # replaced, not resized: an old batch's view may live on
         with open(path, "rb") as handle:
             handle.seek(start)
             got = handle.readinto(memoryview(self._buffer)[:limit])
+        nul = self._buffer.find(b"\0", 0, got) if hold_nul else -1
+        self.held = nul >= 0
+        got = nul if self.held else got
         return memoryview(self._buffer)[: self._buffer.rfind(b"\n", 0, got) + 1]
 
 
@@ -319,9 +336,12 @@ def _ingest_file(
     *, upto: int | None = None,
 ) -> None:
     try:
-        size = path.stat().st_size if upto is None else upto
+        stat = path.stat()
     except OSError:
         return  # removed meanwhile (retention)
+    size = stat.st_size if upto is None else upto
+    # zeros in a file written within NUL_HOLD_S may be bytes not visible here yet: wait for them
+    hold = time.time() - stat.st_mtime < NUL_HOLD_S
     if size < consumed or (head is not None and consumed and _head(path, consumed) != head):
         result.problems.append(f"{rel}: shrank or was replaced after {consumed} bytes were counted; not counted again")
         logger.warning("log file %s shrank or was replaced after %d bytes were counted; skipped", rel, consumed)
@@ -333,8 +353,11 @@ def _ingest_file(
     conflicts = 0
     reader = BatchReader()
     while consumed < size:
-        data = reader.read(path, consumed, min(batch_bytes, size - consumed))
+        data = reader.read(path, consumed, min(batch_bytes, size - consumed), hold_nul=hold)
         if not data:
+            if reader.held:
+                result.held += 1
+                return  # zeros right at the offset: the next run sees them filled in, or old enough to pass
             if size - consumed >= batch_bytes:
                 result.problems.append(f"{rel}: a line longer than {batch_bytes} bytes at {consumed}")
             return  # only a torn / unfinished last line left: next run
