@@ -426,6 +426,8 @@ def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, m
     good = b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"id": "x", "ts": null}\n'
     odd = [dict(r, features=dict(r["features"])) for r in records[:500]]
     odd[3]["features"]["Glucose"] = "148"  # a number as text: counted as the number, by the general parser
+    odd[4]["status"] = "500"  # a status as text: that one record's status, by either parser
+    odd[5]["status"] = "teapot"  # not a number: missing (0), and only for that record
     odd_data = b"".join(orjson.dumps(r) + b"\n" for r in odd)
     broken = [dict(r, features=dict(r["features"])) for r in records[:300]]
     broken[4]["features"]["Age"] = "old"  # text in a numeric feature: the typed parse refuses, the general one copes
@@ -459,6 +461,8 @@ def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, m
             assert agg.counts_json() == right[key].counts_json() and agg.n == right[key].n
             assert agg.sample.ids.tolist() == right[key].sample.ids.tolist()
     assert fast[1:] == (2000, 2001, 1)
+    fives = sum(int(a.status.get("500", 0)) for a in general_odd[0] if a.primary)
+    assert fives == sum(r["status"] in (500, "500") for r in odd)  # the text status counted as its number
 
 
 def test_categorical_values_key_alike_in_the_typed_and_the_general_parse() -> None:

@@ -10,6 +10,7 @@ one `f.<name>` column per feature.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -101,6 +102,7 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
             col.append(value if value is None or isinstance(value, (str, int, float)) else None)
 
     arrays: dict[str, Any] = {"ts": pa.array([parse_ts(str(v)) for v in columns.pop("ts")], pa.timestamp("us", tz="UTC"))}
+    columns["status"] = [_status(v) for v in columns["status"]]  # one odd status costs only itself, not the batch's
     for name, values in [*columns.items(), *((FEATURE_PREFIX + k, v) for k, v in feats.items())]:
         numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
         if name in ("id", "ts", "model", "model_version", "variant", "unit_id", "error", "assignment", "experiment", "features_error") or not numbers:
@@ -108,6 +110,17 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
         else:
             arrays[name] = pa.array([None if v is None else float(v) for v in values], pa.float64())
     return pa.table(arrays)
+
+
+def _status(value: Any) -> int | None:
+    """A status as logged: a number or a numeric text (as the typed parse reads it); else missing."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) else None
 
 
 def _text_keys(values: Sequence[Any]) -> list[str | None]:
