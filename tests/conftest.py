@@ -8,6 +8,7 @@ gets its own copy, so tests stay independent without paying that cost every time
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -247,6 +248,49 @@ class Gunicorn:
             self.proc.kill()
             self.proc.wait()
         return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+
+@pytest.fixture(scope="module")  # per module that uses it
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One `mlflow server` for the module: SQLite backend, artifacts served from its own folder."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--serve-artifacts"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=120)
+        yield {"uri": f"http://127.0.0.1:{port}", "artifacts": root / "artifacts", "log": root / "server.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()  # reaped: an unreaped Popen is an unraisable ResourceWarning (an error under -W error)
+        log.close()
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's request lines
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +13,9 @@ from flask_mlops.errors import ArtifactStoreUnavailable
 from flask_mlops.services.registry import artifact_location, check_artifact_store, mlflow_session
 from flask_mlops.services.state import get_state
 
-from .conftest import AUTH, FEATURE_NAMES, SAMPLE_ROW, base_config, build_app, diabetes_frame, free_port, quick_model, wait_http
+from .conftest import AUTH, FEATURE_NAMES, SAMPLE_ROW, base_config, build_app, diabetes_frame, quick_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One `mlflow server` for the module: SQLite backend, artifacts served from its own folder."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-         "--serve-artifacts"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=120)
-        yield {"uri": f"http://127.0.0.1:{port}", "artifacts": root / "artifacts", "log": root / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()  # reaped: an unreaped Popen is an unraisable ResourceWarning (an error under -W error)
-        log.close()
 
 
 def _host(folder: Path, server: dict[str, Any], db: Path, **extra: Any) -> Any:

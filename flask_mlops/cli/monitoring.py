@@ -146,11 +146,15 @@ def report_command(model: str | None, version: str | None, since: datetime | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
 @mlops_errors
 def aggregate_command(engine: str | None, as_json: bool) -> None:
-    """Count the log lines not counted yet into the hourly aggregates (what the aggregate_log job does)."""
+    """Count the log lines not counted yet into the hourly aggregates (what the aggregate_log job does:
+    with MLOPS_LOG_STORE, the other hosts' records are pulled first)."""
     out = engines.aggregate(get_state(), engine=engine)
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
+    if "pulled" in out:
+        pulled = out["pulled"]
+        click.echo(f"log store: {pulled['grown']} of {pulled['files']} other hosts' file(s) grown here ({pulled['bytes']} bytes)")
     if "sql" in out:
         sql = out["sql"]
         click.echo(f"{out['engine']}: {len(sql['days'])} closed day(s) imported ({sql['records']} records, {sql['aggregates']} hourly "

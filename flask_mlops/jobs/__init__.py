@@ -56,9 +56,7 @@ def rollout_evaluation(state: MLOpsState) -> Any:
 def aggregate_log(state: MLOpsState) -> Any:
     """Count the prediction-log lines not counted yet into the hourly aggregates (each exactly once); closed days
     nobody counted go through the SQL engine when MLOPS_AGGREGATE_ENGINE is duckdb or spark."""
-    pulled = pull_log(state)  # with MLOPS_LOG_STORE: the other hosts' records shipped until now
-    result = aggregate(state)
-    return result if pulled is None else {**result, "pulled": pulled.to_dict()}
+    return aggregate(state)  # with MLOPS_LOG_STORE it pulls the other hosts' records first
 
 
 @register_job("log_retention", schedule_key="MLOPS_RETENTION_CRON")

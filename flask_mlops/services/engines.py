@@ -31,6 +31,7 @@ from ..store import parquet
 from ..store.predictions import SUBDIR
 from ..store.sql_aggregates import build_sql, to_aggregates
 from .aggregation import Binnings, _head, ingest
+from .logsync import pull as pull_log
 from .scheduler import check_fence
 
 if TYPE_CHECKING:
@@ -195,10 +196,14 @@ def import_closed_days(state: MLOpsState, engine: str, *, today: date | None = N
 
 
 def aggregate(state: MLOpsState, *, engine: str | None = None) -> dict[str, Any]:
-    """The aggregate_log job: closed days nobody counted through the SQL engine (when one is
-    configured), then the built-in ingestion of everything else."""
+    """The aggregate_log job (and `flask mlops aggregate`): with MLOPS_LOG_STORE, the other hosts'
+    records shipped until now are pulled first; then closed days nobody counted go through the SQL
+    engine (when one is configured), and the built-in ingestion counts everything else."""
     engine = engine or state.config.aggregate_engine
     out: dict[str, Any] = {"engine": engine}
+    pulled = pull_log(state)
+    if pulled is not None:
+        out["pulled"] = pulled.to_dict()
     if engine != "builtin":
         if engine not in SQL_ENGINES:
             raise ConfigError(f"unknown aggregate engine {engine!r}; choose builtin, {', '.join(SQL_ENGINES)}")
