@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flask_mlops import get_state
 from flask_mlops.monitoring.aggregates import Binning, HourAggregate, merge_all
@@ -223,3 +226,61 @@ def test_the_job_imports_closed_days_once_and_leaves_the_rest_to_the_builtin_pat
     assert "7 records from 1 file(s)" in result.output
     assert sum(a.n for a in stored(app).values()) == 557
     assert parquet.read_manifest(state.log_dir, today - timedelta(days=1))["rows"] == 207  # type: ignore[index]  # recompacted
+
+
+# -- the typed parse (DuckDB) and the general one (pyarrow, line by line) agree on any log ------------
+_FLOAT = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False).map(lambda v: round(v, 4))
+_NUMERIC = st.one_of(
+    st.none(), _FLOAT, st.integers(-50, 50), st.booleans(), st.sampled_from(["1.5", "-2", "1e3", "abc", "", "nan"]),
+    st.just({"nested": 1}), st.just([1, 2]),
+)
+_CATEGORY = st.one_of(
+    st.none(), st.sampled_from(["u", "v", "w", "1", "2.5", ""]), st.integers(0, 5), st.sampled_from([1.0, 2.5, 3.0]), st.booleans(),
+    st.just({"nested": 1}),
+)
+_ABSENT = object()
+_TS = st.builds(
+    lambda seconds, form: (lambda t: {"z": format_ts(t), "offset": (t + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%f+02:00"),
+                                      "naive": t.strftime("%Y-%m-%dT%H:%M:%S"), "space": t.strftime("%Y-%m-%d %H:%M:%S.%f")}[form])(
+        datetime.combine(DAY, datetime.min.time(), tzinfo=timezone.utc) + timedelta(seconds=seconds)),
+    st.floats(0, 3 * 3600, allow_nan=False), st.sampled_from(["z", "offset", "naive", "space"]),
+)
+_RECORD = st.fixed_dictionaries({
+    "id": st.integers(0, 2**64 - 1).map(lambda v: f"{v:032x}"),
+    "ts": st.one_of(_TS, st.sampled_from(["yesterday", 12345, None])),
+    "model": st.sampled_from(["m", "other"]),
+    "model_version": st.sampled_from(["1", "2", None]),
+    "variant": st.sampled_from([None, "b"]),
+    "features": st.fixed_dictionaries({}, optional={"x": _NUMERIC, "s": _NUMERIC, "k": _CATEGORY, "c": _CATEGORY}),
+    "prediction": st.sampled_from([0, 1, None]),
+    "probability": st.one_of(st.none(), _FLOAT.map(abs)),
+    "latency_ms": st.one_of(st.none(), _FLOAT.map(abs), st.just("3.5")),
+    "status": st.sampled_from([200, 200, 500, 422, None, _ABSENT]),
+})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_RECORD, min_size=1, max_size=60))
+def test_the_typed_and_the_general_parse_give_the_same_aggregates_on_any_log(records: list[dict[str, Any]]) -> None:
+    """Whatever a host logs (numbers as text, text in a numeric feature, numbers and bools as
+    categories, nested values, nulls, missing keys, timestamps with offsets or none, bad
+    timestamps), DuckDB's typed parse and the general parser count the same aggregates."""
+    from unittest import mock
+
+    data = b"".join(orjson.dumps({k: v for k, v in r.items() if v is not _ABSENT}) + b"\n" for r in records)
+    binnings = Fixed(reference())
+    typed_runs: list[bool] = []
+    real = aggregation.parse_typed
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        typed_runs.append(out is not None)
+        return out
+
+    with mock.patch.object(aggregation, "parse_typed", spy):
+        fast = aggregation.aggregates_of(data, binnings)
+    with mock.patch.object(aggregation, "parse_typed", lambda *args, **kwargs: None):
+        general = aggregation.aggregates_of(data, Fixed(reference()))
+    assert typed_runs and typed_runs[-1]  # valid JSON lines: the typed parse answered
+    assert fast[1:] == general[1:]
+    assert_same(merge_all(fast[0]), merge_all(general[0]))

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
-from ..monitoring.profile import _category_keys
+from ..monitoring.profile import _category_keys, to_float_array
 from .predictions import parse_ts
 
 if TYPE_CHECKING:
@@ -156,6 +157,8 @@ def _flatten(table: pa.Table) -> pa.Table:
             out[name] = pc.dictionary_encode(pc.cast(col, pa.string()) if not pa.types.is_string(kind) else col)
         elif name == "status":
             out[name] = pc.cast(col, pa.int32(), safe=False) if pa.types.is_integer(kind) or pa.types.is_floating(kind) else pa.nulls(len(col), pa.int32())
+        elif name in ("probability", "latency_ms") and pa.types.is_string(kind):  # numbers given as text: the features' rule
+            out[name] = pa.array(to_float_array(np.asarray(col.to_pylist(), dtype=object)), pa.float64())
         elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
             out[name] = pc.cast(col, pa.float64())
         elif name in ("id", "unit_id", "error"):
@@ -219,7 +222,6 @@ def parse_typed(
     the bytes with `parse_bytes`, which copes line by line. The lines go to DuckDB in
     `4 * threads` Arrow batches, so it can parse on `threads` cores."""
     import duckdb
-    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
