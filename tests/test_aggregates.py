@@ -35,6 +35,7 @@ from flask_mlops.store import aggregates as store
 from flask_mlops.store import leases
 from flask_mlops.store.predictions import format_ts
 from tests.conftest import DATA, FEATURE_NAMES, base_config, build_app
+from tests.test_engines import both_parses
 
 T0 = int(datetime(2026, 11, 30, tzinfo=timezone.utc).timestamp()) * 1_000_000
 
@@ -417,7 +418,7 @@ def test_after_a_promotion_older_versions_are_rebinned_on_the_new_reference(inst
     assert ops["n_requests"] == 2300  # re-binned records are not counted twice
 
 
-def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, monkeypatch: Any) -> None:
+def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask) -> None:
     records = _records(2000, START, 61)
     records[5]["features"]["Age"] = None
     records[6]["features"].pop("BMI")
@@ -430,28 +431,19 @@ def test_the_typed_fast_parse_gives_the_general_parsers_aggregates(app: Flask, m
     odd[5]["status"] = "teapot"  # not a number: missing (0), and only for that record
     odd_data = b"".join(orjson.dumps(r) + b"\n" for r in odd)
     broken = [dict(r, features=dict(r["features"])) for r in records[:300]]
-    broken[4]["features"]["Age"] = "old"  # text in a numeric feature: the typed parse refuses, the general one copes
-    broken_data = b"".join(orjson.dumps(r) + b"\n" for r in broken) + b"not json\n"
-    typed_runs: list[bool] = []
-    real = aggregation.parse_typed
+    broken[4]["features"]["Age"] = "old"  # text in a numeric feature: missing, by either parser
+    broken_data = b"".join(orjson.dumps(r) + b"\n" for r in broken) + b"not json\n"  # the typed parse refuses, the general one copes
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        out = real(*args, **kwargs)
-        typed_runs.append(out is not None)
-        return out
+    def binnings() -> aggregation.Binnings:
+        known = aggregation.Binnings(get_state(app))
+        known.get(("diabetes", ""))  # known bins: the typed parse applies
+        return known
 
     with app.app_context():
-        binnings = aggregation.Binnings(get_state(app))
-        binnings.get(("diabetes", ""))  # known bins: the typed parse applies
-        monkeypatch.setattr(aggregation, "parse_typed", spy)
-        fast = aggregation.aggregates_of(good, binnings)
-        fast_odd = aggregation.aggregates_of(odd_data, binnings)
-        fast_broken = aggregation.aggregates_of(broken_data, binnings)
-        monkeypatch.setattr(aggregation, "parse_typed", lambda *args, **kwargs: None)
-        general = aggregation.aggregates_of(good, binnings)
-        general_odd = aggregation.aggregates_of(odd_data, binnings)
-        general_broken = aggregation.aggregates_of(broken_data, binnings)
-    assert typed_runs == [True, True, False]
+        (fast, general, typed), (fast_odd, general_odd, typed_odd), (fast_broken, general_broken, typed_broken) = (
+            both_parses(data, binnings) for data in (good, odd_data, broken_data)
+        )
+    assert (typed, typed_odd, typed_broken) == (True, True, False)
     assert fast_broken[1:] == (300, 301, 1)
     for a, b in ((fast, general), (fast_odd, general_odd), (fast_broken, general_broken)):
         assert a[1:] == b[1:]

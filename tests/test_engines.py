@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -265,22 +265,28 @@ def test_the_typed_and_the_general_parse_give_the_same_aggregates_on_any_log(rec
     """Whatever a host logs (numbers as text, text in a numeric feature, numbers and bools as
     categories, nested values, nulls, missing keys, timestamps with offsets or none, bad
     timestamps), DuckDB's typed parse and the general parser count the same aggregates."""
+    data = b"".join(orjson.dumps({k: v for k, v in r.items() if v is not _ABSENT}) + b"\n" for r in records)
+    fast, general, typed = both_parses(data, lambda: Fixed(reference()))
+    assert typed  # valid JSON lines: the typed parse answered
+    assert fast[1:] == general[1:]
+    assert_same(merge_all(fast[0]), merge_all(general[0]))
+
+
+def both_parses(data: bytes, binnings: Callable[[], aggregation.Binnings]) -> tuple[Any, Any, bool]:
+    """`aggregates_of(data)` through the typed parse, then with the general parser only (each on
+    fresh `binnings()`), and whether the typed parse answered (its last attempt)."""
     from unittest import mock
 
-    data = b"".join(orjson.dumps({k: v for k, v in r.items() if v is not _ABSENT}) + b"\n" for r in records)
-    binnings = Fixed(reference())
-    typed_runs: list[bool] = []
+    runs: list[bool] = []
     real = aggregation.parse_typed
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         out = real(*args, **kwargs)
-        typed_runs.append(out is not None)
+        runs.append(out is not None)
         return out
 
     with mock.patch.object(aggregation, "parse_typed", spy):
-        fast = aggregation.aggregates_of(data, binnings)
+        fast = aggregation.aggregates_of(data, binnings())
     with mock.patch.object(aggregation, "parse_typed", lambda *args, **kwargs: None):
-        general = aggregation.aggregates_of(data, Fixed(reference()))
-    assert typed_runs and typed_runs[-1]  # valid JSON lines: the typed parse answered
-    assert fast[1:] == general[1:]
-    assert_same(merge_all(fast[0]), merge_all(general[0]))
+        general = aggregation.aggregates_of(data, binnings())
+    return fast, general, bool(runs) and runs[-1]
