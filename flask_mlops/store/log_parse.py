@@ -1,10 +1,12 @@
 """Parse JSONL prediction-log bytes into one flat Arrow table, skipping torn and invalid lines.
 
-The fast path parses a whole file with `pyarrow.json` (in parallel blocks); a file it
-rejects is re-read line by line with orjson, keeping only the lines that are JSON objects
-with an `id` and a valid `ts`; a last line without newline is torn (or being written).
-The table has `ts` as timestamp[us, UTC], strings dictionary-encoded, numbers float64 and
-one `f.<name>` column per feature.
+`parse_bytes` (every field, types inferred: the columnar cache, compaction) parses a whole file
+with `pyarrow.json` (in parallel blocks); a file it rejects is re-read line by line with orjson,
+keeping only the lines that are JSON objects with an `id` and a valid `ts`; a last line without
+newline is torn (or being written). `parse_typed` (the fields whose types the aggregates' bins fix:
+the aggregate job) parses in DuckDB, by the same rules, about 2.5x faster. The table has `ts` as
+timestamp[us, UTC], strings dictionary-encoded, numbers float64 and one `f.<name>` column per
+feature.
 """
 
 from __future__ import annotations
