@@ -13,10 +13,8 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,18 +24,15 @@ from typing import Any
 
 from flask_mlops.monitoring.aggregates import HourAggregate
 
+from .conftest import free_port
+from .ops_helpers import wait_for
+
 
 @dataclass
 class Cluster:
     master: str
     master_log: Path
     worker_log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _spark_home() -> Path:
@@ -47,14 +42,14 @@ def _spark_home() -> Path:
 
 
 def _wait_for(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and re.search(pattern, path.read_text(errors="replace")):
-            return
+    """Until the JVM's log says `pattern`; its exit fails at once, with the log's tail."""
+
+    def said() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{path.name}: the JVM exited ({proc.returncode}):\n{path.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
-    raise TimeoutError(f"{path.name}: no {pattern!r} within {timeout:.0f} s:\n{path.read_text(errors='replace')[-3000:]}")
+        return path.exists() and re.search(pattern, path.read_text(errors="replace")) is not None
+
+    wait_for(said, timeout, f"{path.name} to say {pattern!r}", step=0.5)
 
 
 def env() -> dict[str, str]:
@@ -69,7 +64,7 @@ def env() -> dict[str, str]:
 def standalone(work: Path, *, timeout: float = 120.0) -> Iterator[Cluster]:
     """A master and a worker (1 core, 1 GiB) on 127.0.0.1, stopped on exit."""
     spark_class = str(_spark_home() / "bin" / "spark-class")
-    port = _free_port()
+    port = free_port()
     master = f"spark://127.0.0.1:{port}"
     master_log, worker_log = work / "master.log", work / "worker.log"
     procs: list[subprocess.Popen[bytes]] = []
@@ -77,13 +72,13 @@ def standalone(work: Path, *, timeout: float = 120.0) -> Iterator[Cluster]:
         with open(master_log, "wb") as out:
             procs.append(subprocess.Popen(
                 [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                 "--webui-port", str(_free_port())], stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=work,
+                 "--webui-port", str(free_port())], stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=work,
             ))
         _wait_for(master_log, r"New state: ALIVE", procs[0], timeout)
         with open(worker_log, "wb") as out:
             procs.append(subprocess.Popen(
                 [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
-                 "--memory", "1g", "--webui-port", str(_free_port()), "--work-dir", str(work / "worker")],
+                 "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(work / "worker")],
                 stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=work,
             ))
         _wait_for(master_log, r"Registering worker", procs[0], timeout)

@@ -78,7 +78,8 @@ def reference() -> dict[tuple[str, str], Binning | None]:
     first = Binning.of_profile(profile)
     profile2 = build_profile({**columns, "x": rng.normal(1, 1, 2000)}, predictions=rng.random(2000))
     second = Binning.of_profile(profile2)
-    return {("m", "1"): first, ("m", "2"): second, ("m", ""): first}
+    labels = build_profile(columns, predictions=np.array(["setosa", "versicolor", "virginica", "1"] * 500, dtype=object))
+    return {("m", "1"): first, ("m", "2"): second, ("m", ""): first, ("labels", ""): Binning.of_profile(labels)}  # labels: class names
 
 
 class Fixed(aggregation.Binnings):
@@ -245,29 +246,47 @@ _TS = st.builds(
         datetime.combine(DAY, datetime.min.time(), tzinfo=timezone.utc) + timedelta(seconds=seconds)),
     st.floats(0, 3 * 3600, allow_nan=False), st.sampled_from(["z", "offset", "naive", "space"]),
 )
-_RECORD = st.fixed_dictionaries({
-    "id": st.integers(0, 2**64 - 1).map(lambda v: f"{v:032x}"),
-    "ts": st.one_of(_TS, st.sampled_from(["yesterday", 12345, None])),
-    "model": st.sampled_from(["m", "other"]),
-    "model_version": st.sampled_from(["1", "2", None]),
-    "variant": st.sampled_from([None, "b"]),
-    "features": st.fixed_dictionaries({}, optional={"x": _NUMERIC, "s": _NUMERIC, "k": _CATEGORY, "c": _CATEGORY}),
-    "prediction": st.sampled_from([0, 1, None]),
-    "probability": st.one_of(st.none(), _FLOAT.map(abs)),
-    "latency_ms": st.one_of(st.none(), _FLOAT.map(abs), st.just("3.5")),
-    "status": st.sampled_from([200, 200, 500, 422, None, _ABSENT]),
-})
+def _records(task: str) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """One log of `task`'s model: "scores" (numeric predictions; "other" has no bins) or
+    "labels" (a classifier's class names: the prediction is categorical)."""
+    return st.lists(st.fixed_dictionaries({
+        "id": st.integers(0, 2**64 - 1).map(lambda v: f"{v:032x}"),
+        "ts": st.one_of(_TS, st.sampled_from(["yesterday", 12345, None])),
+        "model": st.sampled_from(["m", "other"]) if task == "scores" else st.just("labels"),
+        "model_version": st.sampled_from(["1", "2", None]) if task == "scores" else st.none(),
+        "variant": st.sampled_from([None, "b"]),
+        "features": st.fixed_dictionaries({}, optional={"x": _NUMERIC, "s": _NUMERIC, "k": _CATEGORY, "c": _CATEGORY}),
+        "prediction": st.sampled_from([0, 1, None]) if task == "scores" else _CATEGORY,
+        "probability": st.one_of(st.none(), _FLOAT.map(abs)),
+        "latency_ms": st.one_of(st.none(), _FLOAT.map(abs), st.just("3.5")),
+        "status": st.sampled_from([200, 200, 500, 422, None, _ABSENT]),
+    }), min_size=1, max_size=60)
+
+
+def _lines(records: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps({k: v for k, v in r.items() if v is not _ABSENT}) + b"\n" for r in records)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(_RECORD, min_size=1, max_size=60))
+@given(st.sampled_from(["scores", "labels"]).flatmap(_records))
 def test_the_typed_and_the_general_parse_give_the_same_aggregates_on_any_log(records: list[dict[str, Any]]) -> None:
     """Whatever a host logs (numbers as text, text in a numeric feature, numbers and bools as
     categories, nested values, nulls, missing keys, timestamps with offsets or none, bad
-    timestamps), DuckDB's typed parse and the general parser count the same aggregates."""
-    data = b"".join(orjson.dumps({k: v for k, v in r.items() if v is not _ABSENT}) + b"\n" for r in records)
-    fast, general, typed = both_parses(data, lambda: Fixed(reference()))
+    timestamps; a scoring model's or a classifier's class names), DuckDB's typed parse and the
+    general parser count the same aggregates."""
+    fast, general, typed = both_parses(_lines(records), lambda: Fixed(reference()))
     assert typed  # valid JSON lines: the typed parse answered
+    assert fast[1:] == general[1:]
+    assert_same(merge_all(fast[0]), merge_all(general[0]))
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(_records("scores"), _records("labels"))
+def test_a_log_of_a_scoring_model_and_a_classifier_counts_the_same_either_way(scores: list[dict[str, Any]], labels: list[dict[str, Any]]) -> None:
+    """Two models whose predictions differ in type (numbers, class names) in one log: counted alike
+    whichever parser reads it (the typed parse cannot give the prediction both types; the general
+    parser takes the batch)."""
+    fast, general, _ = both_parses(_lines([*scores, *labels]), lambda: Fixed(reference()))
     assert fast[1:] == general[1:]
     assert_same(merge_all(fast[0]), merge_all(general[0]))
 

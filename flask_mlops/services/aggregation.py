@@ -291,17 +291,14 @@ def ingest(state: MLOpsState, *, batch_bytes: int = BATCH_BYTES) -> IngestResult
     """Count every log line not counted yet into the hourly aggregates, each exactly once."""
     result = IngestResult()
     binnings = Binnings(state)
-    for model in model_names(state):  # what most records were served by: their types known from the first batch
-        version = alias_version(state, model)
-        binnings.get((model, "" if version is None else str(version)))
+    production = {model: alias_version(state, model) for model in model_names(state)}
+    targets = {model: binnings.get((model, "" if v is None else str(v))) for model, v in production.items()}  # types known from the first batch
     known = store.offsets(state.engine)
     for path in log_files(state.log_dir):
         rel = path.relative_to(state.log_dir).as_posix()
         row = known.get(rel)
         _ingest_file(state, path, rel, row.consumed if row else 0, row.head if row else None, binnings, result, batch_bytes)
-    for model in model_names(state):
-        version = alias_version(state, model)
-        target = binnings.get((model, "" if version is None else str(version)))
+    for model, target in targets.items():
         if target is not None:
             rebin(state, model, target, result=result, batch_bytes=batch_bytes)
     return result

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from ..monitoring.profile import _category_keys, to_float_array
+from ..monitoring.profile import _category_keys
 from .predictions import parse_ts
 
 if TYPE_CHECKING:
@@ -96,7 +96,9 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
     for i, rec in enumerate(records):
         for name in columns:
             value = rec.get(name)
-            columns[name].append(value if value is None or isinstance(value, (str, int, float)) else str(value))
+            if value is not None and not isinstance(value, (str, int, float)):
+                value = str(value) if name == "id" else None  # nested values cannot be judged: missing, as in features
+            columns[name].append(value)
         row = rec.get("features")
         row = row if isinstance(row, dict) else {}
         for name in set(feats) | set(row):
@@ -105,7 +107,11 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
             col.append(value if value is None or isinstance(value, (str, int, float)) else None)
 
     arrays: dict[str, Any] = {"ts": pa.array([parse_ts(str(v)) for v in columns.pop("ts")], pa.timestamp("us", tz="UTC"))}
-    columns["status"] = [_status(v) for v in columns["status"]]  # one odd status costs only itself, not the batch's
+    # numbers given as text count as their number (as in the typed parse); anything else is missing
+    # for that record only, not a text column that loses the whole batch's values
+    for name in ("probability", "latency_ms"):
+        columns[name] = [_number(v) for v in columns[name]]
+    columns["status"] = [None if isinstance(v, bool) else _number(v) for v in columns["status"]]
     for name, values in [*columns.items(), *((FEATURE_PREFIX + k, v) for k, v in feats.items())]:
         numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
         if name in ("id", "ts", "model", "model_version", "variant", "unit_id", "error", "assignment", "experiment", "features_error") or not numbers:
@@ -115,15 +121,13 @@ def _records_table(lines: Sequence[bytes]) -> pa.Table:
     return pa.table(arrays)
 
 
-def _status(value: Any) -> int | None:
-    """A status as logged: a number or a numeric text (as the typed parse reads it); else missing."""
-    if value is None or isinstance(value, bool):
-        return None
+def _number(value: Any) -> float | None:
+    """A logged number, bool or numeric text as a float (what the typed parse reads); else None."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return int(number) if math.isfinite(number) else None
+    return number if math.isfinite(number) else None
 
 
 def _text_keys(values: Sequence[Any]) -> list[str | None]:
@@ -159,8 +163,6 @@ def _flatten(table: pa.Table) -> pa.Table:
             out[name] = pc.dictionary_encode(pc.cast(col, pa.string()) if not pa.types.is_string(kind) else col)
         elif name == "status":
             out[name] = pc.cast(col, pa.int32(), safe=False) if pa.types.is_integer(kind) or pa.types.is_floating(kind) else pa.nulls(len(col), pa.int32())
-        elif name in ("probability", "latency_ms") and pa.types.is_string(kind):  # numbers given as text: the features' rule
-            out[name] = pa.array(to_float_array(np.asarray(col.to_pylist(), dtype=object)), pa.float64())
         elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
             out[name] = pc.cast(col, pa.float64())
         elif name in ("id", "unit_id", "error"):
